@@ -1,0 +1,4 @@
+//! The `secmesh` command-line tool.
+#![forbid(unsafe_code)]
+
+fn main() {}
