@@ -11,10 +11,12 @@
 
 pub mod class;
 pub mod clock;
+pub mod identity;
 pub mod svo;
 pub mod trace;
 
 pub use class::{ClassBounds, ExpiryClass};
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use identity::{SpiffeId, TrustDomain};
 pub use svo::{Object, Subject, Verb};
 pub use trace::{SpanId, TraceId, TraceParent, TxnId};
