@@ -9,12 +9,15 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod claims;
 pub mod class;
 pub mod clock;
 pub mod identity;
+pub mod json;
 pub mod svo;
 pub mod trace;
 
+pub use claims::{Actor, Audience, Claims, ClaimsError, Confirmation, Grant, Scope};
 pub use class::{ClassBounds, ExpiryClass};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use identity::{SpiffeId, TrustDomain};

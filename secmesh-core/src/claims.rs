@@ -1,0 +1,599 @@
+//! The claims of a secmesh transaction token (the JWT payload), typed.
+//!
+//! The wire format is the OAuth Transaction Tokens draft plus `cls`; see DESIGN.md. Required
+//! claims are plain fields (`iss`, `sub`, `aud`, `iat`, `exp`, `jti`, `cls`); the rest are
+//! `Option`s, and claims this crate does not know are kept in [`Claims::extra`] so that nothing
+//! a peer sent is silently lost.
+//!
+//! Decoding is strict: [`Claims::from_json`] first runs the [strict JSON check](crate::json)
+//! (no duplicate keys, bounded depth), then decodes; times are integer NumericDates, `aud` is a
+//! string or a non-empty array of strings, `scope` is a list of `verb:object` grants, and a
+//! `cnf` with a confirmation method other than `x5t#S256` is refused rather than ignored.
+//!
+//! # Example
+//! ```
+//! use secmesh_core::claims::{Claims, ClaimsError};
+//! use secmesh_core::ExpiryClass;
+//!
+//! let json = br#"{"iss":"https://gw.mesh.test","sub":"user:alice","aud":"mesh.test",
+//!   "iat":1700000000,"exp":1700000180,"jti":"j1","cls":"fast",
+//!   "scope":"read:orders/* create:orders","txn":"4bf92f3577b34da6a3ce929d0e0e4736"}"#;
+//! let claims = Claims::from_json(json)?;
+//! assert_eq!(claims.cls, ExpiryClass::Fast);
+//! assert_eq!(claims.lifetime(), 180);
+//! assert!(claims.aud.contains("mesh.test"));
+//! let grants: Vec<_> = claims.grants().map(|g| (g.verb, g.object)).collect();
+//! assert_eq!(grants, [("read", "orders/*"), ("create", "orders")]);
+//!
+//! let missing = Claims::from_json(br#"{"iss":"x"}"#).unwrap_err();
+//! assert!(matches!(missing, ClaimsError::Missing("sub")));
+//! # Ok::<(), ClaimsError>(())
+//! ```
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::de::{self, MapAccess, Visitor};
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::class::ExpiryClass;
+use crate::json::{self, JsonError};
+use crate::trace::TxnId;
+
+/// A JSON object, as kept for `tctx`, `rctx` and unknown claims.
+pub type JsonMap = serde_json::Map<String, serde_json::Value>;
+
+/// Why a claims set was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClaimsError {
+    /// The payload is not strict JSON.
+    #[error("claims are not strict JSON: {0}")]
+    Json(#[from] JsonError),
+    /// A required claim is absent.
+    #[error("missing claim `{0}`")]
+    Missing(&'static str),
+    /// A claim is present but malformed.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// The `aud` claim: one audience or several.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Audience {
+    /// A single string.
+    One(String),
+    /// A non-empty array of strings.
+    Many(Vec<String>),
+}
+
+impl Audience {
+    /// Whether `aud` names `expected`.
+    pub fn contains(&self, expected: &str) -> bool {
+        match self {
+            Audience::One(a) => a == expected,
+            Audience::Many(v) => v.iter().any(|a| a == expected),
+        }
+    }
+
+    /// The audiences, in order.
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        let (one, many) = match self {
+            Audience::One(a) => (Some(a.as_str()), &[][..]),
+            Audience::Many(v) => (None, v.as_slice()),
+        };
+        one.into_iter().chain(many.iter().map(String::as_str))
+    }
+}
+
+impl From<&str> for Audience {
+    fn from(s: &str) -> Self {
+        Audience::One(s.to_owned())
+    }
+}
+
+impl Serialize for Audience {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Audience::One(a) => s.serialize_str(a),
+            Audience::Many(v) => v.serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Audience {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            One(String),
+            Many(Vec<String>),
+        }
+        match Raw::deserialize(d) {
+            Ok(Raw::One(a)) => Ok(Audience::One(a)),
+            Ok(Raw::Many(v)) if !v.is_empty() => Ok(Audience::Many(v)),
+            Ok(Raw::Many(_)) => Err(de::Error::custom("`aud` is an empty array")),
+            Err(_) => Err(de::Error::custom(
+                "`aud` must be a string or an array of strings",
+            )),
+        }
+    }
+}
+
+/// One grant of a `scope`: `verb:object-pattern`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Grant<'a> {
+    /// The verb, or `*` for any verb.
+    pub verb: &'a str,
+    /// The object pattern (policy pattern syntax: `*` one segment, trailing `**`).
+    pub object: &'a str,
+}
+
+impl fmt::Display for Grant<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.verb, self.object)
+    }
+}
+
+/// A malformed `scope` string.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("invalid scope: {0}")]
+pub struct ScopeError(&'static str);
+
+/// The `scope` claim: space-separated grants, each `verb:object-pattern`.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Scope(String);
+
+impl Scope {
+    /// Parse a scope string: grants separated by single spaces, each with a non-empty verb
+    /// and object around the first `:`, no control characters.
+    pub fn new(s: impl Into<String>) -> Result<Scope, ScopeError> {
+        let s = s.into();
+        if s.is_empty() {
+            return Err(ScopeError("empty"));
+        }
+        for g in s.split(' ') {
+            let Some((verb, object)) = g.split_once(':') else {
+                return Err(ScopeError("a grant is not `verb:object`"));
+            };
+            if verb.is_empty() || object.is_empty() {
+                return Err(ScopeError("a grant has an empty verb or object"));
+            }
+            if g.bytes().any(|b| b.is_ascii_control()) {
+                return Err(ScopeError("control character"));
+            }
+        }
+        Ok(Scope(s))
+    }
+
+    /// Build a scope from grants given as `(verb, object)` pairs.
+    pub fn from_grants<'a>(
+        grants: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<Scope, ScopeError> {
+        let joined: Vec<String> = grants
+            .into_iter()
+            .map(|(v, o)| format!("{v}:{o}"))
+            .collect();
+        Scope::new(joined.join(" "))
+    }
+
+    /// The grants, in order.
+    pub fn grants(&self) -> impl Iterator<Item = Grant<'_>> {
+        self.0.split(' ').filter_map(|g| {
+            g.split_once(':')
+                .map(|(verb, object)| Grant { verb, object })
+        })
+    }
+
+    /// Whether every grant of `self` is also literally a grant of `wider` (renewal may narrow
+    /// a scope, never widen it).
+    pub fn is_subset_of(&self, wider: &Scope) -> bool {
+        self.grants().all(|g| wider.grants().any(|w| w == g))
+    }
+
+    /// The wire string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Scope({:?})", self.0)
+    }
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::str::FromStr for Scope {
+    type Err = ScopeError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Scope::new(s)
+    }
+}
+
+impl Serialize for Scope {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Scope {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Scope::new(String::deserialize(d)?).map_err(de::Error::custom)
+    }
+}
+
+/// The `act` claim (RFC 8693): the current actor, with earlier actors nested inside.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Actor {
+    /// The acting party, e.g. `spiffe://mesh.test/gateway`.
+    pub sub: String,
+    /// The actor before this one, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub act: Option<Box<Actor>>,
+}
+
+impl Actor {
+    /// An actor with no history.
+    pub fn new(sub: impl Into<String>) -> Actor {
+        Actor {
+            sub: sub.into(),
+            act: None,
+        }
+    }
+
+    /// The chain from the current actor back to the first.
+    pub fn chain(&self) -> impl Iterator<Item = &Actor> {
+        std::iter::successors(Some(self), |a| a.act.as_deref())
+    }
+}
+
+/// The `cnf` claim: the token is bound to a client certificate (RFC 8705).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Confirmation {
+    /// base64url SHA-256 thumbprint of the DER certificate (`x5t#S256`).
+    #[serde(rename = "x5t#S256")]
+    pub x5t_s256: String,
+}
+
+/// The claims of a secmesh token.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct Claims {
+    /// Issuer.
+    pub iss: String,
+    /// Subject: the principal, e.g. `user:alice`.
+    pub sub: String,
+    /// Audience: the trust domain or service.
+    pub aud: Audience,
+    /// Issued at (seconds since the epoch).
+    pub iat: u64,
+    /// Expiry (seconds since the epoch).
+    pub exp: u64,
+    /// Not before (seconds since the epoch).
+    pub nbf: Option<u64>,
+    /// Token id.
+    pub jti: String,
+    /// Transaction id.
+    pub txn: Option<TxnId>,
+    /// Expiry class.
+    pub cls: ExpiryClass,
+    /// Grants.
+    pub scope: Option<Scope>,
+    /// The workload that requested the token.
+    pub req_wl: Option<String>,
+    /// Actor chain.
+    pub act: Option<Actor>,
+    /// Certificate binding.
+    pub cnf: Option<Confirmation>,
+    /// Transaction context.
+    pub tctx: Option<JsonMap>,
+    /// Requester context.
+    pub rctx: Option<JsonMap>,
+    /// Every other claim, kept as sent.
+    pub extra: BTreeMap<String, serde_json::Value>,
+}
+
+impl Claims {
+    /// Claims with the required fields set and nothing else.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        iss: impl Into<String>,
+        sub: impl Into<String>,
+        aud: Audience,
+        iat: u64,
+        exp: u64,
+        jti: impl Into<String>,
+        cls: ExpiryClass,
+    ) -> Claims {
+        Claims {
+            iss: iss.into(),
+            sub: sub.into(),
+            aud,
+            iat,
+            exp,
+            nbf: None,
+            jti: jti.into(),
+            txn: None,
+            cls,
+            scope: None,
+            req_wl: None,
+            act: None,
+            cnf: None,
+            tctx: None,
+            rctx: None,
+            extra: BTreeMap::new(),
+        }
+    }
+
+    /// Decode claims from the bytes of a JWT payload, strictly (see the module docs).
+    pub fn from_json(bytes: &[u8]) -> Result<Claims, ClaimsError> {
+        json::check_object(bytes, json::DEFAULT_MAX_DEPTH)?;
+        let raw: RawClaims =
+            serde_json::from_slice(bytes).map_err(|e| ClaimsError::Invalid(strip_pos(e)))?;
+        raw.into_claims()
+    }
+
+    /// `exp - iat` in seconds (zero if `exp` is before `iat`).
+    pub fn lifetime(&self) -> u64 {
+        self.exp.saturating_sub(self.iat)
+    }
+
+    /// The grants of `scope` (none when there is no scope).
+    pub fn grants(&self) -> impl Iterator<Item = Grant<'_>> {
+        self.scope.iter().flat_map(Scope::grants)
+    }
+
+    /// The current actor: the outermost `act.sub`.
+    pub fn current_actor(&self) -> Option<&str> {
+        self.act.as_ref().map(|a| a.sub.as_str())
+    }
+}
+
+/// serde_json errors end in "at line 1 column N", which says nothing useful about a claim.
+fn strip_pos(e: serde_json::Error) -> String {
+    let s = e.to_string();
+    match s.rfind(" at line ") {
+        Some(i) => s[..i].to_owned(),
+        None => s,
+    }
+}
+
+#[derive(Default)]
+struct RawClaims {
+    iss: Option<String>,
+    sub: Option<String>,
+    aud: Option<Audience>,
+    iat: Option<u64>,
+    exp: Option<u64>,
+    nbf: Option<u64>,
+    jti: Option<String>,
+    txn: Option<TxnId>,
+    cls: Option<ExpiryClass>,
+    scope: Option<Scope>,
+    req_wl: Option<String>,
+    act: Option<Actor>,
+    cnf: Option<Confirmation>,
+    tctx: Option<JsonMap>,
+    rctx: Option<JsonMap>,
+    extra: BTreeMap<String, serde_json::Value>,
+}
+
+impl RawClaims {
+    fn into_claims(self) -> Result<Claims, ClaimsError> {
+        Ok(Claims {
+            iss: self.iss.ok_or(ClaimsError::Missing("iss"))?,
+            sub: self.sub.ok_or(ClaimsError::Missing("sub"))?,
+            aud: self.aud.ok_or(ClaimsError::Missing("aud"))?,
+            iat: self.iat.ok_or(ClaimsError::Missing("iat"))?,
+            exp: self.exp.ok_or(ClaimsError::Missing("exp"))?,
+            nbf: self.nbf,
+            jti: self.jti.ok_or(ClaimsError::Missing("jti"))?,
+            txn: self.txn,
+            cls: self.cls.ok_or(ClaimsError::Missing("cls"))?,
+            scope: self.scope,
+            req_wl: self.req_wl,
+            act: self.act,
+            cnf: self.cnf,
+            tctx: self.tctx,
+            rctx: self.rctx,
+            extra: self.extra,
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for RawClaims {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(RawVisitor)
+    }
+}
+
+struct RawVisitor;
+
+fn claim<'de, T: Deserialize<'de>, A: MapAccess<'de>>(
+    map: &mut A,
+    name: &str,
+) -> Result<Option<T>, A::Error> {
+    map.next_value::<T>()
+        .map(Some)
+        .map_err(|e| de::Error::custom(format_args!("invalid claim `{name}`: {e}")))
+}
+
+impl<'de> Visitor<'de> for RawVisitor {
+    type Value = RawClaims;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object of claims")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawClaims, A::Error> {
+        let mut r = RawClaims::default();
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            match &*key {
+                "iss" => r.iss = claim(&mut map, "iss")?,
+                "sub" => r.sub = claim(&mut map, "sub")?,
+                "aud" => r.aud = claim(&mut map, "aud")?,
+                "iat" => r.iat = claim(&mut map, "iat")?,
+                "exp" => r.exp = claim(&mut map, "exp")?,
+                "nbf" => r.nbf = claim(&mut map, "nbf")?,
+                "jti" => r.jti = claim(&mut map, "jti")?,
+                "txn" => r.txn = claim(&mut map, "txn")?,
+                "cls" => r.cls = claim(&mut map, "cls")?,
+                "scope" => r.scope = claim(&mut map, "scope")?,
+                "req_wl" => r.req_wl = claim(&mut map, "req_wl")?,
+                "act" => r.act = claim(&mut map, "act")?,
+                "cnf" => r.cnf = claim(&mut map, "cnf")?,
+                "tctx" => r.tctx = claim(&mut map, "tctx")?,
+                "rctx" => r.rctx = claim(&mut map, "rctx")?,
+                other => {
+                    let v: serde_json::Value = map.next_value()?;
+                    r.extra.insert(other.to_owned(), v);
+                }
+            }
+        }
+        Ok(r)
+    }
+}
+
+impl Serialize for Claims {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("iss", &self.iss)?;
+        m.serialize_entry("sub", &self.sub)?;
+        m.serialize_entry("aud", &self.aud)?;
+        m.serialize_entry("iat", &self.iat)?;
+        m.serialize_entry("exp", &self.exp)?;
+        if let Some(nbf) = self.nbf {
+            m.serialize_entry("nbf", &nbf)?;
+        }
+        m.serialize_entry("jti", &self.jti)?;
+        if let Some(txn) = &self.txn {
+            m.serialize_entry("txn", txn)?;
+        }
+        m.serialize_entry("cls", &self.cls)?;
+        if let Some(v) = &self.scope {
+            m.serialize_entry("scope", v)?;
+        }
+        if let Some(v) = &self.req_wl {
+            m.serialize_entry("req_wl", v)?;
+        }
+        if let Some(v) = &self.act {
+            m.serialize_entry("act", v)?;
+        }
+        if let Some(v) = &self.cnf {
+            m.serialize_entry("cnf", v)?;
+        }
+        if let Some(v) = &self.tctx {
+            m.serialize_entry("tctx", v)?;
+        }
+        if let Some(v) = &self.rctx {
+            m.serialize_entry("rctx", v)?;
+        }
+        for (k, v) in &self.extra {
+            m.serialize_entry(k, v)?;
+        }
+        m.end()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str =
+        r#""iss":"i","sub":"user:a","aud":"mesh.test","iat":10,"exp":190,"jti":"j","cls":"fast""#;
+
+    fn parse(extra: &str) -> Result<Claims, ClaimsError> {
+        Claims::from_json(format!("{{{BASE}{extra}}}").as_bytes())
+    }
+
+    #[test]
+    fn round_trips_every_claim() {
+        let c = parse(
+            r#","nbf":10,"txn":"4bf92f3577b34da6a3ce929d0e0e4736","scope":"read:a/*","req_wl":"spiffe://mesh.test/gw","act":{"sub":"svc:b","act":{"sub":"svc:a"}},"cnf":{"x5t#S256":"abc"},"tctx":{"k":1},"rctx":{"ip":"1.2.3.4"},"custom":[1,2]"#,
+        )
+        .unwrap();
+        assert_eq!(c.current_actor(), Some("svc:b"));
+        assert_eq!(c.act.as_ref().unwrap().chain().count(), 2);
+        assert_eq!(c.extra["custom"], serde_json::json!([1, 2]));
+        let again = Claims::from_json(&serde_json::to_vec(&c).unwrap()).unwrap();
+        assert_eq!(again, c);
+    }
+
+    #[test]
+    fn names_the_missing_claim() {
+        for name in ["iss", "sub", "aud", "iat", "exp", "jti", "cls"] {
+            let v: serde_json::Value = serde_json::from_str(&format!("{{{BASE}}}")).unwrap();
+            let mut m = v.as_object().unwrap().clone();
+            m.remove(name);
+            let err = Claims::from_json(&serde_json::to_vec(&m).unwrap()).unwrap_err();
+            assert!(
+                matches!(err, ClaimsError::Missing(n) if n == name),
+                "{name}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn rejects_malformed_claims() {
+        for (extra, what) in [
+            (r#","exp":1.5"#, "duplicate"),
+            (r#","nbf":-1"#, "nbf"),
+            (r#","nbf":1.5"#, "nbf"),
+            (r#","txn":"XYZ""#, "txn"),
+            (r#","scope":"read""#, "scope"),
+            (r#","scope":"read:a  write:b""#, "scope"),
+            (r#","cnf":{"jkt":"x"}"#, "cnf"),
+            (r#","act":{"iss":"x"}"#, "act"),
+        ] {
+            let err = parse(extra).unwrap_err();
+            assert!(err.to_string().contains(what), "{extra}: {err}");
+        }
+        assert!(
+            Claims::from_json(
+                br#"{"iss":"i","sub":"s","aud":[],"iat":1,"exp":2,"jti":"j","cls":"fast"}"#
+            )
+            .is_err()
+        );
+        assert!(
+            Claims::from_json(
+                br#"{"iss":"i","sub":"s","aud":"a","iat":1,"exp":2,"jti":"j","cls":"quick"}"#
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn audiences_one_or_many() {
+        let c = Claims::from_json(
+            br#"{"iss":"i","sub":"s","aud":["a","b"],"iat":1,"exp":2,"jti":"j","cls":"slow"}"#,
+        )
+        .unwrap();
+        assert!(c.aud.contains("b") && !c.aud.contains("c"));
+        assert_eq!(c.aud.iter().collect::<Vec<_>>(), ["a", "b"]);
+    }
+
+    #[test]
+    fn scope_subset() {
+        let wide = Scope::new("read:a/* write:a/1").unwrap();
+        assert!(Scope::new("read:a/*").unwrap().is_subset_of(&wide));
+        assert!(
+            !Scope::new("read:a/* delete:a/1")
+                .unwrap()
+                .is_subset_of(&wide)
+        );
+        assert_eq!(
+            Scope::from_grants([("read", "x"), ("*", "y/**")])
+                .unwrap()
+                .as_str(),
+            "read:x *:y/**"
+        );
+    }
+}

@@ -1,0 +1,438 @@
+//! A strict JSON checker for untrusted token parts.
+//!
+//! `serde_json` accepts duplicate object keys (the last one wins) and nests up to 128 levels.
+//! For a security token both are wrong: a duplicate `sub` or `alg` means two readers can see two
+//! different tokens. [`check_object`] walks the bytes once, without allocating for keys that
+//! have no escapes, and accepts only RFC 8259 JSON whose top level is an object, with no
+//! duplicate keys (compared after unescaping), no lone surrogates, and a bounded depth. Typed
+//! decoding with `serde_json` comes after it.
+//!
+//! # Example
+//! ```
+//! use secmesh_core::json::{check_object, JsonError, DEFAULT_MAX_DEPTH};
+//!
+//! assert!(check_object(br#"{"alg":"EdDSA","kid":"k1"}"#, DEFAULT_MAX_DEPTH).is_ok());
+//! assert!(matches!(
+//!     check_object(br#"{"alg":"EdDSA","alg":"none"}"#, DEFAULT_MAX_DEPTH),
+//!     Err(JsonError::DuplicateKey { .. })
+//! ));
+//! assert!(check_object(b"[1]", DEFAULT_MAX_DEPTH).is_err());
+//! ```
+
+use std::borrow::Cow;
+use std::collections::HashSet;
+
+/// The default nesting limit: objects and arrays inside each other, the top object counted.
+pub const DEFAULT_MAX_DEPTH: usize = 16;
+
+/// Why bytes were not accepted as strict JSON.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum JsonError {
+    /// The bytes are not well-formed JSON; `offset` is where the checker stopped.
+    #[error("invalid JSON at byte {offset}")]
+    Syntax {
+        /// Byte offset of the first unexpected byte.
+        offset: usize,
+    },
+    /// The top-level value is not an object.
+    #[error("the top-level JSON value is not an object")]
+    NotAnObject,
+    /// An object has the same key twice.
+    #[error("duplicate key {key:?}")]
+    DuplicateKey {
+        /// The repeated key (unescaped; truncated to 64 characters).
+        key: String,
+    },
+    /// Objects and arrays nest deeper than allowed.
+    #[error("JSON nested deeper than {limit} levels")]
+    TooDeep {
+        /// The limit that was exceeded.
+        limit: usize,
+    },
+}
+
+/// Check that `bytes` is one strict JSON object (see the module documentation).
+pub fn check_object(bytes: &[u8], max_depth: usize) -> Result<(), JsonError> {
+    let mut c = Checker {
+        b: bytes,
+        pos: 0,
+        max_depth,
+    };
+    c.ws();
+    if c.peek() != Some(b'{') {
+        return Err(if c.pos < bytes.len() {
+            JsonError::NotAnObject
+        } else {
+            JsonError::Syntax { offset: c.pos }
+        });
+    }
+    c.value(0)?;
+    c.ws();
+    if c.pos != bytes.len() {
+        return Err(c.syntax());
+    }
+    Ok(())
+}
+
+struct Checker<'a> {
+    b: &'a [u8],
+    pos: usize,
+    max_depth: usize,
+}
+
+/// Keys of one object; a linear scan for the small objects tokens have, a set past that.
+enum Keys<'a> {
+    Few(Vec<Cow<'a, str>>),
+    Many(HashSet<Cow<'a, str>>),
+}
+
+impl<'a> Keys<'a> {
+    const LINEAR: usize = 16;
+
+    /// Record a key; false if it was already there.
+    fn insert(&mut self, key: Cow<'a, str>) -> bool {
+        match self {
+            Keys::Few(v) => {
+                if v.contains(&key) {
+                    return false;
+                }
+                v.push(key);
+                if v.len() > Self::LINEAR {
+                    *self = Keys::Many(std::mem::take(v).into_iter().collect());
+                }
+                true
+            }
+            Keys::Many(s) => s.insert(key),
+        }
+    }
+}
+
+impl<'a> Checker<'a> {
+    fn syntax(&self) -> JsonError {
+        JsonError::Syntax { offset: self.pos }
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.pos).copied()
+    }
+
+    fn ws(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
+            self.pos += 1;
+        }
+    }
+
+    fn eat(&mut self, byte: u8) -> Result<(), JsonError> {
+        if self.peek() == Some(byte) {
+            self.pos += 1;
+            Ok(())
+        } else {
+            Err(self.syntax())
+        }
+    }
+
+    fn literal(&mut self, lit: &[u8]) -> Result<(), JsonError> {
+        match self.b.get(self.pos..self.pos + lit.len()) {
+            Some(s) if s == lit => {
+                self.pos += lit.len();
+                Ok(())
+            }
+            _ => Err(self.syntax()),
+        }
+    }
+
+    fn value(&mut self, depth: usize) -> Result<(), JsonError> {
+        match self.peek() {
+            Some(b'{') => self.object(depth + 1),
+            Some(b'[') => self.array(depth + 1),
+            Some(b'"') => self.string().map(drop),
+            Some(b't') => self.literal(b"true"),
+            Some(b'f') => self.literal(b"false"),
+            Some(b'n') => self.literal(b"null"),
+            Some(b'-' | b'0'..=b'9') => self.number(),
+            _ => Err(self.syntax()),
+        }
+    }
+
+    fn object(&mut self, depth: usize) -> Result<(), JsonError> {
+        if depth > self.max_depth {
+            return Err(JsonError::TooDeep {
+                limit: self.max_depth,
+            });
+        }
+        self.eat(b'{')?;
+        self.ws();
+        if self.peek() == Some(b'}') {
+            self.pos += 1;
+            return Ok(());
+        }
+        let mut keys = Keys::Few(Vec::new());
+        loop {
+            self.ws();
+            if self.peek() != Some(b'"') {
+                return Err(self.syntax());
+            }
+            let key = self.string()?;
+            if !keys.insert(key.clone()) {
+                return Err(JsonError::DuplicateKey {
+                    key: key.chars().take(64).collect(),
+                });
+            }
+            self.ws();
+            self.eat(b':')?;
+            self.ws();
+            self.value(depth)?;
+            self.ws();
+            match self.peek() {
+                Some(b',') => self.pos += 1,
+                Some(b'}') => {
+                    self.pos += 1;
+                    return Ok(());
+                }
+                _ => return Err(self.syntax()),
+            }
+        }
+    }
+
+    fn array(&mut self, depth: usize) -> Result<(), JsonError> {
+        if depth > self.max_depth {
+            return Err(JsonError::TooDeep {
+                limit: self.max_depth,
+            });
+        }
+        self.eat(b'[')?;
+        self.ws();
+        if self.peek() == Some(b']') {
+            self.pos += 1;
+            return Ok(());
+        }
+        loop {
+            self.ws();
+            self.value(depth)?;
+            self.ws();
+            match self.peek() {
+                Some(b',') => self.pos += 1,
+                Some(b']') => {
+                    self.pos += 1;
+                    return Ok(());
+                }
+                _ => return Err(self.syntax()),
+            }
+        }
+    }
+
+    fn number(&mut self) -> Result<(), JsonError> {
+        if self.peek() == Some(b'-') {
+            self.pos += 1;
+        }
+        match self.peek() {
+            Some(b'0') => self.pos += 1,
+            Some(b'1'..=b'9') => self.digits(),
+            _ => return Err(self.syntax()),
+        }
+        if self.peek() == Some(b'.') {
+            self.pos += 1;
+            self.digits1()?;
+        }
+        if let Some(b'e' | b'E') = self.peek() {
+            self.pos += 1;
+            if let Some(b'+' | b'-') = self.peek() {
+                self.pos += 1;
+            }
+            self.digits1()?;
+        }
+        Ok(())
+    }
+
+    fn digits(&mut self) {
+        while let Some(b'0'..=b'9') = self.peek() {
+            self.pos += 1;
+        }
+    }
+
+    fn digits1(&mut self) -> Result<(), JsonError> {
+        let start = self.pos;
+        self.digits();
+        if self.pos == start {
+            return Err(self.syntax());
+        }
+        Ok(())
+    }
+
+    fn hex4(&mut self) -> Result<u16, JsonError> {
+        let mut v: u16 = 0;
+        for _ in 0..4 {
+            let d = match self.peek() {
+                Some(c @ b'0'..=b'9') => c - b'0',
+                Some(c @ b'a'..=b'f') => c - b'a' + 10,
+                Some(c @ b'A'..=b'F') => c - b'A' + 10,
+                _ => return Err(self.syntax()),
+            };
+            v = (v << 4) | u16::from(d);
+            self.pos += 1;
+        }
+        Ok(v)
+    }
+
+    /// A string starting at the opening quote; returns its unescaped value, borrowed when
+    /// it has no escapes.
+    fn string(&mut self) -> Result<Cow<'a, str>, JsonError> {
+        self.eat(b'"')?;
+        let start = self.pos;
+        // Fast path: no escapes.
+        loop {
+            match self.peek() {
+                Some(b'"') => {
+                    let raw = &self.b[start..self.pos];
+                    self.pos += 1;
+                    return std::str::from_utf8(raw).map(Cow::Borrowed).map_err(|e| {
+                        JsonError::Syntax {
+                            offset: start + e.valid_up_to(),
+                        }
+                    });
+                }
+                Some(b'\\') => break,
+                Some(0..=0x1f) | None => return Err(self.syntax()),
+                Some(_) => self.pos += 1,
+            }
+        }
+        let mut out: Vec<u8> = self.b[start..self.pos].to_vec();
+        loop {
+            match self.peek() {
+                Some(b'"') => {
+                    self.pos += 1;
+                    return String::from_utf8(out)
+                        .map(Cow::Owned)
+                        .map_err(|_| JsonError::Syntax { offset: start });
+                }
+                Some(b'\\') => {
+                    self.pos += 1;
+                    let esc = self.peek().ok_or_else(|| self.syntax())?;
+                    self.pos += 1;
+                    match esc {
+                        b'"' => out.push(b'"'),
+                        b'\\' => out.push(b'\\'),
+                        b'/' => out.push(b'/'),
+                        b'b' => out.push(0x08),
+                        b'f' => out.push(0x0c),
+                        b'n' => out.push(b'\n'),
+                        b'r' => out.push(b'\r'),
+                        b't' => out.push(b'\t'),
+                        b'u' => {
+                            let ch = self.unicode_escape()?;
+                            let mut buf = [0u8; 4];
+                            out.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
+                        }
+                        _ => {
+                            self.pos -= 1;
+                            return Err(self.syntax());
+                        }
+                    }
+                }
+                Some(0..=0x1f) | None => return Err(self.syntax()),
+                Some(c) => {
+                    out.push(c);
+                    self.pos += 1;
+                }
+            }
+        }
+    }
+
+    /// The character of a `\uXXXX` escape (after the `u`), joining surrogate pairs.
+    fn unicode_escape(&mut self) -> Result<char, JsonError> {
+        let hi = self.hex4()?;
+        let code = match hi {
+            0xD800..=0xDBFF => {
+                self.literal(b"\\u")?;
+                let lo = self.hex4()?;
+                if !(0xDC00..=0xDFFF).contains(&lo) {
+                    return Err(self.syntax());
+                }
+                0x10000 + ((u32::from(hi) - 0xD800) << 10) + (u32::from(lo) - 0xDC00)
+            }
+            0xDC00..=0xDFFF => return Err(self.syntax()),
+            _ => u32::from(hi),
+        };
+        char::from_u32(code).ok_or_else(|| self.syntax())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(s: &str) -> bool {
+        check_object(s.as_bytes(), DEFAULT_MAX_DEPTH).is_ok()
+    }
+
+    #[test]
+    fn accepts_rfc8259_objects() {
+        assert!(ok(r#"{}"#));
+        assert!(ok(
+            r#" { "a" : [1, -0.5e+3, true, false, null, "x\u00e9\ud83d\ude00"] , "b":{}} "#
+        ));
+        assert!(ok(r#"{"a":"\"\\\/\b\f\n\r\t"}"#));
+    }
+
+    #[test]
+    fn rejects_non_json_and_non_objects() {
+        for s in [
+            "",
+            "[]",
+            "1",
+            "\"a\"",
+            "{",
+            "{\"a\"}",
+            "{\"a\":}",
+            "{\"a\":1,}",
+            "{,}",
+            "{'a':1}",
+            "{\"a\":01}",
+            "{\"a\":1.}",
+            "{\"a\":.5}",
+            "{\"a\":1e}",
+            "{\"a\":-}",
+            "{\"a\":+1}",
+            "{\"a\":tru}",
+            "{\"a\":\"\x01\"}",
+            "{\"a\":\"\\x\"}",
+            "{\"a\":\"\\ud800\"}",
+            "{\"a\":\"\\udc00\"}",
+            "{\"a\":\"\\ud800\\u0041\"}",
+            "{} {}",
+            "{}x",
+            "{\"a\":NaN}",
+        ] {
+            assert!(!ok(s), "{s:?} accepted");
+        }
+        assert_eq!(check_object(b"[]", 4), Err(JsonError::NotAnObject));
+    }
+
+    #[test]
+    fn rejects_duplicates_after_unescaping() {
+        assert!(matches!(
+            check_object(br#"{"sub":"a","s\u0075b":"b"}"#, 4),
+            Err(JsonError::DuplicateKey { key }) if key == "sub"
+        ));
+        // Nested objects have their own key space.
+        assert!(ok(r#"{"a":{"a":1},"b":{"a":2}}"#));
+        // The set path for objects with many keys.
+        let many: Vec<String> = (0..40).map(|i| format!("\"k{i}\":{i}")).collect();
+        assert!(ok(&format!("{{{}}}", many.join(","))));
+        assert!(!ok(&format!("{{{},\"k7\":0}}", many.join(","))));
+    }
+
+    #[test]
+    fn rejects_invalid_utf8_and_deep_nesting() {
+        assert!(check_object(b"{\"a\":\"\xff\"}", 4).is_err());
+        assert!(check_object(b"{\"a\\n\":\"\xc3\"}", 4).is_err());
+        assert!(ok(r#"{"a":[[{"b":[1]}]]}"#));
+        assert_eq!(
+            check_object(br#"{"a":[[[{}]]]}"#, 4),
+            Err(JsonError::TooDeep { limit: 4 })
+        );
+        let deep = format!("{{\"a\":{}1{}}}", "[".repeat(100_000), "]".repeat(100_000));
+        assert!(check_object(deep.as_bytes(), DEFAULT_MAX_DEPTH).is_err());
+    }
+}
