@@ -1,0 +1,121 @@
+//! JSON Web Keys (RFC 7517, 7518 §6, 8037): the wire shape only. Turning a [`Jwk`] into a key
+//! that can verify or sign is [`VerifyingKey::from_jwk`](super::VerifyingKey::from_jwk) and
+//! [`SigningKey::from_jwk`](super::SigningKey::from_jwk).
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::KeyError;
+
+/// One JSON Web Key. Unknown members are ignored; `Debug` never prints private members.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Jwk {
+    /// Key type: `OKP`, `EC`, `RSA` or `oct`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kty: Option<String>,
+    /// Key id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kid: Option<String>,
+    /// The algorithm the key is pinned to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alg: Option<String>,
+    /// Intended use: `sig` or `enc`.
+    #[serde(rename = "use", default, skip_serializing_if = "Option::is_none")]
+    pub use_: Option<String>,
+    /// Permitted operations (`sign`, `verify`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_ops: Option<Vec<String>>,
+    /// Curve (`P-256`, `P-384`, `P-521`, `Ed25519`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crv: Option<String>,
+    /// EC / OKP public x.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub x: Option<String>,
+    /// EC public y.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub y: Option<String>,
+    /// RSA modulus.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub n: Option<String>,
+    /// RSA public exponent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub e: Option<String>,
+    /// Private exponent / private scalar / seed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub d: Option<String>,
+    /// Symmetric key value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub k: Option<String>,
+}
+
+impl fmt::Debug for Jwk {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Jwk")
+            .field("kty", &self.kty)
+            .field("kid", &self.kid)
+            .field("alg", &self.alg)
+            .field("use", &self.use_)
+            .field("private", &(self.d.is_some() || self.k.is_some()))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Jwk {
+    /// Parse one JWK from JSON, strictly (no duplicate members).
+    pub fn from_json(json: &str) -> Result<Jwk, KeyError> {
+        secmesh_core::json::check_object(json.as_bytes(), secmesh_core::json::DEFAULT_MAX_DEPTH)
+            .map_err(|e| KeyError::Jwk(e.to_string()))?;
+        serde_json::from_str(json).map_err(|e| KeyError::Jwk(e.to_string()))
+    }
+
+    /// The JWK as JSON.
+    pub fn to_json(&self) -> String {
+        // A struct of strings always serializes.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// Whether the key carries private material (`d` or `k`).
+    pub fn is_secret(&self) -> bool {
+        self.d.is_some() || self.k.is_some()
+    }
+
+    /// Why this key may not verify signatures, if it may not: `use` other than `sig`, or
+    /// `key_ops` without `verify`.
+    pub fn verify_forbidden(&self) -> Option<String> {
+        if let Some(u) = &self.use_
+            && u != "sig"
+        {
+            return Some(format!("the key's use is {u:?}, not \"sig\""));
+        }
+        if let Some(ops) = &self.key_ops
+            && !ops.iter().any(|o| o == "verify")
+        {
+            return Some("the key's key_ops do not include \"verify\"".to_owned());
+        }
+        None
+    }
+}
+
+/// A JSON Web Key Set: `{"keys": [...]}`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JwkSet {
+    /// The keys.
+    pub keys: Vec<Jwk>,
+}
+
+impl JwkSet {
+    /// Parse a JWKS from JSON, strictly.
+    pub fn from_json(json: &str) -> Result<JwkSet, KeyError> {
+        secmesh_core::json::check_object(json.as_bytes(), secmesh_core::json::DEFAULT_MAX_DEPTH)
+            .map_err(|e| KeyError::Jwk(e.to_string()))?;
+        // Each key object is checked too: the set check above covers nested duplicates.
+        serde_json::from_str(json).map_err(|e| KeyError::Jwk(e.to_string()))
+    }
+
+    /// The set as JSON.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}

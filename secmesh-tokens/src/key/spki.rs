@@ -1,0 +1,66 @@
+//! Public keys out of DER: SPKI (`PUBLIC KEY`), X.509 certificates and PKCS#1 `RSAPublicKey`,
+//! through x509-parser, checked against the algorithm the key is pinned to.
+
+use x509_parser::oid_registry::{
+    OID_EC_P256, OID_KEY_TYPE_EC_PUBLIC_KEY, OID_NIST_EC_P384, OID_PKCS1_RSAENCRYPTION,
+    OID_SIG_ED25519,
+};
+use x509_parser::prelude::FromDer;
+use x509_parser::public_key::RSAPublicKey;
+use x509_parser::x509::SubjectPublicKeyInfo;
+
+use super::{Public, mismatch};
+use crate::alg::{Algorithm, Family};
+use crate::error::KeyError;
+
+/// `(n, e)` of a DER `RSAPublicKey`, with no trailing data.
+pub(super) fn rsa_public_from_pkcs1(der: &[u8]) -> Result<(Vec<u8>, Vec<u8>), KeyError> {
+    match RSAPublicKey::from_der(der) {
+        Ok(([], k)) => Ok((k.modulus.to_vec(), k.exponent.to_vec())),
+        _ => Err(KeyError::Invalid("malformed RSAPublicKey".into())),
+    }
+}
+
+pub(super) fn public_from_spki(alg: Algorithm, der: &[u8]) -> Result<Public, KeyError> {
+    match SubjectPublicKeyInfo::from_der(der) {
+        Ok(([], spki)) => public_from_parsed(alg, &spki),
+        _ => Err(KeyError::Invalid("malformed SubjectPublicKeyInfo".into())),
+    }
+}
+
+pub(super) fn public_from_certificate(alg: Algorithm, der: &[u8]) -> Result<Public, KeyError> {
+    match x509_parser::parse_x509_certificate(der) {
+        Ok(([], cert)) => public_from_parsed(alg, cert.public_key()),
+        _ => Err(KeyError::Invalid("malformed X.509 certificate".into())),
+    }
+}
+
+fn public_from_parsed(alg: Algorithm, spki: &SubjectPublicKeyInfo<'_>) -> Result<Public, KeyError> {
+    let oid = &spki.algorithm.algorithm;
+    let data = spki.subject_public_key.data.as_ref();
+    match alg.family() {
+        Family::Ed25519 if *oid == OID_SIG_ED25519 => Ok(Public::Ed25519(data.to_vec())),
+        Family::Ecdsa if *oid == OID_KEY_TYPE_EC_PUBLIC_KEY => {
+            let curve = spki
+                .algorithm
+                .parameters
+                .as_ref()
+                .and_then(|p| p.as_oid().ok());
+            let want = if alg == Algorithm::Es384 {
+                OID_NIST_EC_P384
+            } else {
+                OID_EC_P256
+            };
+            if curve.as_ref() != Some(&want) {
+                return Err(mismatch(alg, "the key is on another curve"));
+            }
+            Ok(Public::Ec(data.to_vec()))
+        }
+        Family::Rsa if *oid == OID_PKCS1_RSAENCRYPTION => {
+            let (n, e) = rsa_public_from_pkcs1(data)?;
+            Ok(Public::Rsa { n, e })
+        }
+        Family::Hmac => Err(mismatch(alg, "a public key")),
+        _ => Err(mismatch(alg, format!("a public key of type {oid}"))),
+    }
+}
