@@ -1,4 +1,47 @@
 //! The `secmesh` command-line tool.
+//!
+//! Its commands, options, output and exit codes are a contract that users script against:
+//! exit 0 means success (a valid token, an allowed request, a sound log), 1 means the input was
+//! checked and rejected, 2 means a usage or configuration error (clap's own usage errors exit 2
+//! too).
 #![forbid(unsafe_code)]
 
-fn main() {}
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod io;
+mod token_cmd;
+
+/// secmesh: keys, transaction tokens, policies, audit logs and a development CA.
+#[derive(Parser, Debug)]
+#[command(name = "secmesh", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Generate a signing key: the private key to one file, the public JWKS to another.
+    Keygen(token_cmd::KeygenArgs),
+    /// Mint, verify and inspect transaction tokens.
+    Token {
+        #[command(subcommand)]
+        cmd: token_cmd::TokenCommand,
+    },
+    /// Verify a raw JWS (any payload) against a JWK or a JWKS.
+    Jws {
+        #[command(subcommand)]
+        cmd: token_cmd::JwsCommand,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Keygen(args) => token_cmd::keygen(args),
+        Command::Token { cmd } => token_cmd::run_token(cmd),
+        Command::Jws { cmd } => token_cmd::run_jws(cmd),
+    }
+}

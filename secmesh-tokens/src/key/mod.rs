@@ -74,8 +74,7 @@ fn verification_alg(alg: Algorithm) -> &'static signature::RsaParameters {
 
 fn unsupported(alg: Algorithm) -> KeyError {
     KeyError::Unsupported(format!(
-        "{alg} is not supported by the {} backend",
-        backend::NAME
+        "{alg} is not supported (ring has no P-521; secmesh offers the same algorithms on both backends)"
     ))
 }
 
