@@ -1,4 +1,5 @@
 //! The `secmesh keygen`, `token` and `jws` contract, driven through the real binary.
+#![allow(clippy::unwrap_used)]
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
