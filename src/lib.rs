@@ -9,3 +9,8 @@
 
 pub use secmesh_core as core;
 pub use secmesh_tokens as tokens;
+
+/// The README's examples, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

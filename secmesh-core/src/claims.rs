@@ -462,6 +462,17 @@ impl<'de> Visitor<'de> for RawVisitor {
     }
 }
 
+/// Decoding through serde (e.g. from another JWT library) checks the claims but not the
+/// bytes: serde_json lets a duplicate key win silently. Use [`Claims::from_json`] on untrusted
+/// bytes.
+impl<'de> Deserialize<'de> for Claims {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        RawClaims::deserialize(d)?
+            .into_claims()
+            .map_err(de::Error::custom)
+    }
+}
+
 impl Serialize for Claims {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut m = s.serialize_map(None)?;
