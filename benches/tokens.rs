@@ -136,12 +136,12 @@ impl Fixture {
     }
 }
 
+type SignFn = Box<dyn Fn(&[u8]) -> Vec<u8>>;
+type VerifyFn = Box<dyn Fn(&[u8], &[u8]) -> bool>;
+
 /// The raw backend: sign / verify the same signing input with no JOSE around it.
 enum Raw {
-    Ring(
-        Box<dyn Fn(&[u8]) -> Vec<u8>>,
-        Box<dyn Fn(&[u8], &[u8]) -> bool>,
-    ),
+    Ring(SignFn, VerifyFn),
 }
 
 fn raw_ring(f: &Fixture) -> Raw {
@@ -329,7 +329,7 @@ fn bench(c: &mut Criterion) {
         assert!(verifier.verify(&jwt_token).is_ok(), "interop");
 
         let dot = token.rfind('.').unwrap();
-        let signing_input = token[..dot].as_bytes().to_vec();
+        let signing_input = token.as_bytes()[..dot].to_vec();
         let sig = URL_SAFE_NO_PAD.decode(&token[dot + 1..]).unwrap();
         let Raw::Ring(ring_sign, ring_verify) = raw_ring(&f);
         let Raw::Ring(aws_sign, aws_verify) = raw_aws(&f);
