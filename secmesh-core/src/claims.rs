@@ -104,20 +104,34 @@ impl Serialize for Audience {
 
 impl<'de> Deserialize<'de> for Audience {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            One(String),
-            Many(Vec<String>),
+        struct AudVisitor;
+        impl<'de> Visitor<'de> for AudVisitor {
+            type Value = Audience;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string or a non-empty array of strings")
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Audience, E> {
+                Ok(Audience::One(v.to_owned()))
+            }
+
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Audience, E> {
+                Ok(Audience::One(v))
+            }
+
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Audience, A::Error> {
+                let mut v = Vec::new();
+                while let Some(a) = seq.next_element::<String>()? {
+                    v.push(a);
+                }
+                if v.is_empty() {
+                    return Err(de::Error::custom("`aud` is an empty array"));
+                }
+                Ok(Audience::Many(v))
+            }
         }
-        match Raw::deserialize(d) {
-            Ok(Raw::One(a)) => Ok(Audience::One(a)),
-            Ok(Raw::Many(v)) if !v.is_empty() => Ok(Audience::Many(v)),
-            Ok(Raw::Many(_)) => Err(de::Error::custom("`aud` is an empty array")),
-            Err(_) => Err(de::Error::custom(
-                "`aud` must be a string or an array of strings",
-            )),
-        }
+        d.deserialize_any(AudVisitor)
     }
 }
 
