@@ -13,7 +13,7 @@ pub(crate) use ring as imp;
 #[cfg(not(any(feature = "ring", feature = "aws-lc-rs")))]
 compile_error!("secmesh-tokens needs a crypto backend: enable `ring` (the default) or `aws-lc-rs`");
 
-pub(crate) use imp::{hmac, rand, signature};
+pub(crate) use imp::{digest, hmac, rand, signature};
 
 use imp::error::KeyRejected;
 use signature::{EcdsaKeyPair, EcdsaSigningAlgorithm};

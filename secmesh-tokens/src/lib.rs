@@ -46,6 +46,7 @@
 pub mod alg;
 mod b64;
 mod backend;
+pub mod cache;
 pub mod error;
 pub mod issuer;
 pub mod jws;

@@ -248,14 +248,7 @@ impl Verifier {
             other => VerifyError::new(ErrorKind::InvalidClaim, other.to_string()),
         })?;
         self.check_claims(&claims)?;
-        if let Some(rev) = &self.revocation
-            && rev.is_revoked(&claims, Some(kid))
-        {
-            return Err(VerifyError::new(
-                ErrorKind::Revoked,
-                "the token or its key is revoked",
-            ));
-        }
+        self.check_revocation(&claims, Some(kid))?;
         Ok(Verified {
             inner: claims,
             kid: Some(kid.to_owned()),
@@ -304,6 +297,18 @@ impl Verifier {
             ));
         }
         Ok(())
+    }
+
+    /// Ask the revocation source, if one is configured (for caches: revocation applies to
+    /// tokens verified before it).
+    pub fn check_revocation(&self, claims: &Claims, kid: Option<&str>) -> Result<(), VerifyError> {
+        match &self.revocation {
+            Some(rev) if rev.is_revoked(claims, kid) => Err(VerifyError::new(
+                ErrorKind::Revoked,
+                "the token or its key is revoked",
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// Whether the token is still within its time window now (for caches).
