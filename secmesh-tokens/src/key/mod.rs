@@ -384,9 +384,13 @@ impl SigningKey {
             Signer::Ecdsa(kp) => Public::Ec(kp.public_key().as_ref().to_vec()),
             Signer::Rsa(kp) => {
                 // The backend's own encoding of its own key; checked when the key was loaded.
+                // DER integers carry a leading zero when the top bit is set: trim it.
                 let (n, e) =
                     spki::rsa_public_from_pkcs1(kp.public_key().as_ref()).unwrap_or_default();
-                Public::Rsa { n, e }
+                Public::Rsa {
+                    n: trim_be(&n).to_vec(),
+                    e: trim_be(&e).to_vec(),
+                }
             }
             Signer::Hmac { key, secret } => Public::Hmac {
                 key: key.clone(),
