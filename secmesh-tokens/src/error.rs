@@ -99,6 +99,12 @@ impl VerifyError {
         }
     }
 
+    /// A `malformed` error for token framing found outside this crate (e.g. two `Txn-Token`
+    /// headers).
+    pub fn malformed(detail: impl Into<Cow<'static, str>>) -> Self {
+        VerifyError::new(ErrorKind::Malformed, detail)
+    }
+
     /// Why, as a stable kind.
     pub fn kind(&self) -> ErrorKind {
         self.kind

@@ -1,0 +1,273 @@
+//! Authenticate: verify the request's token and make it the request's identity.
+//!
+//! Reads the `Txn-Token` header (and `Authorization: Bearer` where the layer is configured for
+//! the edge), verifies it through a [`VerifiedCache`], and then, for the life of the request
+//! future, sets the [`RequestContext`] (task-local) and puts the verified claims
+//! (`Arc<Verified<Claims>>`) and the context into the request extensions. A missing or invalid
+//! token is answered by the [`DenialResponse`] (401 with `WWW-Authenticate`, or gRPC
+//! UNAUTHENTICATED) without calling the inner service; in [optional](AuthenticateLayer::optional)
+//! mode a request without a token passes anonymously (an invalid token is still refused).
+//! Inbound headers that only secmesh may set (`x-secmesh-*`) are removed first, so the
+//! service never sees a caller's forgery.
+//!
+//! # Example
+//! ```
+//! use std::sync::Arc;
+//! use http::{Request, Response, StatusCode};
+//! use secmesh_core::ExpiryClass;
+//! use secmesh_tokens::{Algorithm, Claims, Issuer, KeySet, MintRequest, SigningKey, Verified, Verifier};
+//! use secmesh_tower::authenticate::AuthenticateLayer;
+//! use tower::{service_fn, ServiceBuilder, ServiceExt};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let key = SigningKey::generate(Algorithm::EdDsa)?;
+//! let verifier = Verifier::new(KeySet::single(key.verifying_key(Some("k1".into())))).audience("orders");
+//! let token = Issuer::new(key, "k1", "gw").audience("orders")
+//!     .mint(&MintRequest::new("user:alice", ExpiryClass::Fast))?;
+//!
+//! let svc = ServiceBuilder::new()
+//!     .layer(AuthenticateLayer::from_verifier(verifier, 10_000))
+//!     .service(service_fn(|req: Request<String>| async move {
+//!         let claims = req.extensions().get::<Arc<Verified<Claims>>>().unwrap();
+//!         Ok::<_, std::convert::Infallible>(Response::new(claims.sub.clone()))
+//!     }));
+//!
+//! let req = Request::builder().header("txn-token", &token).body(String::new())?;
+//! let res = svc.clone().oneshot(req).await?;
+//! assert_eq!(res.body(), "user:alice");
+//!
+//! let res = svc.oneshot(Request::new(String::new())).await?;
+//! assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+//! # Ok(())
+//! # }
+//! ```
+
+mod future;
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::header::{AUTHORIZATION, HeaderName};
+use http::{HeaderMap, Request, Response};
+use secmesh_core::TraceParent;
+use secmesh_tokens::cache::VerifiedCache;
+use secmesh_tokens::{ErrorKind, TXN_TOKEN_HEADER, Verifier};
+use tower_layer::Layer;
+use tower_service::Service;
+
+pub use future::ResponseFuture;
+
+use crate::context::RequestContext;
+use crate::deny::{Denial, DenialResponse, ProblemJson};
+
+/// Request headers only secmesh may set; removed from every inbound request.
+pub const INTERNAL_HEADER_PREFIX: &str = "x-secmesh-";
+
+#[derive(Debug)]
+struct Config<D> {
+    cache: Arc<VerifiedCache>,
+    optional: bool,
+    bearer: bool,
+    denial: D,
+}
+
+/// Adds token authentication to a service. Cheap to clone.
+#[derive(Debug)]
+#[must_use]
+pub struct AuthenticateLayer<D = ProblemJson> {
+    config: Arc<Config<D>>,
+}
+
+impl<D> Clone for AuthenticateLayer<D> {
+    fn clone(&self) -> Self {
+        AuthenticateLayer {
+            config: self.config.clone(),
+        }
+    }
+}
+
+impl AuthenticateLayer<ProblemJson> {
+    /// Authenticate with a shared verified-token cache.
+    pub fn new(cache: Arc<VerifiedCache>) -> Self {
+        AuthenticateLayer {
+            config: Arc::new(Config {
+                cache,
+                optional: false,
+                bearer: false,
+                denial: ProblemJson,
+            }),
+        }
+    }
+
+    /// Authenticate with `verifier` behind a cache of `capacity` tokens.
+    pub fn from_verifier(verifier: Verifier, capacity: usize) -> Self {
+        Self::new(Arc::new(VerifiedCache::new(Arc::new(verifier), capacity)))
+    }
+}
+
+impl<D: Clone> AuthenticateLayer<D> {
+    fn map(self, f: impl FnOnce(&mut Config<D>)) -> Self {
+        let mut config = Config {
+            cache: self.config.cache.clone(),
+            optional: self.config.optional,
+            bearer: self.config.bearer,
+            denial: self.config.denial.clone(),
+        };
+        f(&mut config);
+        AuthenticateLayer {
+            config: Arc::new(config),
+        }
+    }
+
+    /// Let requests without a token through, anonymously (an invalid token is still refused).
+    pub fn optional(self) -> Self {
+        self.map(|c| c.optional = true)
+    }
+
+    /// Also accept `Authorization: Bearer` (for the edge, where external clients call).
+    pub fn accept_bearer(self) -> Self {
+        self.map(|c| c.bearer = true)
+    }
+
+    /// Answer denials with `denial` instead of problem+json.
+    pub fn denial<D2>(self, denial: D2) -> AuthenticateLayer<D2> {
+        AuthenticateLayer {
+            config: Arc::new(Config {
+                cache: self.config.cache.clone(),
+                optional: self.config.optional,
+                bearer: self.config.bearer,
+                denial,
+            }),
+        }
+    }
+
+    /// The cache (for its hit/miss counts).
+    pub fn cache(&self) -> &Arc<VerifiedCache> {
+        &self.config.cache
+    }
+}
+
+impl<S, D> Layer<S> for AuthenticateLayer<D> {
+    type Service = Authenticate<S, D>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Authenticate {
+            inner,
+            config: self.config.clone(),
+        }
+    }
+}
+
+/// The authenticate service; see the [module docs](self).
+#[derive(Debug)]
+pub struct Authenticate<S, D = ProblemJson> {
+    inner: S,
+    config: Arc<Config<D>>,
+}
+
+impl<S: Clone, D> Clone for Authenticate<S, D> {
+    fn clone(&self) -> Self {
+        Authenticate {
+            inner: self.inner.clone(),
+            config: self.config.clone(),
+        }
+    }
+}
+
+fn strip_internal_headers(headers: &mut HeaderMap) {
+    let forged: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| k.as_str().starts_with(INTERNAL_HEADER_PREFIX))
+        .cloned()
+        .collect();
+    for name in forged {
+        headers.remove(name);
+    }
+}
+
+/// The presented token: `Ok(None)` when there is none, `Err` when it is ambiguous or unreadable.
+fn presented_token(headers: &HeaderMap, bearer: bool) -> Result<Option<&str>, Denial> {
+    let invalid = |detail: &'static str| {
+        Denial::unauthenticated(secmesh_tokens::error::VerifyError::malformed(detail))
+    };
+    let mut values = headers.get_all(TXN_TOKEN_HEADER).iter();
+    if let Some(v) = values.next() {
+        if values.next().is_some() {
+            return Err(invalid("more than one Txn-Token header"));
+        }
+        return v
+            .to_str()
+            .map(|s| Some(s.trim()))
+            .map_err(|_| invalid("the Txn-Token header is not ASCII"));
+    }
+    if !bearer {
+        return Ok(None);
+    }
+    let mut values = headers.get_all(AUTHORIZATION).iter();
+    let Some(v) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(invalid("more than one Authorization header"));
+    }
+    let s = v
+        .to_str()
+        .map_err(|_| invalid("the Authorization header is not ASCII"))?;
+    match s.split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => Ok(Some(token.trim())),
+        _ => Ok(None),
+    }
+}
+
+impl<S, D, ReqB, ResB> Service<Request<ReqB>> for Authenticate<S, D>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>>,
+    D: DenialResponse<ResB>,
+{
+    type Response = Response<ResB>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future, ResB>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<ReqB>) -> Self::Future {
+        strip_internal_headers(req.headers_mut());
+        let incoming = req
+            .headers()
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|s| s.parse::<TraceParent>().ok());
+        let config = &self.config;
+        let deny = |req: &Request<ReqB>, denial: Denial| {
+            tracing::debug!(target: "secmesh::authenticate", reason = %denial, "request refused");
+            ResponseFuture::denied(config.denial.response(req.headers(), &denial))
+        };
+        let ctx = match presented_token(req.headers(), config.bearer) {
+            Err(denial) => return deny(&req, denial),
+            Ok(None) if config.optional => RequestContext::anonymous(incoming),
+            Ok(None) => return deny(&req, Denial::unauthenticated_missing()),
+            Ok(Some(token)) => match config.cache.verify(token) {
+                Ok(cached) => RequestContext::authenticated(
+                    token,
+                    cached.hash(),
+                    cached.verified().clone(),
+                    incoming,
+                ),
+                Err(e) => {
+                    if e.kind() != ErrorKind::Expired {
+                        tracing::info!(target: "secmesh::authenticate", error = %e, "invalid token");
+                    }
+                    return deny(&req, Denial::unauthenticated(e));
+                }
+            },
+        };
+        if let Some(v) = ctx.verified() {
+            req.extensions_mut().insert(v.clone());
+        }
+        req.extensions_mut().insert(ctx.clone());
+        ResponseFuture::inner(ctx.scope(self.inner.call(req)))
+    }
+}

@@ -1,0 +1,204 @@
+//! Denials: the one place where a refused request becomes a response.
+//!
+//! A layer that refuses a request builds a [`Denial`] and asks a [`DenialResponse`] for the
+//! response. The default, [`ProblemJson`], answers HTTP callers with RFC 9457 problem+json and
+//! the RFC 6750 `WWW-Authenticate` header on 401, and gRPC callers (requests with
+//! `content-type: application/grpc*`) with `grpc-status` 16 (UNAUTHENTICATED) or 7
+//! (PERMISSION_DENIED) in a trailers-only response. Callers learn only the standard code; the
+//! full reason stays in the response extensions (as the [`Denial`]) for the audit layer and in
+//! tracing. Implement [`DenialResponse`] to answer differently.
+//!
+//! # Example
+//! ```
+//! use secmesh_tower::deny::{Denial, DenialResponse, ProblemJson};
+//!
+//! let req = http::Request::new(());
+//! let denial = Denial::unauthenticated_missing();
+//! let res: http::Response<String> = ProblemJson.response(req.headers(), &denial);
+//! assert_eq!(res.status(), http::StatusCode::UNAUTHORIZED);
+//! assert_eq!(res.headers()["www-authenticate"], "Bearer");
+//! assert!(res.extensions().get::<Denial>().is_some());
+//! ```
+
+use std::fmt;
+
+use http::header::{CONTENT_TYPE, HeaderMap, HeaderValue, WWW_AUTHENTICATE};
+use http::{Response, StatusCode};
+use secmesh_tokens::{ErrorKind, VerifyError};
+
+/// Why a request was refused: the full reason, for the audit log and tracing.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum Denial {
+    /// No token, or an invalid one (401 / UNAUTHENTICATED).
+    Unauthenticated {
+        /// Why the token was refused, when there was one.
+        error: Option<VerifyError>,
+    },
+    /// The token is valid but the request is not allowed (403 / PERMISSION_DENIED).
+    Forbidden {
+        /// The rule that denied, if one did.
+        rule: Option<String>,
+        /// Why, in words (e.g. `missing grant`, `no rule`).
+        reason: String,
+    },
+}
+
+impl Denial {
+    /// No token was presented.
+    pub fn unauthenticated_missing() -> Denial {
+        Denial::Unauthenticated { error: None }
+    }
+
+    /// The token was refused.
+    pub fn unauthenticated(error: VerifyError) -> Denial {
+        Denial::Unauthenticated { error: Some(error) }
+    }
+
+    /// A policy or grant said no.
+    pub fn forbidden(rule: Option<String>, reason: impl Into<String>) -> Denial {
+        Denial::Forbidden {
+            rule,
+            reason: reason.into(),
+        }
+    }
+
+    /// The HTTP status for this denial.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Denial::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
+            Denial::Forbidden { .. } => StatusCode::FORBIDDEN,
+        }
+    }
+
+    /// The gRPC status code for this denial.
+    pub fn grpc_code(&self) -> u8 {
+        match self {
+            Denial::Unauthenticated { .. } => 16,
+            Denial::Forbidden { .. } => 7,
+        }
+    }
+
+    /// The reason as one line, for logs and audit records.
+    pub fn reason(&self) -> String {
+        match self {
+            Denial::Unauthenticated { error: None } => "missing token".into(),
+            Denial::Unauthenticated { error: Some(e) } => e.to_string(),
+            Denial::Forbidden {
+                rule: Some(rule),
+                reason,
+            } => format!("{reason} (rule {rule})"),
+            Denial::Forbidden { rule: None, reason } => reason.clone(),
+        }
+    }
+}
+
+impl fmt::Display for Denial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.reason())
+    }
+}
+
+/// Whether the request is a gRPC call (by its content type).
+pub fn is_grpc(headers: &HeaderMap) -> bool {
+    headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/grpc"))
+}
+
+/// Turns a [`Denial`] into a response. The response must carry the denial in its extensions.
+pub trait DenialResponse<B>: Clone + Send + Sync + 'static {
+    /// Build the response for a refused request with these headers.
+    fn response(&self, request_headers: &HeaderMap, denial: &Denial) -> Response<B>;
+}
+
+/// The default denial responses: problem+json for HTTP, trailers-only status for gRPC.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ProblemJson;
+
+impl<B: From<String> + Default> DenialResponse<B> for ProblemJson {
+    fn response(&self, request_headers: &HeaderMap, denial: &Denial) -> Response<B> {
+        let mut res = if is_grpc(request_headers) {
+            let mut res = Response::new(B::default());
+            let h = res.headers_mut();
+            h.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+            h.insert(
+                "grpc-status",
+                HeaderValue::from(u16::from(denial.grpc_code())),
+            );
+            let msg = match denial {
+                Denial::Unauthenticated { .. } => "unauthenticated",
+                Denial::Forbidden { .. } => "permission denied",
+            };
+            h.insert("grpc-message", HeaderValue::from_static(msg));
+            res
+        } else {
+            let (title, www) = match denial {
+                Denial::Unauthenticated { error: None } => ("Unauthorized", "Bearer".to_owned()),
+                Denial::Unauthenticated { error: Some(e) } => {
+                    let desc = match e.kind() {
+                        ErrorKind::Expired => "The token expired",
+                        _ => "The token is invalid",
+                    };
+                    (
+                        "Unauthorized",
+                        format!("Bearer error=\"invalid_token\", error_description=\"{desc}\""),
+                    )
+                }
+                Denial::Forbidden { .. } => ("Forbidden", String::new()),
+            };
+            let status = denial.status();
+            let body = serde_json::json!({
+                "type": "about:blank",
+                "title": title,
+                "status": status.as_u16(),
+            })
+            .to_string();
+            let mut res = Response::new(B::from(body));
+            *res.status_mut() = status;
+            res.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("application/problem+json"),
+            );
+            if !www.is_empty()
+                && let Ok(v) = HeaderValue::from_str(&www)
+            {
+                res.headers_mut().insert(WWW_AUTHENTICATE, v);
+            }
+            res
+        };
+        res.extensions_mut().insert(denial.clone());
+        res
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_callers_get_grpc_status() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/grpc+proto"),
+        );
+        let res: Response<String> =
+            ProblemJson.response(&h, &Denial::forbidden(Some("r1".into()), "no rule"));
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(res.headers()["grpc-status"], "7");
+        assert!(res.body().is_empty());
+    }
+
+    #[test]
+    fn http_callers_learn_only_the_code() {
+        let res: Response<String> = ProblemJson.response(
+            &HeaderMap::new(),
+            &Denial::forbidden(Some("deny-admins".into()), "denied by rule"),
+        );
+        assert_eq!(res.status(), StatusCode::FORBIDDEN);
+        assert!(!res.body().contains("deny-admins"));
+        assert!(res.headers().get(WWW_AUTHENTICATE).is_none());
+    }
+}

@@ -1,0 +1,26 @@
+//! # secmesh-tower
+//!
+//! The tower layers service authors wrap around their axum routers and tonic servers, and the
+//! client-side layer that carries the token to the next service.
+//!
+//! - [`authenticate`]: verify the `Txn-Token`, set the [request context](context), 401 / gRPC
+//!   UNAUTHENTICATED otherwise.
+//! - [`propagate`]: put the current token and a child `traceparent` on outgoing requests, to
+//!   allowed destinations only.
+//! - [`context`]: the task-local request context and [`context::spawn`].
+//! - [`deny`]: every denial becomes a response in one place, swappable.
+//!
+//! Every layer has the same anatomy: `XLayer` (configuration, `Clone`), `X<S>` (the service,
+//! `poll_ready` passed through), a named `ResponseFuture` (pin-project, no boxing).
+#![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub)]
+
+pub mod authenticate;
+pub mod context;
+pub mod deny;
+pub mod propagate;
+
+pub use authenticate::AuthenticateLayer;
+pub use context::RequestContext;
+pub use deny::{Denial, DenialResponse, ProblemJson};
+pub use propagate::PropagateLayer;
