@@ -81,25 +81,34 @@ struct Checker<'a> {
     max_depth: usize,
 }
 
-/// Keys of one object; a linear scan for the small objects tokens have, a set past that.
+/// Keys of one object: on the stack for the small objects tokens have, a set past that.
 enum Keys<'a> {
-    Few(Vec<Cow<'a, str>>),
+    Few([Cow<'a, str>; Keys::LINEAR], usize),
     Many(HashSet<Cow<'a, str>>),
 }
 
 impl<'a> Keys<'a> {
     const LINEAR: usize = 16;
 
+    fn new() -> Self {
+        Keys::Few(std::array::from_fn(|_| Cow::Borrowed("")), 0)
+    }
+
     /// Record a key; false if it was already there.
     fn insert(&mut self, key: Cow<'a, str>) -> bool {
         match self {
-            Keys::Few(v) => {
-                if v.contains(&key) {
+            Keys::Few(keys, len) => {
+                if keys[..*len].contains(&key) {
                     return false;
                 }
-                v.push(key);
-                if v.len() > Self::LINEAR {
-                    *self = Keys::Many(std::mem::take(v).into_iter().collect());
+                if *len < Self::LINEAR {
+                    keys[*len] = key;
+                    *len += 1;
+                } else {
+                    let mut set: HashSet<Cow<'a, str>> =
+                        keys.iter_mut().map(std::mem::take).collect();
+                    set.insert(key);
+                    *self = Keys::Many(set);
                 }
                 true
             }
@@ -167,7 +176,7 @@ impl<'a> Checker<'a> {
             self.pos += 1;
             return Ok(());
         }
-        let mut keys = Keys::Few(Vec::new());
+        let mut keys = Keys::new();
         loop {
             self.ws();
             if self.peek() != Some(b'"') {
