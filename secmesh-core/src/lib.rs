@@ -12,6 +12,7 @@
 pub mod class;
 pub mod clock;
 pub mod identity;
+pub mod policy;
 pub mod svo;
 pub mod trace;
 
