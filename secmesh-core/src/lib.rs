@@ -14,6 +14,7 @@ pub mod class;
 pub mod clock;
 pub mod identity;
 pub mod json;
+pub mod policy;
 pub mod svo;
 pub mod trace;
 

@@ -1,0 +1,285 @@
+//! Deciding: a [`Request`] against a compiled [`Policy`] gives a [`Decision`].
+//!
+//! The semantics are a contract:
+//! 1. any matching enforce-mode deny rule: deny, naming that rule (the first in file order);
+//! 2. else the first matching enforce-mode allow rule in file order: allow, naming that rule,
+//!    unless the request carries grants and none covers (verb, object): deny, "missing grant";
+//! 3. else deny, "no rule".
+//!
+//! Shadow-mode rules are evaluated the same way on their own (with the same grant check) and
+//! reported beside the decision as a [`ShadowDecision`]; they never change it. A policy without
+//! shadow rules reports no shadow decision.
+//!
+//! # Example
+//! ```
+//! use secmesh_core::policy::{Effect, Policy, Reason, Request, grant::parse_scope};
+//! use secmesh_core::svo::{Object, Subject, Verb};
+//! use secmesh_core::ExpiryClass;
+//!
+//! let policy = Policy::from_toml(r#"
+//! [[rule]]
+//! id = "owners-read-own-orders"
+//! effect = "allow"
+//! subjects = ["user:*"]
+//! verbs = ["read"]
+//! objects = ["orders/{sub}/**"]
+//! max_class = "fast"
+//! "#).unwrap();
+//!
+//! let alice: Subject = "user:alice".parse().unwrap();
+//! let own: Object = "orders/user:alice/42".parse().unwrap();
+//! let req = Request::new(&alice, &Verb::Read, &own).with_class(ExpiryClass::Fast);
+//! let d = policy.decide(&req);
+//! assert_eq!(d.effect(), Effect::Allow);
+//! assert_eq!(d.rule(), Some("owners-read-own-orders"));
+//!
+//! // Without a class, a rule with `max_class` never matches.
+//! let d = policy.decide(&Request::new(&alice, &Verb::Read, &own));
+//! assert_eq!((d.effect(), d.reason()), (Effect::Deny, Reason::NoRule));
+//!
+//! // With grants, one must cover the request too.
+//! let grants = parse_scope("read:invoices/**").unwrap();
+//! let d = policy.decide(&req.with_grants(&grants));
+//! assert_eq!((d.effect(), d.reason()), (Effect::Deny, Reason::MissingGrant));
+//! ```
+
+use std::fmt;
+
+use super::grant::Grant;
+use super::index::Index;
+use super::model::{Effect, Mode, Rule, RuleId};
+use crate::class::ExpiryClass;
+use crate::svo::{Object, Subject, Verb};
+
+/// What is being decided: a subject performing a verb on an object, with the calling
+/// workload, the token's expiry class and the token's grants when known.
+#[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
+pub struct Request<'a> {
+    /// The token subject.
+    pub subject: &'a Subject,
+    /// The verb.
+    pub verb: &'a Verb,
+    /// The object.
+    pub object: &'a Object,
+    /// The calling workload (mTLS peer SPIFFE ID or current actor), when known.
+    pub caller: Option<&'a str>,
+    /// The token's expiry class, when known.
+    pub class: Option<ExpiryClass>,
+    /// The token's grants (its `scope`), when the token carries one.
+    pub grants: Option<&'a [Grant]>,
+}
+
+impl<'a> Request<'a> {
+    /// A request with no caller, class or grants.
+    pub fn new(subject: &'a Subject, verb: &'a Verb, object: &'a Object) -> Self {
+        Request {
+            subject,
+            verb,
+            object,
+            caller: None,
+            class: None,
+            grants: None,
+        }
+    }
+
+    /// With the calling workload.
+    #[must_use]
+    pub fn with_caller(mut self, caller: &'a str) -> Self {
+        self.caller = Some(caller);
+        self
+    }
+
+    /// With the token's expiry class.
+    #[must_use]
+    pub fn with_class(mut self, class: ExpiryClass) -> Self {
+        self.class = Some(class);
+        self
+    }
+
+    /// With the token's grants.
+    #[must_use]
+    pub fn with_grants(mut self, grants: &'a [Grant]) -> Self {
+        self.grants = Some(grants);
+        self
+    }
+}
+
+/// Why a decision came out the way it did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Reason {
+    /// An allow rule matched (and a grant covered the request, if grants were given).
+    AllowRule,
+    /// A deny rule matched.
+    DenyRule,
+    /// No rule matched.
+    NoRule,
+    /// An allow rule matched but no grant covers (verb, object).
+    MissingGrant,
+}
+
+impl Reason {
+    /// `allow rule`, `deny rule`, `no rule` or `missing grant`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Reason::AllowRule => "allow rule",
+            Reason::DenyRule => "deny rule",
+            Reason::NoRule => "no rule",
+            Reason::MissingGrant => "missing grant",
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The outcome of the shadow rules, reported beside the enforced decision.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShadowDecision {
+    effect: Effect,
+    rule: Option<RuleId>,
+    reason: Reason,
+}
+
+impl ShadowDecision {
+    /// What the shadow rules would have decided.
+    pub fn effect(&self) -> Effect {
+        self.effect
+    }
+
+    /// The deciding shadow rule, if one decided.
+    pub fn rule(&self) -> Option<&str> {
+        self.rule.as_ref().map(RuleId::as_str)
+    }
+
+    /// Why.
+    pub fn reason(&self) -> Reason {
+        self.reason
+    }
+}
+
+/// A decision: the effect, the rule or reason behind it, and the shadow outcome.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Decision {
+    effect: Effect,
+    rule: Option<RuleId>,
+    reason: Reason,
+    shadow: Option<ShadowDecision>,
+}
+
+impl Decision {
+    /// Allow or deny.
+    pub fn effect(&self) -> Effect {
+        self.effect
+    }
+
+    /// Whether the request is allowed.
+    pub fn is_allowed(&self) -> bool {
+        self.effect == Effect::Allow
+    }
+
+    /// The deciding rule's id: the allow or deny rule; `None` for "no rule" and "missing grant".
+    pub fn rule(&self) -> Option<&str> {
+        self.rule.as_ref().map(RuleId::as_str)
+    }
+
+    /// The deciding rule's id, shareable.
+    pub fn rule_id(&self) -> Option<&RuleId> {
+        self.rule.as_ref()
+    }
+
+    /// Why.
+    pub fn reason(&self) -> Reason {
+        self.reason
+    }
+
+    /// The shadow rules' outcome, when the policy has shadow rules.
+    pub fn shadow(&self) -> Option<&ShadowDecision> {
+        self.shadow.as_ref()
+    }
+}
+
+/// A compiled policy: its rules in file order and the indexes that decide over them.
+#[derive(Debug)]
+pub struct Policy {
+    rules: Vec<Rule>,
+    enforce: Index,
+    shadow: Option<Index>,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy::empty()
+    }
+}
+
+impl Policy {
+    /// A policy without rules: it denies everything ("no rule").
+    pub fn empty() -> Policy {
+        Policy::from_rules(Vec::new())
+    }
+
+    pub(crate) fn from_rules(rules: Vec<Rule>) -> Policy {
+        let enforce = Index::build(&rules, |r| r.mode == Mode::Enforce);
+        let shadow = rules
+            .iter()
+            .any(|r| r.mode == Mode::Shadow)
+            .then(|| Index::build(&rules, |r| r.mode == Mode::Shadow));
+        Policy {
+            rules,
+            enforce,
+            shadow,
+        }
+    }
+
+    /// The rules, in file order.
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    /// The rule with id `id`.
+    pub fn rule(&self, id: &str) -> Option<&Rule> {
+        self.rules.iter().find(|r| r.id() == id)
+    }
+
+    /// Decide `req`.
+    pub fn decide(&self, req: &Request<'_>) -> Decision {
+        let (effect, rule, reason) = self.evaluate(&self.enforce, req);
+        let shadow = self.shadow.as_ref().map(|ix| {
+            let (effect, rule, reason) = self.evaluate(ix, req);
+            ShadowDecision {
+                effect,
+                rule,
+                reason,
+            }
+        });
+        Decision {
+            effect,
+            rule,
+            reason,
+            shadow,
+        }
+    }
+
+    fn evaluate(&self, index: &Index, req: &Request<'_>) -> (Effect, Option<RuleId>, Reason) {
+        let id = |i: u32| self.rules.get(i as usize).map(|r| r.id.clone());
+        if let Some(i) = index.first_match(&self.rules, req, Effect::Deny) {
+            return (Effect::Deny, id(i), Reason::DenyRule);
+        }
+        let Some(i) = index.first_match(&self.rules, req, Effect::Allow) else {
+            return (Effect::Deny, None, Reason::NoRule);
+        };
+        if let Some(grants) = req.grants {
+            let (verb, object, subject) =
+                (req.verb.as_str(), req.object.as_str(), req.subject.as_str());
+            if !grants.iter().any(|g| g.covers_str(verb, object, subject)) {
+                return (Effect::Deny, None, Reason::MissingGrant);
+            }
+        }
+        (Effect::Allow, id(i), Reason::AllowRule)
+    }
+}

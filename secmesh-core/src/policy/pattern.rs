@@ -1,0 +1,590 @@
+//! Patterns: globs for subjects and callers, verb patterns, and segment patterns for objects.
+//!
+//! - A [`Glob`] matches a whole string; `*` matches any run of characters (possibly empty) and
+//!   every other character matches itself.
+//! - A [`VerbPattern`] is an exact verb or `*` for any verb.
+//! - An [`ObjectPattern`] is a `/`-separated list of segments: a literal segment matches itself,
+//!   `*` matches exactly one non-empty segment, `**` (only as the last segment) matches zero or
+//!   more segments, and `{sub}` is replaced by the request's subject, taken literally, before
+//!   matching (`orders/{sub}/**`).
+//!
+//! # Example
+//! ```
+//! use secmesh_core::policy::pattern::{Glob, ObjectPattern};
+//!
+//! let g: Glob = "user:*".parse().unwrap();
+//! assert!(g.matches("user:alice"));
+//! assert!(!g.matches("svc:orders"));
+//!
+//! let p: ObjectPattern = "orders/{sub}/**".parse().unwrap();
+//! assert!(p.matches("orders/user:alice", "user:alice"));
+//! assert!(p.matches("orders/user:alice/42/items", "user:alice"));
+//! assert!(!p.matches("orders/user:bob/42", "user:alice"));
+//! assert!("orders/**/items".parse::<ObjectPattern>().is_err());
+//! ```
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer};
+
+use crate::svo::Verb;
+
+/// The longest pattern accepted, in bytes.
+pub const MAX_PATTERN_LEN: usize = 1024;
+
+/// Why a pattern was rejected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PatternError {
+    /// An empty pattern.
+    #[error("empty pattern")]
+    Empty,
+    /// Longer than [`MAX_PATTERN_LEN`].
+    #[error("pattern longer than {MAX_PATTERN_LEN} bytes")]
+    TooLong,
+    /// Whitespace or a control character.
+    #[error("whitespace or control character in pattern")]
+    InvalidChar,
+    /// An empty object segment: a leading, trailing or doubled `/`.
+    #[error("empty segment in object pattern (no leading, trailing or doubled '/')")]
+    EmptySegment,
+    /// `**` anywhere but as the last segment.
+    #[error("`**` is only allowed as the last segment")]
+    DoubleStarNotLast,
+    /// `*` inside a segment with other characters (`ab*`).
+    #[error("`*` must be a whole segment (`*` or `**`)")]
+    PartialWildcard,
+    /// A `{` or `}` that is not part of `{sub}`.
+    #[error("unknown template (only `{{sub}}` is supported)")]
+    UnknownTemplate,
+    /// A verb that is not `*` and not a valid verb (empty, whitespace, `:`).
+    #[error("invalid verb")]
+    InvalidVerb,
+}
+
+fn check_text(s: &str) -> Result<(), PatternError> {
+    if s.is_empty() {
+        return Err(PatternError::Empty);
+    }
+    if s.len() > MAX_PATTERN_LEN {
+        return Err(PatternError::TooLong);
+    }
+    if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(PatternError::InvalidChar);
+    }
+    Ok(())
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum GlobKind {
+    /// `*`.
+    Any,
+    /// No `*` at all.
+    Exact,
+    /// `prefix*`.
+    Prefix,
+    /// `*suffix`.
+    Suffix,
+    /// Anything else.
+    General,
+}
+
+/// A glob over a whole string: `*` matches any run of characters, possibly empty.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Glob {
+    text: Box<str>,
+    kind: GlobKind,
+}
+
+impl Glob {
+    /// The glob as written.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// Whether the glob matches all of `s`.
+    pub fn matches(&self, s: &str) -> bool {
+        let t = &*self.text;
+        match self.kind {
+            GlobKind::Any => true,
+            GlobKind::Exact => t == s,
+            GlobKind::Prefix => s.starts_with(&t[..t.len() - 1]),
+            GlobKind::Suffix => s.ends_with(&t[1..]),
+            GlobKind::General => glob_general(t, s),
+        }
+    }
+
+    /// The literal text before the first `*`.
+    fn head(&self) -> &str {
+        self.text.split('*').next().unwrap_or("")
+    }
+
+    /// The literal text after the last `*`.
+    fn tail(&self) -> &str {
+        self.text.rsplit('*').next().unwrap_or("")
+    }
+
+    /// Whether every string this glob's `other` matches is matched by `self`. Conservative: a
+    /// `false` may be a missed inclusion, a `true` never is wrong.
+    pub fn covers(&self, other: &Glob) -> bool {
+        match self.kind {
+            GlobKind::Any => true,
+            GlobKind::Exact | GlobKind::General => self.text == other.text,
+            GlobKind::Prefix => {
+                let p = &self.text[..self.text.len() - 1];
+                match other.kind {
+                    GlobKind::Exact => other.text.starts_with(p),
+                    _ => other.head().starts_with(p),
+                }
+            }
+            GlobKind::Suffix => {
+                let sfx = &self.text[1..];
+                match other.kind {
+                    GlobKind::Exact => other.text.ends_with(sfx),
+                    _ => other.tail().ends_with(sfx),
+                }
+            }
+        }
+    }
+}
+
+/// Glob matching for patterns with `*` in the middle: the first part is a prefix, the last a
+/// suffix, and the middle parts are found leftmost in order (optimal for `*`-only globs).
+fn glob_general(pattern: &str, s: &str) -> bool {
+    let mut parts = pattern.split('*');
+    let first = parts.next().unwrap_or("");
+    let Some(mut rest) = s.strip_prefix(first) else {
+        return false;
+    };
+    let mut middle: Vec<&str> = parts.collect();
+    let last = middle.pop().unwrap_or("");
+    if rest.len() < last.len() {
+        return false;
+    }
+    let Some(body) = rest.get(..rest.len() - last.len()) else {
+        return false;
+    };
+    if !rest.ends_with(last) {
+        return false;
+    }
+    rest = body;
+    for part in middle {
+        match rest.find(part) {
+            Some(i) => rest = &rest[i + part.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
+impl FromStr for Glob {
+    type Err = PatternError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        check_text(s)?;
+        let stars = s.matches('*').count();
+        let kind = if s == "*" {
+            GlobKind::Any
+        } else if stars == 0 {
+            GlobKind::Exact
+        } else if stars == 1 && s.ends_with('*') {
+            GlobKind::Prefix
+        } else if stars == 1 && s.starts_with('*') {
+            GlobKind::Suffix
+        } else {
+            GlobKind::General
+        };
+        Ok(Glob {
+            text: s.into(),
+            kind,
+        })
+    }
+}
+
+impl fmt::Display for Glob {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+/// A verb pattern: one verb, or `*` for any.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum VerbPattern {
+    /// `*`: any verb.
+    Any,
+    /// Exactly this verb.
+    Exact(Box<str>),
+}
+
+impl VerbPattern {
+    /// Whether the pattern matches the verb named `verb`.
+    pub fn matches(&self, verb: &str) -> bool {
+        match self {
+            VerbPattern::Any => true,
+            VerbPattern::Exact(v) => **v == *verb,
+        }
+    }
+
+    /// Whether every verb `other` matches is matched by `self`.
+    pub fn covers(&self, other: &VerbPattern) -> bool {
+        match (self, other) {
+            (VerbPattern::Any, _) => true,
+            (VerbPattern::Exact(a), VerbPattern::Exact(b)) => a == b,
+            (VerbPattern::Exact(_), VerbPattern::Any) => false,
+        }
+    }
+
+    /// The pattern as written.
+    pub fn as_str(&self) -> &str {
+        match self {
+            VerbPattern::Any => "*",
+            VerbPattern::Exact(v) => v,
+        }
+    }
+}
+
+impl FromStr for VerbPattern {
+    type Err = PatternError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s == "*" {
+            return Ok(VerbPattern::Any);
+        }
+        if s.len() > MAX_PATTERN_LEN {
+            return Err(PatternError::TooLong);
+        }
+        let v: Verb = s.parse().map_err(|_| PatternError::InvalidVerb)?;
+        Ok(VerbPattern::Exact(v.as_str().into()))
+    }
+}
+
+impl fmt::Display for VerbPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One piece of a templated segment.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum Piece {
+    Literal(Box<str>),
+    Sub,
+}
+
+/// One segment of an object pattern.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum Segment {
+    /// Matches itself.
+    Literal(Box<str>),
+    /// `*`: one non-empty segment.
+    One,
+    /// `**`: zero or more segments (last only).
+    Rest,
+    /// Literal text with `{sub}` in it.
+    Template(Box<[Piece]>),
+}
+
+/// An object pattern: `/`-separated segments of literals, `*`, a trailing `**` and `{sub}`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ObjectPattern {
+    text: Box<str>,
+    segments: Box<[Segment]>,
+}
+
+impl ObjectPattern {
+    /// The pattern as written.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The leading literal segments, up to the first `*`, `**` or `{sub}` segment.
+    pub(crate) fn literal_prefix(&self) -> impl Iterator<Item = &str> {
+        self.segments.iter().map_while(|s| match s {
+            Segment::Literal(l) => Some(&**l),
+            _ => None,
+        })
+    }
+
+    /// Whether the pattern uses `{sub}`.
+    pub fn has_template(&self) -> bool {
+        self.segments
+            .iter()
+            .any(|s| matches!(s, Segment::Template(_)))
+    }
+
+    /// Whether the pattern matches `object` (a valid object: no leading `/`, no empty
+    /// segment), with `{sub}` standing for `subject`.
+    pub fn matches(&self, object: &str, subject: &str) -> bool {
+        // `rest` is what is left of the object; "" means no segments left.
+        let mut rest = object;
+        let n = self.segments.len();
+        for (i, seg) in self.segments.iter().enumerate() {
+            let after = match seg {
+                Segment::Rest => return true,
+                _ if rest.is_empty() => return false,
+                Segment::Literal(l) => match rest.strip_prefix(&**l) {
+                    Some(r) => r,
+                    None => return false,
+                },
+                Segment::One => match rest.find('/') {
+                    Some(0) => return false,
+                    Some(j) => &rest[j..],
+                    None => "",
+                },
+                Segment::Template(pieces) => {
+                    let mut r = rest;
+                    for p in pieces.iter() {
+                        let lit = match p {
+                            Piece::Literal(l) => &**l,
+                            Piece::Sub => subject,
+                        };
+                        match r.strip_prefix(lit) {
+                            Some(x) => r = x,
+                            None => return false,
+                        }
+                    }
+                    r
+                }
+            };
+            // A segment must end at a boundary: the end of the object or a '/'.
+            if after.is_empty() {
+                // Only a trailing `**` can match the nothing that is left.
+                return match self.segments.get(i + 1) {
+                    None => true,
+                    Some(Segment::Rest) => i + 2 == n,
+                    Some(_) => false,
+                };
+            }
+            match after.strip_prefix('/') {
+                Some(r) => rest = r,
+                None => return false,
+            }
+        }
+        // Every segment matched and object segments are left over (or the pattern is empty).
+        n == 0 && rest.is_empty()
+    }
+
+    /// Whether every object (for every subject) `other` matches is matched by `self`.
+    /// Conservative: a `false` may be a missed inclusion, a `true` is never wrong.
+    pub fn covers(&self, other: &ObjectPattern) -> bool {
+        let mut theirs = other.segments.iter();
+        for mine in self.segments.iter() {
+            if *mine == Segment::Rest {
+                return true;
+            }
+            let Some(t) = theirs.next() else {
+                return false;
+            };
+            let ok = match (mine, t) {
+                (Segment::One, Segment::Literal(_) | Segment::One) => true,
+                (a, b) => a == b && !matches!(a, Segment::Rest),
+            };
+            if !ok {
+                return false;
+            }
+        }
+        theirs.next().is_none()
+    }
+}
+
+fn parse_segment(seg: &str) -> Result<Segment, PatternError> {
+    match seg {
+        "" => return Err(PatternError::EmptySegment),
+        "*" => return Ok(Segment::One),
+        "**" => return Ok(Segment::Rest),
+        _ => {}
+    }
+    if seg.contains('*') {
+        return Err(PatternError::PartialWildcard);
+    }
+    if !seg.contains(['{', '}']) {
+        return Ok(Segment::Literal(seg.into()));
+    }
+    let mut pieces = Vec::new();
+    let mut rest = seg;
+    while !rest.is_empty() {
+        if let Some(r) = rest.strip_prefix("{sub}") {
+            pieces.push(Piece::Sub);
+            rest = r;
+            continue;
+        }
+        let end = rest.find(['{', '}']).unwrap_or(rest.len());
+        if end == 0 {
+            return Err(PatternError::UnknownTemplate);
+        }
+        pieces.push(Piece::Literal(rest[..end].into()));
+        rest = &rest[end..];
+    }
+    Ok(Segment::Template(pieces.into()))
+}
+
+impl FromStr for ObjectPattern {
+    type Err = PatternError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        check_text(s)?;
+        let segments = s
+            .split('/')
+            .map(parse_segment)
+            .collect::<Result<Vec<_>, _>>()?;
+        if let Some(i) = segments.iter().position(|s| *s == Segment::Rest)
+            && i + 1 != segments.len()
+        {
+            return Err(PatternError::DoubleStarNotLast);
+        }
+        Ok(ObjectPattern {
+            text: s.into(),
+            segments: segments.into(),
+        })
+    }
+}
+
+impl fmt::Display for ObjectPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+macro_rules! deserialize_from_str {
+    ($t:ty, $what:literal) => {
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+                s.parse().map_err(|e: PatternError| {
+                    serde::de::Error::custom(format_args!(concat!($what, " `{}`: {}"), s, e))
+                })
+            }
+        }
+    };
+}
+
+deserialize_from_str!(Glob, "invalid glob");
+deserialize_from_str!(VerbPattern, "invalid verb");
+deserialize_from_str!(ObjectPattern, "invalid object pattern");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn g(s: &str) -> Glob {
+        s.parse().unwrap()
+    }
+
+    fn p(s: &str) -> ObjectPattern {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn globs() {
+        assert!(g("*").matches(""));
+        assert!(g("user:*").matches("user:"));
+        assert!(g("user:*").matches("user:alice"));
+        assert!(!g("user:*").matches("usr:alice"));
+        assert!(g("*:alice").matches("user:alice"));
+        assert!(g("a*b*c").matches("abc"));
+        assert!(g("a*b*c").matches("axxbyyc"));
+        assert!(!g("a*b*c").matches("axxbyy"));
+        assert!(!g("a*a").matches("a"));
+        assert!(g("a*a").matches("aa"));
+        assert!(g("*a*").matches("bab"));
+        assert!(g("**").matches(""));
+        assert!(g("exact").matches("exact"));
+        assert!(!g("exact").matches("exact2"));
+        assert_eq!("".parse::<Glob>(), Err(PatternError::Empty));
+        assert_eq!("a b".parse::<Glob>(), Err(PatternError::InvalidChar));
+    }
+
+    #[test]
+    fn glob_cover() {
+        assert!(g("*").covers(&g("a*b")));
+        assert!(g("user:*").covers(&g("user:a*")));
+        assert!(g("user:*").covers(&g("user:alice")));
+        assert!(!g("user:*").covers(&g("*")));
+        assert!(!g("user:alice").covers(&g("user:*")));
+        assert!(g("*.test").covers(&g("*a.test")));
+    }
+
+    #[test]
+    fn objects() {
+        assert!(p("orders/*").matches("orders/42", "s"));
+        assert!(!p("orders/*").matches("orders", "s"));
+        assert!(!p("orders/*").matches("orders/42/x", "s"));
+        assert!(p("orders/**").matches("orders", "s"));
+        assert!(p("orders/**").matches("orders/1/2/3", "s"));
+        assert!(!p("orders/**").matches("ordersx", "s"));
+        assert!(!p("orders/**").matches("order", "s"));
+        assert!(p("**").matches("", "s"));
+        assert!(p("**").matches("a/b", "s"));
+        assert!(!p("*").matches("", "s"));
+        assert!(!p("a").matches("", "s"));
+        assert!(p("a").matches("a", "s"));
+        assert!(!p("a").matches("ab", "s"));
+        assert!(!p("a/b").matches("a", "s"));
+        assert!(p("*/b/*").matches("x/b/y", "s"));
+        assert!(p("u/{sub}").matches("u/alice", "alice"));
+        assert!(!p("u/{sub}").matches("u/alice", "bob"));
+        assert!(p("u/x-{sub}-y").matches("u/x-al-y", "al"));
+        // The subject is taken literally, even with '/' or '*' in it.
+        assert!(p("u/{sub}/**").matches("u/a/b/c", "a/b"));
+        assert!(!p("u/{sub}").matches("u/anything", "*"));
+        assert!(p("u/{sub}").matches("u/*", "*"));
+        assert!(!p("u/{sub}").matches("u/a", ""));
+    }
+
+    #[test]
+    fn object_errors() {
+        assert_eq!(
+            "a/**/b".parse::<ObjectPattern>(),
+            Err(PatternError::DoubleStarNotLast)
+        );
+        assert_eq!(
+            "**/**".parse::<ObjectPattern>(),
+            Err(PatternError::DoubleStarNotLast)
+        );
+        assert_eq!(
+            "/a".parse::<ObjectPattern>(),
+            Err(PatternError::EmptySegment)
+        );
+        assert_eq!(
+            "a/".parse::<ObjectPattern>(),
+            Err(PatternError::EmptySegment)
+        );
+        assert_eq!(
+            "a*".parse::<ObjectPattern>(),
+            Err(PatternError::PartialWildcard)
+        );
+        assert_eq!(
+            "{user}".parse::<ObjectPattern>(),
+            Err(PatternError::UnknownTemplate)
+        );
+        assert_eq!(
+            "a{sub".parse::<ObjectPattern>(),
+            Err(PatternError::UnknownTemplate)
+        );
+        assert_eq!("".parse::<ObjectPattern>(), Err(PatternError::Empty));
+        let long = "a".repeat(MAX_PATTERN_LEN + 1);
+        assert_eq!(long.parse::<ObjectPattern>(), Err(PatternError::TooLong));
+    }
+
+    #[test]
+    fn object_cover() {
+        assert!(p("**").covers(&p("a/b")));
+        assert!(p("a/**").covers(&p("a/*/c/**")));
+        assert!(p("a/*").covers(&p("a/b")));
+        assert!(!p("a/*").covers(&p("a/{sub}")));
+        assert!(p("a/{sub}").covers(&p("a/{sub}")));
+        assert!(!p("a/*").covers(&p("a/**")));
+        assert!(!p("a/b").covers(&p("a/b/c")));
+        assert!(!p("a/b/c").covers(&p("a/b")));
+    }
+
+    #[test]
+    fn verbs() {
+        assert_eq!("*".parse::<VerbPattern>(), Ok(VerbPattern::Any));
+        assert!("read".parse::<VerbPattern>().unwrap().matches("read"));
+        assert!(!"read".parse::<VerbPattern>().unwrap().matches("update"));
+        assert_eq!("a:b".parse::<VerbPattern>(), Err(PatternError::InvalidVerb));
+        assert_eq!("".parse::<VerbPattern>(), Err(PatternError::InvalidVerb));
+    }
+}
