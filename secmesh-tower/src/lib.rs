@@ -5,6 +5,8 @@
 //!
 //! - [`authenticate`]: verify the `Txn-Token`, set the [request context](context), 401 / gRPC
 //!   UNAUTHENTICATED otherwise.
+//! - [`authorize`]: classify the request into (verb, object) and ask the policy engine and the
+//!   token's grants; 403 / gRPC PERMISSION_DENIED otherwise.
 //! - [`propagate`]: put the current token and a child `traceparent` on outgoing requests, to
 //!   allowed destinations only.
 //! - [`context`]: the task-local request context and [`context::spawn`].
@@ -16,11 +18,14 @@
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod authenticate;
+pub mod authorize;
 pub mod context;
 pub mod deny;
+pub mod future;
 pub mod propagate;
 
 pub use authenticate::AuthenticateLayer;
+pub use authorize::{AuthorizeLayer, Permitted};
 pub use context::RequestContext;
 pub use deny::{Denial, DenialResponse, ProblemJson};
 pub use propagate::PropagateLayer;

@@ -43,8 +43,6 @@
 //! # }
 //! ```
 
-mod future;
-
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -56,10 +54,15 @@ use secmesh_tokens::{ErrorKind, TXN_TOKEN_HEADER, Verifier};
 use tower_layer::Layer;
 use tower_service::Service;
 
-pub use future::ResponseFuture;
+/// The authenticate layer's response future: the inner future run with the request context
+/// set, or the 401.
+pub type ResponseFuture<F, B> = DenyOr<TaskLocalFuture<RequestContext, F>, B>;
+
+use tokio::task::futures::TaskLocalFuture;
 
 use crate::context::RequestContext;
 use crate::deny::{Denial, DenialResponse, ProblemJson};
+use crate::future::DenyOr;
 
 /// Request headers only secmesh may set; removed from every inbound request.
 pub const INTERNAL_HEADER_PREFIX: &str = "x-secmesh-";

@@ -1,4 +1,5 @@
-//! The authenticate layer's response future.
+//! The response future the secmesh layers share: the inner service's future, or a denial
+//! built in the layer. Each layer names it as its own `ResponseFuture`.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -6,14 +7,10 @@ use std::task::{Context, Poll};
 
 use http::Response;
 use pin_project::pin_project;
-use tokio::task::futures::TaskLocalFuture;
 
-use crate::context::RequestContext;
-
-/// Response future of [`Authenticate`](super::Authenticate): the inner service's future run
-/// with the request context set, or the denial built in the layer.
+/// The inner service's future, or the denial built in the layer. No boxing.
 #[pin_project]
-pub struct ResponseFuture<F, B> {
+pub struct DenyOr<F, B> {
     #[pin]
     kind: Kind<F, B>,
 }
@@ -22,28 +19,28 @@ pub struct ResponseFuture<F, B> {
 enum Kind<F, B> {
     Inner {
         #[pin]
-        fut: TaskLocalFuture<RequestContext, F>,
+        fut: F,
     },
     Denied {
         res: Option<Response<B>>,
     },
 }
 
-impl<F, B> ResponseFuture<F, B> {
-    pub(crate) fn inner(fut: TaskLocalFuture<RequestContext, F>) -> Self {
-        ResponseFuture {
+impl<F, B> DenyOr<F, B> {
+    pub(crate) fn inner(fut: F) -> Self {
+        DenyOr {
             kind: Kind::Inner { fut },
         }
     }
 
     pub(crate) fn denied(res: Response<B>) -> Self {
-        ResponseFuture {
+        DenyOr {
             kind: Kind::Denied { res: Some(res) },
         }
     }
 }
 
-impl<F, B, E> Future for ResponseFuture<F, B>
+impl<F, B, E> Future for DenyOr<F, B>
 where
     F: Future<Output = Result<Response<B>, E>>,
 {
@@ -52,9 +49,9 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
             KindProj::Inner { fut } => fut.poll(cx),
-            KindProj::Denied { res } => Poll::Ready(Ok(res
-                .take()
-                .expect("ResponseFuture polled after completion"))),
+            KindProj::Denied { res } => {
+                Poll::Ready(Ok(res.take().expect("DenyOr polled after completion")))
+            }
         }
     }
 }
