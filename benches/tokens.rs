@@ -375,6 +375,16 @@ fn bench(c: &mut Criterion) {
                 let payload = jws::parse(&token, jws::DEFAULT_MAX_SIZE).unwrap().payload;
                 b.iter(|| Claims::from_json(black_box(&payload)).unwrap())
             });
+            g.bench_function("secmesh-strict-json-check", |b| {
+                let payload = jws::parse(&token, jws::DEFAULT_MAX_SIZE).unwrap().payload;
+                b.iter(|| {
+                    secmesh::core::json::check_object(
+                        black_box(&payload),
+                        secmesh::core::json::DEFAULT_MAX_DEPTH,
+                    )
+                    .unwrap()
+                })
+            });
             g.bench_function("serde_json-value", |b| {
                 let payload = jws::parse(&token, jws::DEFAULT_MAX_SIZE).unwrap().payload;
                 b.iter(|| serde_json::from_slice::<serde_json::Value>(black_box(&payload)).unwrap())

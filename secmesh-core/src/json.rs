@@ -54,6 +54,13 @@ pub enum JsonError {
 
 /// Check that `bytes` is one strict JSON object (see the module documentation).
 pub fn check_object(bytes: &[u8], max_depth: usize) -> Result<(), JsonError> {
+    // Validate UTF-8 once for the whole input (fast, vectorised) so that strings need not be
+    // checked one by one; escapes are decoded to valid UTF-8 by construction.
+    if let Err(e) = std::str::from_utf8(bytes) {
+        return Err(JsonError::Syntax {
+            offset: e.valid_up_to(),
+        });
+    }
     let mut c = Checker {
         b: bytes,
         pos: 0,
@@ -81,40 +88,56 @@ struct Checker<'a> {
     max_depth: usize,
 }
 
-/// Keys of one object: on the stack for the small objects tokens have, a set past that.
+/// Keys of one object: on the stack for the small objects tokens have (compared by a short
+/// hash first), a set past that.
 // On the stack on purpose: no allocation for objects of up to 16 members.
 #[allow(clippy::large_enum_variant)]
 enum Keys<'a> {
-    Few([Cow<'a, str>; Keys::LINEAR], usize),
-    Many(HashSet<Cow<'a, str>>),
+    Few([(u64, Cow<'a, [u8]>); Keys::LINEAR], usize),
+    Many(HashSet<Cow<'a, [u8]>>),
+}
+
+/// FNV-1a: enough to tell short keys apart quickly; equal hashes are compared in full.
+fn fnv(s: &[u8]) -> u64 {
+    s.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 impl<'a> Keys<'a> {
     const LINEAR: usize = 16;
 
     fn new() -> Self {
-        Keys::Few(std::array::from_fn(|_| Cow::Borrowed("")), 0)
+        Keys::Few(std::array::from_fn(|_| (0, Cow::Borrowed(&[][..]))), 0)
     }
 
-    /// Record a key; false if it was already there.
-    fn insert(&mut self, key: Cow<'a, str>) -> bool {
+    /// Record a key; gives it back if it was already there.
+    fn insert(&mut self, key: Cow<'a, [u8]>) -> Option<Cow<'a, [u8]>> {
         match self {
             Keys::Few(keys, len) => {
-                if keys[..*len].contains(&key) {
-                    return false;
+                let h = fnv(&key);
+                if keys[..*len].iter().any(|(kh, k)| *kh == h && *k == key) {
+                    return Some(key);
                 }
                 if *len < Self::LINEAR {
-                    keys[*len] = key;
+                    keys[*len] = (h, key);
                     *len += 1;
                 } else {
-                    let mut set: HashSet<Cow<'a, str>> =
-                        keys.iter_mut().map(std::mem::take).collect();
+                    let mut set: HashSet<Cow<'a, [u8]>> =
+                        keys.iter_mut().map(|(_, k)| std::mem::take(k)).collect();
                     set.insert(key);
                     *self = Keys::Many(set);
                 }
-                true
+                None
             }
-            Keys::Many(s) => s.insert(key),
+            Keys::Many(s) => {
+                if s.contains(&key) {
+                    Some(key)
+                } else {
+                    s.insert(key);
+                    None
+                }
+            }
         }
     }
 }
@@ -185,9 +208,9 @@ impl<'a> Checker<'a> {
                 return Err(self.syntax());
             }
             let key = self.string()?;
-            if !keys.insert(key.clone()) {
+            if let Some(dup) = keys.insert(key) {
                 return Err(JsonError::DuplicateKey {
-                    key: key.chars().take(64).collect(),
+                    key: String::from_utf8_lossy(&dup).chars().take(64).collect(),
                 });
             }
             self.ws();
@@ -288,34 +311,29 @@ impl<'a> Checker<'a> {
 
     /// A string starting at the opening quote; returns its unescaped value, borrowed when
     /// it has no escapes.
-    fn string(&mut self) -> Result<Cow<'a, str>, JsonError> {
+    fn string(&mut self) -> Result<Cow<'a, [u8]>, JsonError> {
         self.eat(b'"')?;
         let start = self.pos;
-        // Fast path: no escapes.
-        loop {
-            match self.peek() {
-                Some(b'"') => {
-                    let raw = &self.b[start..self.pos];
-                    self.pos += 1;
-                    return std::str::from_utf8(raw).map(Cow::Borrowed).map_err(|e| {
-                        JsonError::Syntax {
-                            offset: start + e.valid_up_to(),
-                        }
-                    });
-                }
-                Some(b'\\') => break,
-                Some(0..=0x1f) | None => return Err(self.syntax()),
-                Some(_) => self.pos += 1,
+        // Fast path: scan to the first quote, backslash or control byte.
+        let stop = self.b[start..]
+            .iter()
+            .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
+            .map_or(self.b.len(), |i| start + i);
+        self.pos = stop;
+        match self.peek() {
+            Some(b'"') => {
+                self.pos += 1;
+                return Ok(Cow::Borrowed(&self.b[start..stop]));
             }
+            Some(b'\\') => {}
+            _ => return Err(self.syntax()),
         }
         let mut out: Vec<u8> = self.b[start..self.pos].to_vec();
         loop {
             match self.peek() {
                 Some(b'"') => {
                     self.pos += 1;
-                    return String::from_utf8(out)
-                        .map(Cow::Owned)
-                        .map_err(|_| JsonError::Syntax { offset: start });
+                    return Ok(Cow::Owned(out));
                 }
                 Some(b'\\') => {
                     self.pos += 1;

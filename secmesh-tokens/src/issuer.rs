@@ -228,8 +228,7 @@ impl Issuer {
             .or_else(|| self.audience.clone())
             .ok_or_else(|| SignError::Claims("no audience".into()))?;
         let rng = SystemRandom::new();
-        let mut jti = [0u8; 16];
-        rng.fill(&mut jti).map_err(|_| SignError::Random)?;
+        let jti = new_jti()?;
         let txn = match req.txn {
             Some(t) => t,
             None => new_txn(&rng)?,
@@ -241,7 +240,7 @@ impl Issuer {
             aud,
             now,
             now + lifetime,
-            b64::encode(&jti),
+            jti,
             req.class,
         );
         c.nbf = Some(now);
@@ -288,6 +287,15 @@ fn scope_of(req: &MintRequest) -> Result<Option<Scope>, SignError> {
     Scope::new(parts.join(" "))
         .map(Some)
         .map_err(|e| SignError::Claims(e.to_string()))
+}
+
+/// 128 random bits, base64url.
+pub(crate) fn new_jti() -> Result<String, SignError> {
+    let mut jti = [0u8; 16];
+    SystemRandom::new()
+        .fill(&mut jti)
+        .map_err(|_| SignError::Random)?;
+    Ok(b64::encode(&jti))
 }
 
 fn new_txn(rng: &SystemRandom) -> Result<TxnId, SignError> {

@@ -52,6 +52,7 @@ pub mod issuer;
 pub mod jws;
 pub mod key;
 pub mod manual;
+pub mod renew;
 pub mod verifier;
 
 pub use alg::Algorithm;

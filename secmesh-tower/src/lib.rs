@@ -21,6 +21,8 @@ pub mod authenticate;
 pub mod authorize;
 pub mod context;
 pub mod deny;
+#[cfg(feature = "axum")]
+pub mod extract;
 pub mod future;
 pub mod propagate;
 
