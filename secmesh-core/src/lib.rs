@@ -19,5 +19,6 @@ pub mod trace;
 pub use class::{ClassBounds, ExpiryClass};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use identity::{SpiffeId, TrustDomain};
+pub use policy::{Decision, Policy, SharedPolicy};
 pub use svo::{Object, Subject, Verb};
 pub use trace::{SpanId, TraceId, TraceParent, TxnId};
