@@ -11,6 +11,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod io;
+mod policy_cmd;
 mod token_cmd;
 
 /// secmesh: keys, transaction tokens, policies, audit logs and a development CA.
@@ -35,6 +36,11 @@ enum Command {
         #[command(subcommand)]
         cmd: token_cmd::JwsCommand,
     },
+    /// Check requests against access-control policies and lint them.
+    Policy {
+        #[command(subcommand)]
+        cmd: policy_cmd::PolicyCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -43,5 +49,6 @@ fn main() -> ExitCode {
         Command::Keygen(args) => token_cmd::keygen(args),
         Command::Token { cmd } => token_cmd::run_token(cmd),
         Command::Jws { cmd } => token_cmd::run_jws(cmd),
+        Command::Policy { cmd } => policy_cmd::run(cmd),
     }
 }

@@ -283,3 +283,189 @@ impl Policy {
         (Effect::Allow, id(i), Reason::AllowRule)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::grant::parse_scope;
+
+    const POLICY: &str = r#"
+[[rule]]
+id = "read-orders"
+effect = "allow"
+subjects = ["user:*"]
+verbs = ["read"]
+objects = ["orders/*"]
+
+[[rule]]
+id = "any-orders"
+effect = "allow"
+subjects = ["*"]
+verbs = ["*"]
+objects = ["orders/**"]
+
+[[rule]]
+id = "gateway-only"
+effect = "allow"
+subjects = ["user:*"]
+verbs = ["update"]
+objects = ["profiles/{sub}"]
+callers = ["spiffe://mesh.test/gateway"]
+max_class = "medium"
+
+[[rule]]
+id = "no-bob"
+effect = "deny"
+subjects = ["user:bob"]
+verbs = ["*"]
+objects = ["orders/**"]
+
+[[rule]]
+id = "no-bob-2"
+effect = "deny"
+subjects = ["user:b*"]
+verbs = ["*"]
+objects = ["**"]
+
+[[rule]]
+id = "shadow-allow"
+effect = "allow"
+subjects = ["*"]
+verbs = ["read"]
+objects = ["**"]
+mode = "shadow"
+"#;
+
+    fn policy() -> Policy {
+        Policy::from_toml(POLICY).unwrap()
+    }
+
+    fn decide(p: &Policy, sub: &str, verb: &str, obj: &str) -> Decision {
+        let (s, v, o): (Subject, Verb, Object) = (
+            sub.parse().unwrap(),
+            verb.parse().unwrap(),
+            obj.parse().unwrap(),
+        );
+        p.decide(&Request::new(&s, &v, &o))
+    }
+
+    #[test]
+    fn first_allow_in_file_order() {
+        let p = policy();
+        let d = decide(&p, "user:alice", "read", "orders/1");
+        assert_eq!((d.effect(), d.rule()), (Effect::Allow, Some("read-orders")));
+        assert_eq!(d.reason(), Reason::AllowRule);
+        let d = decide(&p, "user:alice", "read", "orders/1/items");
+        assert_eq!(d.rule(), Some("any-orders"));
+        let d = decide(&p, "svc:x", "delete", "orders");
+        assert_eq!(d.rule(), Some("any-orders"));
+    }
+
+    #[test]
+    fn deny_overrides_and_names_first_deny() {
+        let p = policy();
+        let d = decide(&p, "user:bob", "read", "orders/1");
+        assert_eq!((d.effect(), d.rule()), (Effect::Deny, Some("no-bob")));
+        assert_eq!(d.reason(), Reason::DenyRule);
+        let d = decide(&p, "user:bill", "read", "orders/1");
+        assert_eq!(d.rule(), Some("no-bob-2"));
+    }
+
+    #[test]
+    fn no_rule() {
+        let p = policy();
+        let d = decide(&p, "user:alice", "read", "invoices/1");
+        assert_eq!(
+            (d.effect(), d.rule(), d.reason()),
+            (Effect::Deny, None, Reason::NoRule)
+        );
+        let d = decide(&Policy::empty(), "user:alice", "read", "");
+        assert_eq!(d.reason(), Reason::NoRule);
+        assert!(d.shadow().is_none());
+    }
+
+    #[test]
+    fn callers_and_class() {
+        let p = policy();
+        let (s, o): (Subject, Object) = (
+            "user:alice".parse().unwrap(),
+            "profiles/user:alice".parse().unwrap(),
+        );
+        let base = Request::new(&s, &Verb::Update, &o);
+        let gw = "spiffe://mesh.test/gateway";
+        assert_eq!(p.decide(&base).reason(), Reason::NoRule);
+        assert_eq!(p.decide(&base.with_caller(gw)).reason(), Reason::NoRule);
+        assert_eq!(
+            p.decide(&base.with_class(ExpiryClass::Fast)).reason(),
+            Reason::NoRule
+        );
+        for (class, ok) in [
+            (ExpiryClass::Fast, true),
+            (ExpiryClass::Medium, true),
+            (ExpiryClass::Slow, false),
+        ] {
+            let d = p.decide(&base.with_caller(gw).with_class(class));
+            assert_eq!(d.is_allowed(), ok, "{class}");
+        }
+        let d = p.decide(
+            &base
+                .with_caller("spiffe://mesh.test/other")
+                .with_class(ExpiryClass::Fast),
+        );
+        assert!(!d.is_allowed());
+        let other: Object = "profiles/user:bob".parse().unwrap();
+        let d = p.decide(
+            &Request::new(&s, &Verb::Update, &other)
+                .with_caller(gw)
+                .with_class(ExpiryClass::Fast),
+        );
+        assert!(!d.is_allowed());
+    }
+
+    #[test]
+    fn grants() {
+        let p = policy();
+        let (s, o): (Subject, Object) =
+            ("user:alice".parse().unwrap(), "orders/1".parse().unwrap());
+        let req = Request::new(&s, &Verb::Read, &o);
+        for (scope, allowed) in [
+            ("read:orders/*", true),
+            ("*:orders/**", true),
+            ("read:orders/2 read:**", true),
+            ("update:orders/*", false),
+            ("read:invoices/*", false),
+            ("", false),
+        ] {
+            let g = parse_scope(scope).unwrap();
+            let d = p.decide(&req.with_grants(&g));
+            assert_eq!(d.is_allowed(), allowed, "{scope}");
+            if !allowed {
+                assert_eq!((d.reason(), d.rule()), (Reason::MissingGrant, None));
+            }
+        }
+        // A deny rule still names itself when grants are missing too.
+        let bob: Subject = "user:bob".parse().unwrap();
+        let g = parse_scope("").unwrap();
+        let d = p.decide(&Request::new(&bob, &Verb::Read, &o).with_grants(&g));
+        assert_eq!(d.reason(), Reason::DenyRule);
+    }
+
+    #[test]
+    fn shadow_beside() {
+        let p = policy();
+        let d = decide(&p, "user:bob", "read", "orders/1");
+        let s = d.shadow().unwrap();
+        assert_eq!(
+            (s.effect(), s.rule(), s.reason()),
+            (Effect::Allow, Some("shadow-allow"), Reason::AllowRule)
+        );
+        let d = decide(&p, "user:bob", "delete", "x");
+        let s = d.shadow().unwrap();
+        assert_eq!(
+            (s.effect(), s.rule(), s.reason()),
+            (Effect::Deny, None, Reason::NoRule)
+        );
+        assert_eq!(p.rule("no-bob").unwrap().effect(), Effect::Deny);
+        assert!(p.rule("missing").is_none());
+    }
+}
