@@ -9,6 +9,7 @@
 //!   token's grants; 403 / gRPC PERMISSION_DENIED otherwise.
 //! - [`propagate`]: put the current token and a child `traceparent` on outgoing requests, to
 //!   allowed destinations only.
+//! - [`reload`]: watch a policy file and swap it in without a restart.
 //! - [`context`]: the task-local request context and [`context::spawn`].
 //! - [`deny`]: every denial becomes a response in one place, swappable.
 //!
@@ -25,6 +26,7 @@ pub mod deny;
 pub mod extract;
 pub mod future;
 pub mod propagate;
+pub mod reload;
 
 pub use authenticate::AuthenticateLayer;
 pub use authorize::{AuthorizeLayer, Permitted};
