@@ -189,6 +189,19 @@ impl SpiffeId {
     }
 }
 
+/// The verified identity of the peer on the other end of a mutual-TLS connection: its SPIFFE
+/// ID and the SHA-256 thumbprint of its certificate (base64url, as in `cnf.x5t#S256`, RFC
+/// 8705). The TLS layer puts one into every request's extensions; the authorize layer uses the
+/// id as the caller, the authenticate layer checks certificate-bound tokens against the
+/// thumbprint, and the audit layer records the id.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct PeerIdentity {
+    /// The peer's SPIFFE ID (the one URI SAN of its X.509-SVID).
+    pub spiffe_id: SpiffeId,
+    /// base64url (no padding) SHA-256 of the peer's DER certificate.
+    pub x5t_s256: String,
+}
+
 impl FromStr for SpiffeId {
     type Err = SpiffeIdError;
 

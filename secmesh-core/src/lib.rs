@@ -21,7 +21,7 @@ pub mod trace;
 pub use claims::{Actor, Audience, Claims, ClaimsError, Confirmation, Grant, Scope};
 pub use class::{ClassBounds, ExpiryClass};
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use identity::{SpiffeId, TrustDomain};
+pub use identity::{PeerIdentity, SpiffeId, TrustDomain};
 pub use policy::{Decision, Policy, SharedPolicy};
 pub use svo::{Object, Subject, Verb};
 pub use trace::{SpanId, TraceId, TraceParent, TxnId};

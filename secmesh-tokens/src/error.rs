@@ -44,13 +44,15 @@ pub enum ErrorKind {
     InvalidClaim,
     /// The token (its `jti`) or its key was revoked.
     Revoked,
+    /// The token is bound to a certificate (`cnf.x5t#S256`) other than the connection's.
+    BindingMismatch,
 }
 
 impl ErrorKind {
     /// The stable word: `malformed`, `too_large`, `unsupported`, `unknown_kid`,
     /// `alg_mismatch`, `key_not_usable`, `bad_signature`, `forbidden_header`, `wrong_typ`,
     /// `wrong_iss`, `wrong_aud`, `expired`, `not_yet_valid`, `lifetime_exceeds_class`,
-    /// `class_not_allowed`, `missing_claim`, `invalid_claim`, `revoked`.
+    /// `class_not_allowed`, `missing_claim`, `invalid_claim`, `revoked`, `binding_mismatch`.
     pub const fn as_str(self) -> &'static str {
         match self {
             ErrorKind::Malformed => "malformed",
@@ -71,6 +73,7 @@ impl ErrorKind {
             ErrorKind::MissingClaim => "missing_claim",
             ErrorKind::InvalidClaim => "invalid_claim",
             ErrorKind::Revoked => "revoked",
+            ErrorKind::BindingMismatch => "binding_mismatch",
         }
     }
 }
@@ -92,7 +95,9 @@ pub struct VerifyError {
 }
 
 impl VerifyError {
-    pub(crate) fn new(kind: ErrorKind, detail: impl Into<Cow<'static, str>>) -> Self {
+    /// An error of `kind` (for checks made outside this crate, such as certificate binding in
+    /// the tower layers).
+    pub fn new(kind: ErrorKind, detail: impl Into<Cow<'static, str>>) -> Self {
         VerifyError {
             kind,
             detail: detail.into(),

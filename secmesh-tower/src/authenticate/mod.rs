@@ -7,6 +7,8 @@
 //! token is answered by the [`DenialResponse`] (401 with `WWW-Authenticate`, or gRPC
 //! UNAUTHENTICATED) without calling the inner service; in [optional](AuthenticateLayer::optional)
 //! mode a request without a token passes anonymously (an invalid token is still refused).
+//! A certificate-bound token (`cnf.x5t#S256`) passes only when the connection's
+//! [`PeerIdentity`] (put in the extensions by the TLS serving side) has that thumbprint.
 //! Inbound headers that only secmesh may set (`x-secmesh-*`) are removed first, so the
 //! service never sees a caller's forgery.
 //!
@@ -48,9 +50,10 @@ use std::task::{Context, Poll};
 
 use http::header::{AUTHORIZATION, HeaderName};
 use http::{HeaderMap, Request, Response};
-use secmesh_core::TraceParent;
+use secmesh_core::claims::Claims;
+use secmesh_core::{PeerIdentity, TraceParent};
 use secmesh_tokens::cache::VerifiedCache;
-use secmesh_tokens::{ErrorKind, TXN_TOKEN_HEADER, Verifier};
+use secmesh_tokens::{ErrorKind, TXN_TOKEN_HEADER, Verifier, VerifyError};
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -189,11 +192,28 @@ fn strip_internal_headers(headers: &mut HeaderMap) {
     }
 }
 
+/// A certificate-bound token (RFC 8705 `cnf.x5t#S256`) is only good on a mutual-TLS
+/// connection whose client certificate has that thumbprint.
+fn check_binding(claims: &Claims, peer: Option<&PeerIdentity>) -> Result<(), VerifyError> {
+    let Some(cnf) = &claims.cnf else {
+        return Ok(());
+    };
+    match peer {
+        Some(p) if p.x5t_s256 == cnf.x5t_s256 => Ok(()),
+        Some(_) => Err(VerifyError::new(
+            ErrorKind::BindingMismatch,
+            "the token is bound to another certificate",
+        )),
+        None => Err(VerifyError::new(
+            ErrorKind::BindingMismatch,
+            "the token is bound to a certificate and the connection has none",
+        )),
+    }
+}
+
 /// The presented token: `Ok(None)` when there is none, `Err` when it is ambiguous or unreadable.
 fn presented_token(headers: &HeaderMap, bearer: bool) -> Result<Option<&str>, Denial> {
-    let invalid = |detail: &'static str| {
-        Denial::unauthenticated(secmesh_tokens::error::VerifyError::malformed(detail))
-    };
+    let invalid = |detail: &'static str| Denial::unauthenticated(VerifyError::malformed(detail));
     let mut values = headers.get_all(TXN_TOKEN_HEADER).iter();
     if let Some(v) = values.next() {
         if values.next().is_some() {
@@ -268,9 +288,113 @@ where
             },
         };
         if let Some(v) = ctx.verified() {
+            if let Err(e) = check_binding(v.claims(), req.extensions().get::<PeerIdentity>()) {
+                return deny(&req, Denial::unauthenticated(e));
+            }
             req.extensions_mut().insert(v.clone());
         }
         req.extensions_mut().insert(ctx.clone());
         ResponseFuture::inner(ctx.scope(self.inner.call(req)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secmesh_core::{ExpiryClass, SpiffeId};
+    use secmesh_tokens::{Algorithm, Issuer, KeySet, MintRequest, SigningKey};
+    use tower::{ServiceBuilder, ServiceExt, service_fn};
+
+    fn setup() -> (Issuer, AuthenticateLayer) {
+        let key = SigningKey::from_hmac_secret(Algorithm::Hs256, &[3; 32]).unwrap();
+        let verifier = Verifier::new(KeySet::single(key.verifying_key(Some("k".into()))));
+        (
+            Issuer::new(key, "k", "gw").audience("a"),
+            AuthenticateLayer::from_verifier(verifier, 100),
+        )
+    }
+
+    async fn status(layer: AuthenticateLayer, req: Request<String>) -> u16 {
+        ServiceBuilder::new()
+            .layer(layer)
+            .service(service_fn(|req: Request<String>| async move {
+                assert!(req.headers().get("x-secmesh-caller").is_none());
+                Ok::<_, std::convert::Infallible>(Response::new(String::new()))
+            }))
+            .oneshot(req)
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
+    fn peer(thumb: &str) -> PeerIdentity {
+        PeerIdentity {
+            spiffe_id: "spiffe://mesh.test/orders".parse::<SpiffeId>().unwrap(),
+            x5t_s256: thumb.into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn certificate_bound_tokens() {
+        let (issuer, layer) = setup();
+        let bound = issuer
+            .mint(&MintRequest::new("user:a", ExpiryClass::Fast).cnf_x5t_s256("thumb-A"))
+            .unwrap();
+        let req = |p: Option<PeerIdentity>| {
+            let mut r = Request::builder()
+                .header("txn-token", &bound)
+                .body(String::new())
+                .unwrap();
+            if let Some(p) = p {
+                r.extensions_mut().insert(p);
+            }
+            r
+        };
+        assert_eq!(status(layer.clone(), req(Some(peer("thumb-A")))).await, 200);
+        assert_eq!(status(layer.clone(), req(Some(peer("thumb-B")))).await, 401);
+        assert_eq!(status(layer, req(None)).await, 401);
+    }
+
+    #[tokio::test]
+    async fn headers_bearer_optional_and_forgeries() {
+        let (issuer, layer) = setup();
+        let token = issuer
+            .mint(&MintRequest::new("user:a", ExpiryClass::Fast))
+            .unwrap();
+        let with = |name: &str, value: &str| {
+            Request::builder()
+                .header(name, value)
+                .header("x-secmesh-caller", "spiffe://forged")
+                .body(String::new())
+                .unwrap()
+        };
+        assert_eq!(status(layer.clone(), with("txn-token", &token)).await, 200);
+        let bearer = format!("Bearer {token}");
+        assert_eq!(
+            status(layer.clone(), with("authorization", &bearer)).await,
+            401
+        );
+        assert_eq!(
+            status(
+                layer.clone().accept_bearer(),
+                with("authorization", &bearer)
+            )
+            .await,
+            200
+        );
+        let two = Request::builder()
+            .header("txn-token", &token)
+            .header("txn-token", &token)
+            .body(String::new())
+            .unwrap();
+        assert_eq!(status(layer.clone(), two).await, 401);
+        let anonymous = Request::new(String::new());
+        assert_eq!(status(layer.clone().optional(), anonymous).await, 200);
+        assert_eq!(
+            status(layer.optional(), with("txn-token", "garbage")).await,
+            401,
+            "optional still refuses an invalid token"
+        );
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! Runs after [authenticate](crate::authenticate). It classifies the request into (verb,
 //! object) with a [`Classify`] (default: method and path, or the gRPC method), takes the
-//! caller (the mTLS peer's [`SpiffeId`] from the request extensions when present, else the
+//! caller (the mTLS peer's [`PeerIdentity`] from the request extensions when present, else the
 //! token's current actor), the token's class and grants, and asks the policy engine. Both
 //! sources must allow when both are configured: some grant of the token's `scope` must cover
 //! the request (when the token has a scope), and the policy must allow it. The route's slowest
@@ -58,7 +58,7 @@ use std::task::{Context, Poll};
 use http::{Request, Response};
 use secmesh_core::claims::Claims;
 use secmesh_core::policy::{Decision, Grant, SharedPolicy, parse_scope};
-use secmesh_core::{ExpiryClass, Object, SpiffeId, Subject, Verb};
+use secmesh_core::{ExpiryClass, Object, PeerIdentity, Subject, Verb};
 use secmesh_tokens::Verified;
 use tower_layer::Layer;
 use tower_service::Service;
@@ -293,7 +293,10 @@ impl<C: Classify, D> Config<C, D> {
                 None,
             ));
         };
-        let peer = parts.extensions.get::<SpiffeId>().map(|id| id.to_string());
+        let peer = parts
+            .extensions
+            .get::<PeerIdentity>()
+            .map(|p| p.spiffe_id.to_string());
         let caller = peer.as_deref().or_else(|| claims.current_actor());
         let mut req =
             secmesh_core::policy::Request::new(&subject, &verb, &object).with_class(claims.cls);
