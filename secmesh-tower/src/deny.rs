@@ -113,6 +113,36 @@ pub trait DenialResponse<B>: Clone + Send + Sync + 'static {
     fn response(&self, request_headers: &HeaderMap, denial: &Denial) -> Response<B>;
 }
 
+/// A trailers-only gRPC response with the denial's status (16 UNAUTHENTICATED or 7
+/// PERMISSION_DENIED) and the denial in its extensions.
+fn grpc_response<B: Default>(denial: &Denial) -> Response<B> {
+    let mut res = Response::new(B::default());
+    let h = res.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+    h.insert(
+        "grpc-status",
+        HeaderValue::from(u16::from(denial.grpc_code())),
+    );
+    let msg = match denial {
+        Denial::Unauthenticated { .. } => "unauthenticated",
+        Denial::Forbidden { .. } => "permission denied",
+    };
+    h.insert("grpc-message", HeaderValue::from_static(msg));
+    res.extensions_mut().insert(denial.clone());
+    res
+}
+
+/// Denials for gRPC servers whose body type has no `From<String>` (tonic's): every denial is
+/// a trailers-only gRPC status.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct GrpcStatus;
+
+impl<B: Default> DenialResponse<B> for GrpcStatus {
+    fn response(&self, _request_headers: &HeaderMap, denial: &Denial) -> Response<B> {
+        grpc_response(denial)
+    }
+}
+
 /// The default denial responses: problem+json for HTTP, trailers-only status for gRPC.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ProblemJson;
@@ -120,19 +150,7 @@ pub struct ProblemJson;
 impl<B: From<String> + Default> DenialResponse<B> for ProblemJson {
     fn response(&self, request_headers: &HeaderMap, denial: &Denial) -> Response<B> {
         let mut res = if is_grpc(request_headers) {
-            let mut res = Response::new(B::default());
-            let h = res.headers_mut();
-            h.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
-            h.insert(
-                "grpc-status",
-                HeaderValue::from(u16::from(denial.grpc_code())),
-            );
-            let msg = match denial {
-                Denial::Unauthenticated { .. } => "unauthenticated",
-                Denial::Forbidden { .. } => "permission denied",
-            };
-            h.insert("grpc-message", HeaderValue::from_static(msg));
-            res
+            grpc_response(denial)
         } else {
             let (title, www) = match denial {
                 Denial::Unauthenticated { error: None } => ("Unauthorized", "Bearer".to_owned()),
