@@ -255,7 +255,12 @@ impl SigningKey {
     /// A private key from PKCS#8 DER (v1 or v2).
     pub fn from_pkcs8_der(alg: Algorithm, der: &[u8]) -> Result<SigningKey, KeyError> {
         let refused = |e: backend::imp::error::KeyRejected| {
-            mismatch(alg, format!("the PKCS#8 key was refused ({e})"))
+            let why = e.to_string();
+            if why.contains("TooSmall") {
+                KeyError::Weak(format!("the key is too small for {alg} ({why})"))
+            } else {
+                mismatch(alg, format!("the PKCS#8 key was refused ({why})"))
+            }
         };
         let signer = match alg.family() {
             _ if !alg.is_supported() => return Err(unsupported(alg)),
