@@ -18,7 +18,7 @@
 //! objects = ["a/**/b"]
 //! "#, Format::Toml).unwrap_err();
 //! let pos = err.position().unwrap();
-//! assert_eq!((pos.line, pos.column), (7, 11));
+//! assert_eq!((pos.line, pos.column), (7, 12));
 //! assert!(err.to_string().contains("`**` is only allowed as the last segment"));
 //!
 //! let json = r#"{"rule": [{"id": "a", "effect": "allow", "subjects": ["*"],
@@ -311,7 +311,7 @@ pub(crate) fn rules_from_toml(text: &str) -> Result<Vec<Rule>, PolicyError> {
             let span = if message.starts_with(DUPLICATE) {
                 duplicate_id_span(text).or(e.span())
             } else {
-                e.span()
+                e.span().map(|s| refine_to_element(text, s, &message))
             };
             PolicyError::Invalid {
                 format: Format::Toml,
@@ -319,6 +319,32 @@ pub(crate) fn rules_from_toml(text: &str) -> Result<Vec<Rule>, PolicyError> {
                 message,
             }
         })
+}
+
+/// The TOML deserializer places an error in an array element at the array. For a rejected
+/// pattern (the message quotes it: "invalid ... `X`: ..."), point at the string `X` itself
+/// when it appears quoted in the array.
+fn refine_to_element(
+    text: &str,
+    span: std::ops::Range<usize>,
+    message: &str,
+) -> std::ops::Range<usize> {
+    let quoted = message
+        .strip_prefix("invalid ")
+        .and_then(|m| m.split_once('`'))
+        .and_then(|(_, rest)| rest.split_once("`: "))
+        .map(|(value, _)| value);
+    let (Some(value), Some(region)) = (quoted, text.get(span.clone())) else {
+        return span;
+    };
+    for quote in ['"', '\''] {
+        let needle = format!("{quote}{value}{quote}");
+        if let Some(i) = region.find(&needle) {
+            let start = span.start + i;
+            return start..start + needle.len();
+        }
+    }
+    span
 }
 
 /// The TOML deserializer places an error raised between array elements at the array; for a
@@ -513,7 +539,7 @@ mode = "shadow"
             e.position(),
             Some(Position {
                 line: 6,
-                column: 11
+                column: 17
             })
         );
         let text = rule_with("").replace("verbs = [\"read\"]", "verbs = [\"re:ad\"]");
