@@ -115,6 +115,11 @@ impl Glob {
         }
     }
 
+    /// The one string this glob matches, when it has no `*`.
+    pub(crate) fn exact(&self) -> Option<&str> {
+        (self.kind == GlobKind::Exact).then_some(&*self.text)
+    }
+
     /// The literal text before the first `*`.
     fn head(&self) -> &str {
         self.text.split('*').next().unwrap_or("")
