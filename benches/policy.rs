@@ -349,5 +349,59 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench);
+/// Per-subject rules (`user:u<N>` owning `home/{sub}/**`, denied `home/{sub}/locked/**`):
+/// the first object segment is the same for every rule, so the index falls back to its
+/// by-subject lists. secmesh only: the shape the verb/object trie alone would scan linearly.
+fn bench_per_subject(c: &mut Criterion) {
+    let mut group = c.benchmark_group("policy_decision_per_subject");
+    group
+        .sample_size(20)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+        .throughput(Throughput::Elements(1));
+    for n in [10usize, 10_000] {
+        let mut text = String::new();
+        for i in 0..n {
+            let effect = if i % 2 == 0 { "allow" } else { "deny" };
+            let object = if i % 2 == 0 {
+                "home/{sub}/**"
+            } else {
+                "home/{sub}/locked/**"
+            };
+            text += &format!(
+                "[[rule]]\nid = \"r{i}\"\neffect = \"{effect}\"\nsubjects = [\"user:u{}\"]\nverbs = [\"*\"]\nobjects = [\"{object}\"]\n\n",
+                i / 2
+            );
+        }
+        let policy = Policy::from_toml(&text).unwrap();
+        let reqs: Vec<Req> = (0..64)
+            .map(|i| {
+                let u = (i * 7919) % (n / 2);
+                let obj = if i % 3 == 0 { "locked/x" } else { "docs/1" };
+                Req {
+                    sub: format!("user:u{u}").parse().unwrap(),
+                    verb: Verb::Read,
+                    object: format!("home/user:u{u}/{obj}").parse().unwrap(),
+                    caller: None,
+                    class: None,
+                }
+            })
+            .collect();
+        let allowed = reqs
+            .iter()
+            .filter(|r| policy.decide(&secmesh_request(r)).is_allowed())
+            .count();
+        assert!(allowed > 0 && allowed < reqs.len());
+        group.bench_with_input(BenchmarkId::new("secmesh", n), &n, |b, _| {
+            let mut i = 0;
+            b.iter(|| {
+                i = (i + 1) % reqs.len();
+                black_box(policy.decide(black_box(&secmesh_request(&reqs[i]))))
+            });
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench, bench_per_subject);
 criterion_main!(benches);
