@@ -52,6 +52,9 @@ pub(crate) struct CheckArgs {
     /// The token's scope: space-separated verb:object-pattern grants.
     #[arg(long, value_name = "SCOPE", allow_hyphen_values = true)]
     scope: Option<String>,
+    /// A subject attribute for rules with `attributes`, e.g. role=admin (repeatable).
+    #[arg(long = "attr", value_name = "NAME=VALUE")]
+    attrs: Vec<String>,
 }
 
 /// Arguments of `policy lint`.
@@ -112,6 +115,18 @@ fn check(args: &CheckArgs) -> ExitCode {
     {
         return fail(USAGE, "invalid --caller: empty or whitespace");
     }
+    let mut attrs: Vec<(&str, &str)> = Vec::with_capacity(args.attrs.len());
+    for a in &args.attrs {
+        match a.split_once('=') {
+            Some((name, value)) if !name.is_empty() => attrs.push((name, value)),
+            _ => {
+                return fail(
+                    USAGE,
+                    format_args!("invalid --attr `{a}`: expected NAME=VALUE"),
+                );
+            }
+        }
+    }
     let policy = match load(&args.policy) {
         Ok(p) => p,
         Err(e) => return fail(USAGE, e),
@@ -126,6 +141,7 @@ fn check(args: &CheckArgs) -> ExitCode {
     if let Some(g) = &grants {
         req = req.with_grants(g);
     }
+    let req = req.with_attributes(&attrs);
     let decision = policy.decide(&req);
     println!("{}", decision_json(&decision));
     if decision.is_allowed() {

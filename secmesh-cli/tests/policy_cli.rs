@@ -168,6 +168,35 @@ fn grants() {
 }
 
 #[test]
+fn attributes() {
+    let p = file(
+        ".toml",
+        "[[rule]]\nid = \"ops\"\neffect = \"allow\"\nsubjects = [\"*\"]\nverbs = [\"*\"]\nobjects = [\"ops/**\"]\nattributes = { role = [\"ops*\"] }\n",
+    );
+    let base = ["--sub", "user:a", "--verb", "read", "--object", "ops/x"];
+    let (code, v) = check(&p, &base);
+    assert_eq!((code, &v["reason"]), (1, &Value::from("no rule")));
+    let (code, v) = check(
+        &p,
+        &[
+            &base[..],
+            &["--attr", "team=x", "--attr", "role=ops-lead"][..],
+        ]
+        .concat(),
+    );
+    assert_eq!((code, &v["rule"]), (0, &Value::from("ops")));
+    let path = p.path().to_str().unwrap();
+    usage_error(
+        &[
+            &["policy", "check", "--policy", path][..],
+            &base[..],
+            &["--attr", "role"][..],
+        ]
+        .concat(),
+    );
+}
+
+#[test]
 fn json_policy_and_no_shadow() {
     let p = file(
         ".json",

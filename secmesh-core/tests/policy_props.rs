@@ -15,6 +15,7 @@ struct RRule {
     objects: Vec<String>,
     callers: Option<Vec<String>>,
     max_class: Option<ExpiryClass>,
+    attributes: Vec<(String, Vec<String>)>,
     shadow: bool,
 }
 
@@ -26,6 +27,7 @@ struct RReq {
     caller: Option<String>,
     class: Option<ExpiryClass>,
     scope: Option<String>,
+    attributes: Vec<(String, String)>,
 }
 
 /// `*` matches any run of characters.
@@ -72,8 +74,14 @@ fn ref_matches(r: &RRule, q: &RReq) -> bool {
             .as_ref()
             .is_some_and(|c| cs.iter().any(|g| ref_glob(g.as_bytes(), c.as_bytes()))),
     };
+    let attributes_ok = r.attributes.iter().all(|(name, globs)| {
+        q.attributes
+            .iter()
+            .any(|(n, v)| n == name && globs.iter().any(|g| ref_glob(g.as_bytes(), v.as_bytes())))
+    });
     class_ok
         && caller_ok
+        && attributes_ok
         && r.subjects
             .iter()
             .any(|g| ref_glob(g.as_bytes(), q.subject.as_bytes()))
@@ -126,6 +134,14 @@ fn to_toml(rules: &[RRule]) -> String {
         if let Some(c) = r.max_class {
             out += &format!("max_class = \"{c}\"\n");
         }
+        if !r.attributes.is_empty() {
+            let attrs: Vec<String> = r
+                .attributes
+                .iter()
+                .map(|(n, g)| format!("{n} = {}", list(g)))
+                .collect();
+            out += &format!("attributes = {{ {} }}\n", attrs.join(", "));
+        }
         if r.shadow {
             out += "mode = \"shadow\"\n";
         }
@@ -153,6 +169,14 @@ fn to_json(rules: &[RRule]) -> String {
             if let Some(c) = r.max_class {
                 v["max_class"] = serde_json::json!(c.as_str());
             }
+            if !r.attributes.is_empty() {
+                let attrs: serde_json::Map<String, serde_json::Value> = r
+                    .attributes
+                    .iter()
+                    .map(|(n, g)| (n.clone(), serde_json::json!(g)))
+                    .collect();
+                v["attributes"] = serde_json::Value::Object(attrs);
+            }
             v
         })
         .collect();
@@ -169,6 +193,9 @@ const VERBS: &[&str] = &["read", "update", "approve"];
 const VERB_PATTERNS: &[&str] = &["read", "update", "approve", "*"];
 const SEGMENTS: &[&str] = &["a", "b", "u:a", "*"];
 const PATTERN_SEGMENTS: &[&str] = &["a", "b", "*", "{sub}", "x{sub}", "u:a"];
+const ATTRIBUTE_NAMES: &[&str] = &["role", "team"];
+const ATTRIBUTE_VALUES: &[&str] = &["admin", "ops", "dev"];
+const ATTRIBUTE_GLOBS: &[&str] = &["admin", "ops", "*", "o*"];
 const CALLERS: &[&str] = &["spiffe://t/x", "spiffe://t/y"];
 const CALLER_GLOBS: &[&str] = &["*", "spiffe://t/*", "spiffe://t/x", "*y"];
 
@@ -193,8 +220,21 @@ fn object() -> impl Strategy<Value = String> {
     prop::collection::vec(pick(SEGMENTS), 0..5).prop_map(|s| s.join("/"))
 }
 
+fn rule_attributes() -> impl Strategy<Value = Vec<(String, Vec<String>)>> {
+    prop::sample::subsequence(ATTRIBUTE_NAMES, 0..=2).prop_flat_map(|names| {
+        names
+            .into_iter()
+            .map(|n| {
+                prop::collection::vec(pick(ATTRIBUTE_GLOBS), 0..3)
+                    .prop_map(move |g| (n.to_owned(), g))
+            })
+            .collect::<Vec<_>>()
+    })
+}
+
 fn rule() -> impl Strategy<Value = RRule> {
     (
+        rule_attributes(),
         any::<bool>(),
         prop::collection::vec(pick(SUBJECT_GLOBS), 0..3),
         prop::collection::vec(pick(VERB_PATTERNS), 0..3),
@@ -204,7 +244,8 @@ fn rule() -> impl Strategy<Value = RRule> {
         prop::bool::weighted(0.2),
     )
         .prop_map(
-            |(allow, subjects, verbs, objects, callers, max_class, shadow)| RRule {
+            |(attributes, allow, subjects, verbs, objects, callers, max_class, shadow)| RRule {
+                attributes,
                 allow,
                 subjects,
                 verbs,
@@ -228,15 +269,19 @@ fn request() -> impl Strategy<Value = RReq> {
         prop::option::of(pick(CALLERS)),
         class(),
         prop::option::weighted(0.3, prop::collection::vec(grant(), 0..3)),
+        prop::collection::vec((pick(ATTRIBUTE_NAMES), pick(ATTRIBUTE_VALUES)), 0..3),
     )
-        .prop_map(|(subject, verb, object, caller, class, scope)| RReq {
-            subject,
-            verb,
-            object,
-            caller,
-            class,
-            scope: scope.map(|g| g.join(" ")),
-        })
+        .prop_map(
+            |(subject, verb, object, caller, class, scope, attributes)| RReq {
+                attributes,
+                subject,
+                verb,
+                object,
+                caller,
+                class,
+                scope: scope.map(|g| g.join(" ")),
+            },
+        )
 }
 
 fn check(policy: &Policy, rules: &[RRule], q: &RReq) -> Result<(), TestCaseError> {
@@ -254,6 +299,12 @@ fn check(policy: &Policy, rules: &[RRule], q: &RReq) -> Result<(), TestCaseError
     if let Some(g) = &grants {
         req = req.with_grants(g);
     }
+    let attrs: Vec<(&str, &str)> = q
+        .attributes
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    let req = req.with_attributes(&attrs);
     let d = policy.decide(&req);
     let (allowed, rule, reason) = ref_decide(rules, false, q);
     prop_assert_eq!(d.is_allowed(), allowed);

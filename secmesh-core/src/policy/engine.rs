@@ -68,6 +68,9 @@ pub struct Request<'a> {
     pub class: Option<ExpiryClass>,
     /// The token's grants (its `scope`), when the token carries one.
     pub grants: Option<&'a [Grant]>,
+    /// Subject attributes as (name, value) pairs, e.g. `("role", "admin")`; a name may repeat
+    /// for a multi-valued attribute. Empty when none are known.
+    pub attributes: &'a [(&'a str, &'a str)],
 }
 
 impl<'a> Request<'a> {
@@ -80,6 +83,7 @@ impl<'a> Request<'a> {
             caller: None,
             class: None,
             grants: None,
+            attributes: &[],
         }
     }
 
@@ -101,6 +105,13 @@ impl<'a> Request<'a> {
     #[must_use]
     pub fn with_grants(mut self, grants: &'a [Grant]) -> Self {
         self.grants = Some(grants);
+        self
+    }
+
+    /// With subject attributes, (name, value) pairs.
+    #[must_use]
+    pub fn with_attributes(mut self, attributes: &'a [(&'a str, &'a str)]) -> Self {
+        self.attributes = attributes;
         self
     }
 }
@@ -448,6 +459,41 @@ mode = "shadow"
         let g = parse_scope("").unwrap();
         let d = p.decide(&Request::new(&bob, &Verb::Read, &o).with_grants(&g));
         assert_eq!(d.reason(), Reason::DenyRule);
+    }
+
+    #[test]
+    fn attributes() {
+        let p = Policy::from_toml(
+            r#"
+[[rule]]
+id = "ops"
+effect = "allow"
+subjects = ["user:*"]
+verbs = ["*"]
+objects = ["ops/**"]
+attributes = { role = ["ops*", "admin"], team = ["blue"] }
+"#,
+        )
+        .unwrap();
+        let (s, o): (Subject, Object) = ("user:a".parse().unwrap(), "ops/x".parse().unwrap());
+        let req = Request::new(&s, &Verb::Read, &o);
+        assert_eq!(p.decide(&req).reason(), Reason::NoRule);
+        for (attrs, ok) in [
+            (&[("role", "ops-lead"), ("team", "blue")][..], true),
+            (
+                &[("team", "blue"), ("role", "dev"), ("role", "admin")][..],
+                true,
+            ),
+            (&[("role", "ops")][..], false),
+            (&[("role", "dev"), ("team", "blue")][..], false),
+            (&[("team", "blue"), ("Role", "admin")][..], false),
+        ] {
+            assert_eq!(
+                p.decide(&req.with_attributes(attrs)).is_allowed(),
+                ok,
+                "{attrs:?}"
+            );
+        }
     }
 
     #[test]

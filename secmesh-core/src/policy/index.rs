@@ -5,7 +5,8 @@
 //! the request object's segments down the verb's tree and the any-verb tree, and only the rules
 //! filed on that path are candidates; the rest cannot match. Candidate lists hold rule indices
 //! in file order, so "the first matching allow" is the smallest matching index, found by
-//! scanning each list only up to its first match.
+//! scanning each list only up to its first match. Within a node, rules whose subjects are all
+//! exact (no `*`) are filed by subject, so per-subject rules cost one lookup, not a scan.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -40,25 +41,67 @@ impl Hasher for Fnv {
 
 type FnvMap<K, V> = HashMap<K, V, BuildHasherDefault<Fnv>>;
 
+/// Candidate rules of one effect at one node, in file order.
+#[derive(Debug, Default)]
+struct Lists {
+    /// Rules with at least one subject glob that is not exact.
+    any_subject: Vec<u32>,
+    /// Rules whose subject globs are all exact, under each of those subjects.
+    by_subject: FnvMap<Box<str>, Vec<u32>>,
+}
+
+fn push(list: &mut Vec<u32>, idx: u32) {
+    if list.last() != Some(&idx) {
+        list.push(idx);
+    }
+}
+
+impl Lists {
+    fn file(&mut self, rule: &Rule, idx: u32) {
+        let exact: Option<Vec<&str>> = rule.subjects.iter().map(|g| g.exact()).collect();
+        match exact {
+            Some(subjects) if !subjects.is_empty() => {
+                for s in subjects {
+                    push(self.by_subject.entry(s.into()).or_default(), idx);
+                }
+            }
+            _ => push(&mut self.any_subject, idx),
+        }
+    }
+
+    fn scan(&self, rules: &[Rule], req: &Request<'_>, best: &mut u32) {
+        scan(&self.any_subject, rules, req, best);
+        if !self.by_subject.is_empty()
+            && let Some(list) = self.by_subject.get(req.subject.as_str())
+        {
+            scan(list, rules, req, best);
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct Node {
     children: FnvMap<Box<str>, Node>,
-    deny: Vec<u32>,
-    allow: Vec<u32>,
+    deny: Lists,
+    allow: Lists,
 }
 
 impl Node {
-    fn file(&mut self, prefix: &mut dyn Iterator<Item = &str>, effect: Effect, idx: u32) {
+    fn file(&mut self, prefix: &mut dyn Iterator<Item = &str>, rule: &Rule, idx: u32) {
         let mut node = self;
         for seg in prefix {
             node = node.children.entry(seg.into()).or_default();
         }
-        let list = match effect {
-            Effect::Allow => &mut node.allow,
-            Effect::Deny => &mut node.deny,
-        };
-        if list.last() != Some(&idx) {
-            list.push(idx);
+        match rule.effect {
+            Effect::Allow => node.allow.file(rule, idx),
+            Effect::Deny => node.deny.file(rule, idx),
+        }
+    }
+
+    fn scan(&self, rules: &[Rule], req: &Request<'_>, effect: Effect, best: &mut u32) {
+        match effect {
+            Effect::Allow => self.allow.scan(rules, req, best),
+            Effect::Deny => self.deny.scan(rules, req, best),
         }
     }
 }
@@ -86,7 +129,7 @@ impl Index {
                     VerbPattern::Exact(v) => index.by_verb.entry(v.clone()).or_default(),
                 };
                 for object in &rule.objects {
-                    root.file(&mut object.literal_prefix(), rule.effect, idx);
+                    root.file(&mut object.literal_prefix(), rule, idx);
                 }
             }
         }
@@ -105,7 +148,7 @@ impl Index {
         let trees = [self.by_verb.get(req.verb.as_str()), Some(&self.any_verb)];
         for root in trees.into_iter().flatten() {
             let mut node = root;
-            scan(node, rules, req, effect, &mut best);
+            node.scan(rules, req, effect, &mut best);
             if object.is_empty() {
                 continue;
             }
@@ -114,18 +157,15 @@ impl Index {
                     Some(n) => node = n,
                     None => break,
                 }
-                scan(node, rules, req, effect, &mut best);
+                node.scan(rules, req, effect, &mut best);
             }
         }
         (best != u32::MAX).then_some(best)
     }
 }
 
-fn scan(node: &Node, rules: &[Rule], req: &Request<'_>, effect: Effect, best: &mut u32) {
-    let list = match effect {
-        Effect::Allow => &node.allow,
-        Effect::Deny => &node.deny,
-    };
+/// Lower `best` to the first rule of `list` (sorted) below it that matches.
+fn scan(list: &[u32], rules: &[Rule], req: &Request<'_>, best: &mut u32) {
     for &i in list {
         if i >= *best {
             return;

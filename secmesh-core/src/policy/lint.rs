@@ -117,6 +117,8 @@ fn never_matches(r: &Rule) -> Option<&'static str> {
         Some("empty `objects`")
     } else if r.callers.as_ref().is_some_and(Vec::is_empty) {
         Some("empty `callers`")
+    } else if r.attributes.iter().any(|(_, g)| g.is_empty()) {
+        Some("an empty list in `attributes`")
     } else {
         None
     }
@@ -138,8 +140,15 @@ fn covers(d: &Rule, r: &Rule) -> bool {
         (Some(_), None) => false,
         (Some(dc), Some(rc)) => all_covered(dc, rc, |a, b| a.covers(b)),
     };
+    // Every attribute `d` requires, `r` requires too, with values `d` accepts.
+    let attributes_ok = d.attributes.iter().all(|(name, dg)| {
+        r.attributes
+            .iter()
+            .any(|(n, rg)| n == name && all_covered(dg, rg, |a, b| a.covers(b)))
+    });
     class_ok
         && callers_ok
+        && attributes_ok
         && all_covered(&d.verbs, &r.verbs, |a, b| a.covers(b))
         && all_covered(&d.objects, &r.objects, |a, b| a.covers(b))
         && all_covered(&d.subjects, &r.subjects, |a, b| a.covers(b))
@@ -220,6 +229,7 @@ mod tests {
             "subjects=['*']\nverbs=[]\nobjects=['a']",
             "subjects=['*']\nverbs=['read']\nobjects=[]",
             "subjects=['*']\nverbs=['read']\nobjects=['a']\ncallers=[]",
+            "subjects=['*']\nverbs=['read']\nobjects=['a']\nattributes={role=[]}",
         ] {
             let found = lint(&rule("a", "allow", body));
             assert_eq!(found.len(), 1);
@@ -254,6 +264,35 @@ mod tests {
         assert_eq!(found.len(), 2, "{found:?}");
         assert!(found[0].starts_with("rule `allow-2` (#2): covered by earlier rule `allow-1`"));
         assert!(found[1].starts_with("rule `allow-3` (#4): shadowed by deny rule `deny`"));
+    }
+
+    #[test]
+    fn attributes_narrow_coverage() {
+        let deny = |attrs: &str| {
+            rule(
+                "deny",
+                "deny",
+                &format!("subjects=['*']\nverbs=['*']\nobjects=['**']\nattributes={attrs}"),
+            )
+        };
+        let allow = |attrs: &str| {
+            rule(
+                "allow",
+                "allow",
+                &format!("subjects=['*']\nverbs=['read']\nobjects=['a']\nattributes={attrs}"),
+            )
+        };
+        assert_eq!(
+            lint(&(deny("{role=['*']}") + &allow("{role=['x'], team=['y']}"))).len(),
+            1
+        );
+        assert_eq!(
+            lint(&(deny("{role=['x*']}") + &allow("{role=['xy']}"))).len(),
+            1
+        );
+        assert!(lint(&(deny("{role=['x']}") + &allow("{}"))).is_empty());
+        assert!(lint(&(deny("{role=['x']}") + &allow("{role=['x', 'y']}"))).is_empty());
+        assert!(lint(&(deny("{role=['x'], team=['y']}") + &allow("{role=['x']}"))).is_empty());
     }
 
     #[test]

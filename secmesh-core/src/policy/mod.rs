@@ -17,6 +17,7 @@
 //! objects = ["orders/{sub}/**"]     # object patterns: literal, *, trailing **, {sub}
 //! callers = ["spiffe://mesh.test/gateway"]   # optional: globs on the calling workload
 //! max_class = "fast"                # optional: the slowest expiry class accepted
+//! attributes = { role = ["ops*"] }  # optional: subject attributes, each one a value must match
 //! mode = "enforce"                  # enforce (default) | shadow
 //! ```
 //!

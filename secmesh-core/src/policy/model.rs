@@ -137,6 +137,7 @@ pub struct Rule {
     pub(crate) objects: Vec<ObjectPattern>,
     pub(crate) callers: Option<Vec<Glob>>,
     pub(crate) max_class: Option<ExpiryClass>,
+    pub(crate) attributes: Vec<(Box<str>, Vec<Glob>)>,
     pub(crate) mode: Mode,
 }
 
@@ -186,6 +187,12 @@ impl Rule {
         self.max_class
     }
 
+    /// The attribute conditions: each name with the globs one of the request's values for that
+    /// name must match. Empty when the rule sets none.
+    pub fn attributes(&self) -> impl Iterator<Item = (&str, &[Glob])> {
+        self.attributes.iter().map(|(n, g)| (&**n, g.as_slice()))
+    }
+
     /// Whether the rule matches the request (its mode and effect aside).
     pub fn matches(&self, req: &Request<'_>) -> bool {
         if let Some(max) = self.max_class {
@@ -198,6 +205,15 @@ impl Rule {
             match req.caller {
                 Some(c) if callers.iter().any(|g| g.matches(c)) => {}
                 _ => return false,
+            }
+        }
+        for (name, globs) in &self.attributes {
+            let found = req
+                .attributes
+                .iter()
+                .any(|(n, v)| *n == &**name && globs.iter().any(|g| g.matches(v)));
+            if !found {
+                return false;
             }
         }
         let verb = req.verb.as_str();

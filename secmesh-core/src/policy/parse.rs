@@ -18,7 +18,7 @@
 //! objects = ["a/**/b"]
 //! "#, Format::Toml).unwrap_err();
 //! let pos = err.position().unwrap();
-//! assert_eq!((pos.line, pos.column), (7, 11));
+//! assert_eq!((pos.line, pos.column), (7, 12));
 //! assert!(err.to_string().contains("`**` is only allowed as the last segment"));
 //!
 //! let json = r#"{"rule": [{"id": "a", "effect": "allow", "subjects": ["*"],
@@ -31,7 +31,7 @@ use std::collections::HashSet;
 use std::fmt;
 
 use serde::Deserialize;
-use serde::de::{DeserializeSeed, Deserializer, SeqAccess, Visitor};
+use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
 use super::engine::Policy;
 use super::model::{Effect, Mode, Rule, RuleId};
@@ -183,26 +183,63 @@ struct RawRule {
     #[serde(default)]
     max_class: Option<ExpiryClass>,
     #[serde(default)]
+    attributes: Attributes,
+    #[serde(default)]
     mode: Mode,
 }
 
-/// A validated rule id: non-empty, no whitespace or control characters, bounded.
+/// `attributes = { role = ["admin", "ops"] }`: names validated like ids, no duplicates.
+#[derive(Default)]
+struct Attributes(Vec<(Box<str>, Vec<Glob>)>);
+
+impl<'de> Deserialize<'de> for Attributes {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Attributes;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a table of attribute names to lists of globs")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Attributes, A::Error> {
+                let mut out: Vec<(Box<str>, Vec<Glob>)> = Vec::new();
+                while let Some(RawId(name)) = map.next_key()? {
+                    if out.iter().any(|(n, _)| **n == *name) {
+                        return Err(serde::de::Error::custom(format_args!(
+                            "duplicate attribute `{name}`"
+                        )));
+                    }
+                    if out.len() == MAX_LIST_LEN {
+                        return Err(serde::de::Error::custom(format_args!(
+                            "more than {MAX_LIST_LEN} attributes"
+                        )));
+                    }
+                    let Bounded(globs) = map.next_value()?;
+                    out.push((name.into(), globs));
+                }
+                Ok(Attributes(out))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// A validated rule id or attribute name: non-empty, no whitespace or control characters, bounded.
 struct RawId(String);
 
 impl<'de> Deserialize<'de> for RawId {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
         if s.is_empty() {
-            return Err(serde::de::Error::custom("empty rule id"));
+            return Err(serde::de::Error::custom("empty id or name"));
         }
         if s.len() > MAX_ID_LEN {
             return Err(serde::de::Error::custom(format_args!(
-                "rule id longer than {MAX_ID_LEN} bytes"
+                "id or name longer than {MAX_ID_LEN} bytes"
             )));
         }
         if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(serde::de::Error::custom(
-                "whitespace or control character in rule id",
+                "whitespace or control character in id or name",
             ));
         }
         Ok(RawId(s))
@@ -261,6 +298,7 @@ impl<'de> DeserializeSeed<'de> for RuleSeed<'_> {
             objects: raw.objects.0,
             callers: raw.callers.map(|c| c.0),
             max_class: raw.max_class,
+            attributes: raw.attributes.0,
             mode: raw.mode,
         })
     }
@@ -311,7 +349,7 @@ pub(crate) fn rules_from_toml(text: &str) -> Result<Vec<Rule>, PolicyError> {
             let span = if message.starts_with(DUPLICATE) {
                 duplicate_id_span(text).or(e.span())
             } else {
-                e.span()
+                e.span().map(|s| refine_to_element(text, s, &message))
             };
             PolicyError::Invalid {
                 format: Format::Toml,
@@ -319,6 +357,32 @@ pub(crate) fn rules_from_toml(text: &str) -> Result<Vec<Rule>, PolicyError> {
                 message,
             }
         })
+}
+
+/// The TOML deserializer places an error in an array element at the array. For a rejected
+/// pattern (the message quotes it: "invalid ... `X`: ..."), point at the string `X` itself
+/// when it appears quoted in the array.
+fn refine_to_element(
+    text: &str,
+    span: std::ops::Range<usize>,
+    message: &str,
+) -> std::ops::Range<usize> {
+    let quoted = message
+        .strip_prefix("invalid ")
+        .and_then(|m| m.split_once('`'))
+        .and_then(|(_, rest)| rest.split_once("`: "))
+        .map(|(value, _)| value);
+    let (Some(value), Some(region)) = (quoted, text.get(span.clone())) else {
+        return span;
+    };
+    for quote in ['"', '\''] {
+        let needle = format!("{quote}{value}{quote}");
+        if let Some(i) = region.find(&needle) {
+            let start = span.start + i;
+            return start..start + needle.len();
+        }
+    }
+    span
 }
 
 /// The TOML deserializer places an error raised between array elements at the array; for a
@@ -513,7 +577,7 @@ mode = "shadow"
             e.position(),
             Some(Position {
                 line: 6,
-                column: 11
+                column: 17
             })
         );
         let text = rule_with("").replace("verbs = [\"read\"]", "verbs = [\"re:ad\"]");
@@ -578,6 +642,28 @@ mode = "shadow"
         let list = vec!["\"a\""; MAX_LIST_LEN + 1].join(",");
         let text = rule_with("").replace("subjects = [\"*\"]", &format!("subjects = [{list}]"));
         assert!(toml_err(&text).message().contains("more than"));
+    }
+
+    #[test]
+    fn attributes() {
+        let p = Policy::from_toml(&rule_with(
+            "attributes = { role = [\"ops*\", \"admin\"], team = [] }",
+        ))
+        .unwrap();
+        let attrs: Vec<_> = p.rules()[0].attributes().collect();
+        assert_eq!(attrs.len(), 2);
+        assert_eq!(attrs[0].0, "role");
+        assert_eq!(attrs[0].1[0].as_str(), "ops*");
+        let sub = Policy::from_toml(&rule_with("[rule.attributes]\nrole = [\"ops\"]")).unwrap();
+        assert_eq!(sub.rules()[0].attributes().count(), 1);
+        let e = toml_err(&rule_with("attributes = { \"a b\" = [\"x\"] }"));
+        assert_eq!(e.position().unwrap().line, 7);
+        let e = toml_err(&rule_with("attributes = { role = \"admin\" }"));
+        assert_eq!(e.position().unwrap().line, 7);
+        let json = r#"{"rule": [{"id": "a", "effect": "allow", "subjects": ["*"], "verbs": ["*"],
+            "objects": ["**"], "attributes": {"role": ["x"], "role": ["y"]}}]}"#;
+        let e = Policy::from_json(json).unwrap_err();
+        assert!(e.message().contains("duplicate attribute `role`"), "{e}");
     }
 
     #[test]

@@ -115,6 +115,11 @@ impl Glob {
         }
     }
 
+    /// The one string this glob matches, when it has no `*`.
+    pub(crate) fn exact(&self) -> Option<&str> {
+        (self.kind == GlobKind::Exact).then_some(&*self.text)
+    }
+
     /// The literal text before the first `*`.
     fn head(&self) -> &str {
         self.text.split('*').next().unwrap_or("")
@@ -128,6 +133,10 @@ impl Glob {
     /// Whether every string this glob's `other` matches is matched by `self`. Conservative: a
     /// `false` may be a missed inclusion, a `true` never is wrong.
     pub fn covers(&self, other: &Glob) -> bool {
+        if other.kind == GlobKind::Exact {
+            // `other` matches exactly one string.
+            return self.matches(&other.text);
+        }
         match self.kind {
             GlobKind::Any => true,
             GlobKind::Exact | GlobKind::General => self.text == other.text,
@@ -503,6 +512,9 @@ mod tests {
         assert!(!g("user:*").covers(&g("*")));
         assert!(!g("user:alice").covers(&g("user:*")));
         assert!(g("*.test").covers(&g("*a.test")));
+        assert!(g("a*b*c").covers(&g("axbyc")));
+        assert!(!g("a*b*c").covers(&g("axbyd")));
+        assert!(!g("a*b*c").covers(&g("a*c")));
     }
 
     #[test]
