@@ -1,0 +1,203 @@
+//! The audit event: one boundary crossing, with stable field names.
+//!
+//! Field names are part of the log format (schema version `v` = 1): `seq`, `time` (RFC 3339,
+//! UTC, microseconds), `service`, `dir` (`in` | `out`), `txn`, `trace_id`, `span_id`,
+//! `parent_span_id`, `sub`, `caller`, `verb`, `object`, `decision` (`allow` | `deny` |
+//! `error`), `rule`, `reason`, `shadow` (`{decision, rule}`), `status`, `latency_us`, `jti`,
+//! `token_sha256`, `cls`, `peer`, `target`. Absent values are left out. An event never holds a
+//! token, a secret or a body: only the token's `jti` and SHA-256.
+//!
+//! # Example
+//! ```
+//! use secmesh_audit::event::{AuditEvent, Decision, Direction};
+//!
+//! let mut ev = AuditEvent::now("orders", Direction::In);
+//! ev.verb = Some("read".into());
+//! ev.object = Some("orders/7".into());
+//! ev.decision = Decision::Allow;
+//! ev.status = Some(200);
+//! let json = serde_json::to_string(&ev).unwrap();
+//! assert!(json.contains(r#""dir":"in""#) && json.contains(r#""decision":"allow""#));
+//! assert!(!json.contains("jti"), "absent fields are left out");
+//! ```
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use secmesh_core::{ExpiryClass, SpanId, TraceId, TxnId};
+use serde::{Deserialize, Serialize};
+
+/// The schema version written in every record.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Which way the request crossed the boundary.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// A request arrived and was decided.
+    #[default]
+    In,
+    /// This service called another.
+    Out,
+}
+
+/// The outcome recorded.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Decision {
+    /// Allowed (and answered).
+    #[default]
+    Allow,
+    /// Refused by authentication or authorization.
+    Deny,
+    /// Neither: the handler failed, panicked, or the client went away.
+    Error,
+}
+
+/// What shadow (dry-run) rules would have decided.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shadow {
+    /// The shadow decision.
+    pub decision: Decision,
+    /// The deciding shadow rule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+}
+
+/// One boundary crossing.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct AuditEvent {
+    /// Schema version.
+    pub v: u32,
+    /// Sequence number in the service's log, assigned by the writer.
+    #[serde(default)]
+    pub seq: u64,
+    /// When, RFC 3339 UTC with microseconds.
+    pub time: String,
+    /// The service writing the event.
+    pub service: String,
+    /// In or out.
+    pub dir: Direction,
+    /// Transaction id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub txn: Option<TxnId>,
+    /// W3C trace id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<TraceId>,
+    /// This crossing's span id (for `out`: the span the callee sees as its parent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub span_id: Option<SpanId>,
+    /// The parent span (for `in`: the caller's span).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_span_id: Option<SpanId>,
+    /// The token subject.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sub: Option<String>,
+    /// The calling workload (mTLS peer, else the token's current actor).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caller: Option<String>,
+    /// The verb.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verb: Option<String>,
+    /// The object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object: Option<String>,
+    /// The decision.
+    pub decision: Decision,
+    /// The deciding rule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    /// Why, in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The shadow outcome.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<Shadow>,
+    /// HTTP status (or the gRPC status mapped to HTTP by the transport).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// Latency in microseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_us: Option<u64>,
+    /// The token's `jti`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jti: Option<String>,
+    /// Hex SHA-256 of the token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_sha256: Option<String>,
+    /// The token's expiry class.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cls: Option<ExpiryClass>,
+    /// The peer: address or SPIFFE id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer: Option<String>,
+    /// For `out`: the callee's authority.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+}
+
+impl AuditEvent {
+    /// An event of `service` in direction `dir`, stamped now.
+    pub fn now(service: impl Into<String>, dir: Direction) -> AuditEvent {
+        AuditEvent {
+            v: SCHEMA_VERSION,
+            time: now_rfc3339(),
+            service: service.into(),
+            dir,
+            ..AuditEvent::default()
+        }
+    }
+}
+
+/// Now as RFC 3339 UTC with microseconds.
+pub fn now_rfc3339() -> String {
+    let d = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    rfc3339_micros(d.as_secs(), d.subsec_micros())
+}
+
+/// Format seconds since the epoch and microseconds as `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
+pub fn rfc3339_micros(secs: u64, micros: u32) -> String {
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    let (y, m, d) = civil_from_days(days as i64);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+/// Howard Hinnant's days-to-civil conversion (proleptic Gregorian).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339() {
+        assert_eq!(rfc3339_micros(0, 0), "1970-01-01T00:00:00.000000Z");
+        assert_eq!(
+            rfc3339_micros(951_782_400, 7),
+            "2000-02-29T00:00:00.000007Z"
+        );
+        assert_eq!(
+            rfc3339_micros(1_795_575_845, 123_456),
+            "2026-11-25T03:04:05.123456Z"
+        );
+    }
+}

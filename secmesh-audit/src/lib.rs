@@ -1,0 +1,28 @@
+//! # secmesh-audit
+//!
+//! The boundary audit log. Every service writes an event when a request crosses its boundary:
+//! `in` when a request arrives and is decided, `out` when it calls another service, correlated
+//! across services by the transaction id and the trace's span ids.
+//!
+//! - [`event`]: the event model (serde, stable field names, schema version 1).
+//! - [`Auditor`] ([`queue`]): a bounded non-blocking queue to a writer thread that batches,
+//!   with an explicit [`FullPolicy`] (block, drop and count, fail closed) and draining
+//!   shutdown.
+//! - [`sink`]: the JSON-lines file sink (hash chain, signed checkpoints, rotation, fsync policy)
+//!   and a `tracing` sink; a [`Sink`](sink::Sink) trait for others.
+//! - [`chain`]: the record format and the Ed25519 audit key.
+//! - [`verify`]: chain and checkpoint verification that names the first bad record.
+//! - [`trace`]: one transaction's path through every service, as a tree.
+//!
+//! The tower layers that write `in` and `out` events live in `secmesh-tower` (`audit`).
+#![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub)]
+
+pub mod chain;
+pub mod event;
+pub mod queue;
+pub mod sink;
+pub mod trace;
+pub mod verify;
+
+pub use queue::{AuditError, Auditor, AuditorBuilder, FullPolicy};

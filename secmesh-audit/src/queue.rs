@@ -1,0 +1,300 @@
+//! The [`Auditor`]: a bounded queue from the request path to a writer thread.
+//!
+//! `record` hands the event to a bounded channel and returns; a dedicated writer thread takes
+//! events in batches and gives them to the [`Sink`]. When the queue is full the user's
+//! [`FullPolicy`] decides, explicitly: block the caller (backpressure, nothing lost; the
+//! default), drop and count (the count is exposed and written as an event of its own), or fail
+//! closed (`record` returns [`AuditError::QueueFull`] and the caller refuses the request).
+//! [`Auditor::flush`] waits until everything recorded before it is written under the sink's
+//! durability policy; [`Auditor::shutdown`] drains and stops the writer.
+//!
+//! # Example
+//! ```
+//! use secmesh_audit::event::{AuditEvent, Direction};
+//! use secmesh_audit::sink::{JsonLinesConfig, JsonLinesSink};
+//! use secmesh_audit::{Auditor, FullPolicy};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let sink = JsonLinesSink::open(dir.path().join("orders.jsonl"), JsonLinesConfig::default())?;
+//! let auditor = Auditor::builder(sink).capacity(10_000).full_policy(FullPolicy::Block).spawn();
+//! auditor.record(AuditEvent::now("orders", Direction::In))?;
+//! auditor.flush()?;
+//! auditor.shutdown();
+//! let text = std::fs::read_to_string(dir.path().join("orders.jsonl"))?;
+//! assert_eq!(text.lines().count(), 1);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::event::{AuditEvent, Decision, Direction};
+use crate::sink::Sink;
+
+/// What `record` does when the queue is full.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FullPolicy {
+    /// Wait for room: backpressure, nothing lost.
+    #[default]
+    Block,
+    /// Drop the event and count it; the count is written as an event when there is room.
+    DropAndCount,
+    /// Refuse: `record` returns [`AuditError::QueueFull`] and the caller refuses the request.
+    FailClosed,
+}
+
+/// Why an event was not queued.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AuditError {
+    /// The queue is full and the policy is fail-closed.
+    #[error("the audit queue is full (fail-closed)")]
+    QueueFull,
+    /// The writer has stopped.
+    #[error("the audit writer has stopped")]
+    Closed,
+}
+
+enum Msg {
+    Event(Box<AuditEvent>),
+    Flush(SyncSender<()>),
+    Stop,
+}
+
+struct Shared {
+    tx: Mutex<Option<SyncSender<Msg>>>,
+    policy: FullPolicy,
+    dropped: AtomicU64,
+    unreported: AtomicU64,
+    write_errors: AtomicU64,
+    writer: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Shared {
+    fn stop(&self) {
+        let tx = self.tx.lock().ok().and_then(|mut tx| tx.take());
+        if let Some(tx) = tx {
+            // Queued behind every event recorded so far: the writer drains them first.
+            let _ = tx.send(Msg::Stop);
+        }
+        let handle = self.writer.lock().ok().and_then(|mut w| w.take());
+        if let Some(h) = handle {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Records audit events from any thread or task. Cheap to clone; the writer stops (after
+/// draining) when the last clone is dropped or [`shutdown`](Self::shutdown) is called.
+#[derive(Clone)]
+pub struct Auditor {
+    shared: Arc<Shared>,
+    tx: SyncSender<Msg>,
+}
+
+impl fmt::Debug for Auditor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Auditor")
+            .field("policy", &self.shared.policy)
+            .field("dropped", &self.dropped())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds an [`Auditor`].
+#[must_use]
+pub struct AuditorBuilder<S> {
+    sink: S,
+    capacity: usize,
+    policy: FullPolicy,
+    batch: usize,
+    tick: Duration,
+}
+
+impl<S: Sink> AuditorBuilder<S> {
+    /// Queue capacity in events (default 65,536).
+    pub fn capacity(mut self, n: usize) -> Self {
+        self.capacity = n.max(1);
+        self
+    }
+
+    /// What to do when the queue is full (default: block).
+    pub fn full_policy(mut self, p: FullPolicy) -> Self {
+        self.policy = p;
+        self
+    }
+
+    /// Most events per batch (default 1,024).
+    pub fn batch_size(mut self, n: usize) -> Self {
+        self.batch = n.max(1);
+        self
+    }
+
+    /// How often the writer wakes without events, for time-based checkpoints and fsync
+    /// (default 100 ms).
+    pub fn tick(mut self, every: Duration) -> Self {
+        self.tick = every;
+        self
+    }
+
+    /// Start the writer thread.
+    pub fn spawn(self) -> Auditor {
+        let (tx, rx) = mpsc::sync_channel(self.capacity);
+        let shared = Arc::new(Shared {
+            tx: Mutex::new(Some(tx.clone())),
+            policy: self.policy,
+            dropped: AtomicU64::new(0),
+            unreported: AtomicU64::new(0),
+            write_errors: AtomicU64::new(0),
+            writer: Mutex::new(None),
+        });
+        let weak = Arc::downgrade(&shared);
+        let (sink, batch, tick) = (self.sink, self.batch, self.tick);
+        let handle = std::thread::Builder::new()
+            .name("secmesh-audit".into())
+            .spawn(move || writer(rx, sink, batch, tick, weak))
+            .ok();
+        if let Ok(mut w) = shared.writer.lock() {
+            *w = handle;
+        }
+        Auditor { shared, tx }
+    }
+}
+
+fn writer<S: Sink>(
+    rx: Receiver<Msg>,
+    mut sink: S,
+    batch: usize,
+    tick: Duration,
+    shared: std::sync::Weak<Shared>,
+) {
+    let mut events: Vec<AuditEvent> = Vec::with_capacity(batch);
+    let mut flushes: Vec<SyncSender<()>> = Vec::new();
+    let mut stopping = false;
+    while !stopping {
+        let first = match rx.recv_timeout(tick) {
+            Ok(m) => m,
+            Err(RecvTimeoutError::Timeout) => {
+                if let Err(e) = sink.tick() {
+                    tracing::error!(target: "secmesh::audit", error = %e, "audit sink failed");
+                }
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => break,
+        };
+        let mut next = Some(first);
+        while let Some(m) = next.take() {
+            match m {
+                Msg::Event(ev) => events.push(*ev),
+                Msg::Flush(done) => flushes.push(done),
+                Msg::Stop => stopping = true,
+            }
+            if events.len() < batch || stopping {
+                next = rx.try_recv().ok();
+            }
+        }
+        if let Some(s) = shared.upgrade() {
+            let n = s.unreported.swap(0, Ordering::Relaxed);
+            if n > 0 {
+                let mut ev = AuditEvent::now("secmesh-audit", Direction::In);
+                ev.decision = Decision::Error;
+                ev.reason = Some(format!("dropped {n} events: the audit queue was full"));
+                events.push(ev);
+            }
+        }
+        if !events.is_empty() {
+            if let Err(e) = sink.write_batch(&mut events) {
+                if let Some(s) = shared.upgrade() {
+                    s.write_errors
+                        .fetch_add(events.len() as u64, Ordering::Relaxed);
+                }
+                tracing::error!(target: "secmesh::audit", error = %e, lost = events.len(), "audit sink failed");
+            }
+            events.clear();
+        }
+        if !flushes.is_empty() {
+            if let Err(e) = sink.tick() {
+                tracing::error!(target: "secmesh::audit", error = %e, "audit sink failed");
+            }
+            for f in flushes.drain(..) {
+                let _ = f.send(());
+            }
+        }
+    }
+    if let Err(e) = sink.tick() {
+        tracing::error!(target: "secmesh::audit", error = %e, "audit sink failed at shutdown");
+    }
+}
+
+impl Auditor {
+    /// A builder writing into `sink`.
+    pub fn builder<S: Sink>(sink: S) -> AuditorBuilder<S> {
+        AuditorBuilder {
+            sink,
+            capacity: 65_536,
+            policy: FullPolicy::Block,
+            batch: 1024,
+            tick: Duration::from_millis(100),
+        }
+    }
+
+    /// Queue an event (see [`FullPolicy`] for a full queue).
+    pub fn record(&self, event: AuditEvent) -> Result<(), AuditError> {
+        let msg = Msg::Event(Box::new(event));
+        match self.shared.policy {
+            FullPolicy::Block => self.tx.send(msg).map_err(|_| AuditError::Closed),
+            FullPolicy::DropAndCount => match self.tx.try_send(msg) {
+                Ok(()) => Ok(()),
+                Err(TrySendError::Full(_)) => {
+                    self.shared.dropped.fetch_add(1, Ordering::Relaxed);
+                    self.shared.unreported.fetch_add(1, Ordering::Relaxed);
+                    Ok(())
+                }
+                Err(TrySendError::Disconnected(_)) => Err(AuditError::Closed),
+            },
+            FullPolicy::FailClosed => self.tx.try_send(msg).map_err(|e| match e {
+                TrySendError::Full(_) => AuditError::QueueFull,
+                TrySendError::Disconnected(_) => AuditError::Closed,
+            }),
+        }
+    }
+
+    /// Wait until every event recorded before this call is written (and synced, as the sink's
+    /// policy says).
+    pub fn flush(&self) -> Result<(), AuditError> {
+        let (done_tx, done_rx) = mpsc::sync_channel(1);
+        self.tx
+            .send(Msg::Flush(done_tx))
+            .map_err(|_| AuditError::Closed)?;
+        done_rx.recv().map_err(|_| AuditError::Closed)
+    }
+
+    /// Events dropped because the queue was full (drop-and-count policy).
+    pub fn dropped(&self) -> u64 {
+        self.shared.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Events the sink failed to write.
+    pub fn write_errors(&self) -> u64 {
+        self.shared.write_errors.load(Ordering::Relaxed)
+    }
+
+    /// Drain the queue, write everything and stop the writer. Other clones then get
+    /// [`AuditError::Closed`].
+    pub fn shutdown(self) {
+        let Auditor { shared, tx } = self;
+        drop(tx);
+        shared.stop();
+    }
+}
