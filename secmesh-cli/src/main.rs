@@ -10,6 +10,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod audit_cmd;
 mod io;
 mod policy_cmd;
 mod token_cmd;
@@ -41,6 +42,11 @@ enum Command {
         #[command(subcommand)]
         cmd: policy_cmd::PolicyCommand,
     },
+    /// Verify audit logs, rebuild a transaction's path, follow a log.
+    Audit {
+        #[command(subcommand)]
+        cmd: audit_cmd::AuditCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -50,5 +56,6 @@ fn main() -> ExitCode {
         Command::Token { cmd } => token_cmd::run_token(cmd),
         Command::Jws { cmd } => token_cmd::run_jws(cmd),
         Command::Policy { cmd } => policy_cmd::run(cmd),
+        Command::Audit { cmd } => audit_cmd::run(cmd),
     }
 }
