@@ -3,6 +3,8 @@
 //! The tower layers service authors wrap around their axum routers and tonic servers, and the
 //! client-side layer that carries the token to the next service.
 //!
+//! - [`audit`]: an `in` event for every request and an `out` event for every call, into a
+//!   `secmesh_audit::Auditor`.
 //! - [`authenticate`]: verify the `Txn-Token`, set the [request context](context), 401 / gRPC
 //!   UNAUTHENTICATED otherwise.
 //! - [`authorize`]: classify the request into (verb, object) and ask the policy engine and the
@@ -18,6 +20,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod audit;
 pub mod authenticate;
 pub mod authorize;
 pub mod context;
@@ -28,6 +31,7 @@ pub mod future;
 pub mod propagate;
 pub mod reload;
 
+pub use audit::{AuditLayer, AuditOutLayer};
 pub use authenticate::AuthenticateLayer;
 pub use authorize::{AuthorizeLayer, Permitted};
 pub use context::RequestContext;

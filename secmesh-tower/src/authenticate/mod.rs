@@ -293,6 +293,7 @@ where
             }
             req.extensions_mut().insert(v.clone());
         }
+        crate::audit::note_context(&req, &ctx);
         req.extensions_mut().insert(ctx.clone());
         ResponseFuture::inner(ctx.scope(self.inner.call(req)))
     }

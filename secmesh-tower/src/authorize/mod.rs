@@ -277,6 +277,13 @@ impl<C: Classify, D> Config<C, D> {
             None => None,
         };
         let Some(policy) = &self.policy else {
+            crate::audit::note_decision(
+                &parts.extensions,
+                verb.as_str(),
+                object.as_str(),
+                claims.current_actor(),
+                None,
+            );
             let covered = grants
                 .iter()
                 .flatten()
@@ -307,6 +314,13 @@ impl<C: Classify, D> Config<C, D> {
             req = req.with_grants(g);
         }
         let decision = policy.decide(&req);
+        crate::audit::note_decision(
+            &parts.extensions,
+            verb.as_str(),
+            object.as_str(),
+            caller,
+            Some(&decision),
+        );
         if let Some(shadow) = decision.shadow()
             && shadow.effect() != decision.effect()
         {
