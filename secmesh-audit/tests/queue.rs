@@ -1,0 +1,124 @@
+//! The queue's full policies, flush and draining shutdown, with a sink that can be held shut.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+
+use secmesh_audit::event::{AuditEvent, Decision, Direction};
+use secmesh_audit::sink::Sink;
+use secmesh_audit::{AuditError, Auditor, FullPolicy};
+
+/// Keeps events in memory; each batch waits for a permit while the gate is closed.
+#[derive(Clone)]
+struct Gated {
+    events: Arc<Mutex<Vec<AuditEvent>>>,
+    gate: Arc<Mutex<Option<mpsc::Receiver<()>>>>,
+}
+
+impl Gated {
+    fn new() -> (Gated, mpsc::Sender<()>) {
+        let (tx, rx) = mpsc::channel();
+        (
+            Gated {
+                events: Arc::default(),
+                gate: Arc::new(Mutex::new(Some(rx))),
+            },
+            tx,
+        )
+    }
+
+    fn open() -> Gated {
+        Gated {
+            events: Arc::default(),
+            gate: Arc::default(),
+        }
+    }
+}
+
+impl Sink for Gated {
+    fn write_batch(&mut self, events: &mut [AuditEvent]) -> std::io::Result<()> {
+        if let Some(rx) = self.gate.lock().unwrap().as_ref() {
+            let _ = rx.recv();
+        }
+        self.events.lock().unwrap().extend(events.iter().cloned());
+        Ok(())
+    }
+}
+
+fn ev(i: u64) -> AuditEvent {
+    let mut e = AuditEvent::now("svc", Direction::In);
+    e.latency_us = Some(i);
+    e
+}
+
+#[test]
+fn drop_and_count_counts_and_reports() {
+    let (sink, permits) = Gated::new();
+    let auditor = Auditor::builder(sink.clone())
+        .capacity(4)
+        .batch_size(1)
+        .full_policy(FullPolicy::DropAndCount)
+        .spawn();
+    for i in 0..50 {
+        auditor.record(ev(i)).unwrap();
+    }
+    assert!(auditor.dropped() > 0);
+    let dropped = auditor.dropped();
+    // Let everything through.
+    *sink.gate.lock().unwrap() = None;
+    let _ = permits.send(());
+    auditor.flush().unwrap();
+    auditor.clone().shutdown();
+    let events = sink.events.lock().unwrap();
+    let report = events
+        .iter()
+        .find(|e| e.service == "secmesh-audit")
+        .expect("the drop count is written as an event");
+    assert_eq!(report.decision, Decision::Error);
+    assert!(report.reason.as_deref().unwrap().starts_with("dropped "));
+    assert_eq!(events.len() as u64 - 1 + dropped, 50);
+}
+
+#[test]
+fn fail_closed_refuses_when_full() {
+    let (sink, permits) = Gated::new();
+    let auditor = Auditor::builder(sink.clone())
+        .capacity(2)
+        .batch_size(1)
+        .full_policy(FullPolicy::FailClosed)
+        .spawn();
+    let mut refused = 0;
+    for i in 0..20 {
+        if auditor.record(ev(i)) == Err(AuditError::QueueFull) {
+            refused += 1;
+        }
+    }
+    assert!(refused > 0);
+    *sink.gate.lock().unwrap() = None;
+    let _ = permits.send(());
+    auditor.flush().unwrap();
+    assert_eq!(sink.events.lock().unwrap().len(), 20 - refused);
+}
+
+#[test]
+fn block_loses_nothing_and_shutdown_drains() {
+    let sink = Gated::open();
+    let auditor = Auditor::builder(sink.clone()).capacity(8).spawn();
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let a = auditor.clone();
+            std::thread::spawn(move || {
+                for i in 0..1000 {
+                    a.record(ev(t * 1000 + i)).unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let other = auditor.clone();
+    auditor.shutdown();
+    assert_eq!(sink.events.lock().unwrap().len(), 4000);
+    assert_eq!(other.record(ev(0)), Err(AuditError::Closed));
+}
