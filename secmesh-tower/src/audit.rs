@@ -479,3 +479,98 @@ impl<F> PinnedDrop for AuditOutFuture<F> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secmesh_audit::FullPolicy;
+    use secmesh_audit::sink::Sink;
+    use std::sync::mpsc;
+    use tower::{ServiceBuilder, ServiceExt, service_fn};
+
+    #[derive(Clone, Default)]
+    struct Memory(
+        Arc<Mutex<Vec<AuditEvent>>>,
+        Arc<Mutex<Option<mpsc::Receiver<()>>>>,
+    );
+
+    impl Sink for Memory {
+        fn write_batch(&mut self, events: &mut [AuditEvent]) -> std::io::Result<()> {
+            if let Some(rx) = self.1.lock().unwrap().as_ref() {
+                let _ = rx.recv();
+            }
+            self.0.lock().unwrap().extend(events.iter().cloned());
+            Ok(())
+        }
+    }
+
+    fn events_after(auditor: Auditor, memory: &Memory) -> Vec<AuditEvent> {
+        auditor.shutdown();
+        memory.0.lock().unwrap().clone()
+    }
+
+    #[tokio::test]
+    async fn a_panicking_handler_and_a_vanished_client_are_recorded() {
+        let memory = Memory::default();
+        let auditor = Auditor::builder(memory.clone()).spawn();
+        let panics = ServiceBuilder::new()
+            .layer(AuditLayer::new(auditor.clone(), "svc"))
+            .service(service_fn(|_req: Request<String>| async {
+                if true {
+                    panic!("handler bug");
+                }
+                Ok::<_, std::convert::Infallible>(Response::new(String::new()))
+            }));
+        let joined = tokio::spawn(panics.oneshot(Request::new(String::new()))).await;
+        assert!(joined.is_err(), "the panic propagates");
+
+        let slow = ServiceBuilder::new()
+            .layer(AuditLayer::new(auditor.clone(), "svc"))
+            .service(service_fn(|_req: Request<String>| async {
+                tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+                Ok::<_, std::convert::Infallible>(Response::new(String::new()))
+            }));
+        let call = slow.oneshot(Request::new(String::new()));
+        // The client goes away: the future is dropped before it completes.
+        assert!(
+            tokio::time::timeout(std::time::Duration::from_millis(10), call)
+                .await
+                .is_err()
+        );
+
+        let events = events_after(auditor, &memory);
+        let reasons: Vec<_> = events.iter().map(|e| e.reason.clone().unwrap()).collect();
+        assert_eq!(reasons, ["the handler panicked", "the client went away"]);
+        assert!(events.iter().all(|e| e.decision == AuditDecision::Error));
+    }
+
+    #[tokio::test]
+    async fn a_full_fail_closed_queue_refuses_the_response() {
+        let memory = Memory::default();
+        let (tx, rx) = mpsc::channel();
+        *memory.1.lock().unwrap() = Some(rx);
+        let auditor = Auditor::builder(memory.clone())
+            .capacity(1)
+            .batch_size(1)
+            .full_policy(FullPolicy::FailClosed)
+            .spawn();
+        let svc = ServiceBuilder::new()
+            .layer(AuditLayer::new(auditor.clone(), "svc"))
+            .service(service_fn(|_req: Request<String>| async {
+                Ok::<_, std::convert::Infallible>(Response::new(String::from("secret result")))
+            }));
+        let mut statuses = Vec::new();
+        for _ in 0..5 {
+            let res = svc
+                .clone()
+                .oneshot(Request::new(String::new()))
+                .await
+                .unwrap();
+            statuses.push(res.status().as_u16());
+        }
+        assert!(statuses.contains(&503), "{statuses:?}");
+        *memory.1.lock().unwrap() = None;
+        let _ = tx.send(());
+        auditor.shutdown();
+    }
+}
