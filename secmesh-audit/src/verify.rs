@@ -171,16 +171,21 @@ pub fn parse_line(line: &[u8]) -> Result<(Record, String), String> {
     Ok((Record::Event(Box::new(ev)), prev))
 }
 
-/// Read a whole file into lines; the bool says whether the last line ended with a newline.
+/// Split bytes into lines; the bool says whether the last line ended with a newline.
+fn split_lines(bytes: &[u8]) -> (Vec<&[u8]>, bool) {
+    let complete = bytes.is_empty() || bytes.ends_with(b"\n");
+    let mut lines: Vec<&[u8]> = bytes.split(|b| *b == b'\n').collect();
+    if lines.last().is_some_and(|l| l.is_empty()) {
+        lines.pop();
+    }
+    (lines, complete)
+}
+
 fn read_lines(path: &Path) -> io::Result<(Vec<Vec<u8>>, bool)> {
     let mut bytes = Vec::new();
     File::open(path)?.read_to_end(&mut bytes)?;
-    let complete = bytes.is_empty() || bytes.ends_with(b"\n");
-    let mut lines: Vec<Vec<u8>> = bytes.split(|b| *b == b'\n').map(<[u8]>::to_vec).collect();
-    if lines.last().is_some_and(Vec::is_empty) {
-        lines.pop();
-    }
-    Ok((lines, complete))
+    let (lines, complete) = split_lines(&bytes);
+    Ok((lines.into_iter().map(<[u8]>::to_vec).collect(), complete))
 }
 
 fn first_seq(path: &Path) -> u64 {
@@ -193,32 +198,26 @@ fn first_seq(path: &Path) -> u64 {
         .unwrap_or(u64::MAX)
 }
 
-/// Verify one service's log files (see the module docs). `key` is the raw 32-byte Ed25519
-/// public key the checkpoints must be signed with.
-pub fn verify_files<P: AsRef<Path>>(
-    paths: &[P],
-    key: Option<&[u8]>,
-) -> Result<Report, VerifyFailure> {
-    let mut files: Vec<PathBuf> = paths.iter().map(|p| p.as_ref().to_path_buf()).collect();
-    files.sort_by_key(|p| first_seq(p));
-    let mut report = Report {
-        key_checked: key.is_some(),
-        ..Report::default()
-    };
-    let mut prev_hash: Option<[u8; 32]> = None;
-    let mut last_seq: Option<u64> = None;
-    for path in &files {
+/// The running state of a verification across the files of one log.
+struct Chain<'k> {
+    key: Option<&'k [u8]>,
+    prev_hash: Option<[u8; 32]>,
+    last_seq: Option<u64>,
+    report: Report,
+}
+
+impl Chain<'_> {
+    fn check(&mut self, path: &Path, bytes: &[u8]) -> Result<(), VerifyFailure> {
         let fail = |line: u64, seq: Option<u64>, kind: FailureKind, detail: String| VerifyFailure {
-            file: path.clone(),
+            file: path.to_path_buf(),
             line,
             seq,
             kind,
             detail,
         };
-        let (lines, complete) =
-            read_lines(path).map_err(|e| fail(0, None, FailureKind::Io, e.to_string()))?;
+        let (lines, complete) = split_lines(bytes);
         let n = lines.len();
-        for (i, line) in lines.iter().enumerate() {
+        for (i, line) in lines.into_iter().enumerate() {
             let lineno = i as u64 + 1;
             let last_and_torn = i + 1 == n && !complete;
             let (record, prev) = match parse_line(line) {
@@ -245,7 +244,9 @@ pub fn verify_files<P: AsRef<Path>>(
                     "the last line has no newline: a torn write".into(),
                 ));
             }
-            let expected_prev = prev_hash.map_or_else(|| GENESIS.to_owned(), |h| chain::to_hex(&h));
+            let expected_prev = self
+                .prev_hash
+                .map_or_else(|| GENESIS.to_owned(), |h| chain::to_hex(&h));
             if prev != expected_prev {
                 return Err(fail(
                     lineno,
@@ -254,7 +255,7 @@ pub fn verify_files<P: AsRef<Path>>(
                     "`prev` is not the hash of the record before".into(),
                 ));
             }
-            let expected_seq = last_seq.map_or(1, |s| s + 1);
+            let expected_seq = self.last_seq.map_or(1, |s| s.saturating_add(1));
             if seq != expected_seq {
                 return Err(fail(
                     lineno,
@@ -265,8 +266,8 @@ pub fn verify_files<P: AsRef<Path>>(
             }
             match record {
                 Record::Event(_) => {
-                    report.events += 1;
-                    report.after_last_checkpoint += 1;
+                    self.report.events += 1;
+                    self.report.after_last_checkpoint += 1;
                 }
                 Record::Checkpoint { .. } => {
                     let c: Checkpoint = serde_json::from_slice(line).map_err(|e| {
@@ -275,7 +276,7 @@ pub fn verify_files<P: AsRef<Path>>(
                     let named = chain::parse_public_key(&c.key).map_err(|e| {
                         fail(lineno, Some(seq), FailureKind::BadCheckpoint, e.to_string())
                     })?;
-                    if key.is_some_and(|k| k != named.as_slice()) {
+                    if self.key.is_some_and(|k| k != named.as_slice()) {
                         return Err(fail(
                             lineno,
                             Some(seq),
@@ -283,7 +284,7 @@ pub fn verify_files<P: AsRef<Path>>(
                             "signed by another key than the one given".into(),
                         ));
                     }
-                    let hash = prev_hash.unwrap_or([0; 32]);
+                    let hash = self.prev_hash.unwrap_or([0; 32]);
                     if !chain::verify_checkpoint(&named, &hash, seq, &c.sig) {
                         return Err(fail(
                             lineno,
@@ -292,16 +293,64 @@ pub fn verify_files<P: AsRef<Path>>(
                             "the signature does not verify".into(),
                         ));
                     }
-                    report.checkpoints += 1;
-                    report.last_checkpoint = Some(seq);
-                    report.after_last_checkpoint = 0;
+                    self.report.checkpoints += 1;
+                    self.report.last_checkpoint = Some(seq);
+                    self.report.after_last_checkpoint = 0;
                 }
             }
-            prev_hash = Some(chain::hash_line(line));
-            last_seq = Some(seq);
+            self.prev_hash = Some(chain::hash_line(line));
+            self.last_seq = Some(seq);
         }
+        Ok(())
     }
-    Ok(report)
+}
+
+/// Verify one service's log files (see the module docs). `key` is the raw 32-byte Ed25519
+/// public key the checkpoints must be signed with.
+pub fn verify_files<P: AsRef<Path>>(
+    paths: &[P],
+    key: Option<&[u8]>,
+) -> Result<Report, VerifyFailure> {
+    let mut files: Vec<PathBuf> = paths.iter().map(|p| p.as_ref().to_path_buf()).collect();
+    files.sort_by_key(|p| first_seq(p));
+    let mut chain = Chain {
+        key,
+        prev_hash: None,
+        last_seq: None,
+        report: Report {
+            key_checked: key.is_some(),
+            ..Report::default()
+        },
+    };
+    for path in &files {
+        let mut bytes = Vec::new();
+        File::open(path)
+            .and_then(|mut f| f.read_to_end(&mut bytes))
+            .map_err(|e| VerifyFailure {
+                file: path.clone(),
+                line: 0,
+                seq: None,
+                kind: FailureKind::Io,
+                detail: e.to_string(),
+            })?;
+        chain.check(path, &bytes)?;
+    }
+    Ok(chain.report)
+}
+
+/// Verify a whole log held in memory (one file's bytes), as [`verify_files`] does.
+pub fn verify_bytes(bytes: &[u8], key: Option<&[u8]>) -> Result<Report, VerifyFailure> {
+    let mut chain = Chain {
+        key,
+        prev_hash: None,
+        last_seq: None,
+        report: Report {
+            key_checked: key.is_some(),
+            ..Report::default()
+        },
+    };
+    chain.check(Path::new("<memory>"), bytes)?;
+    Ok(chain.report)
 }
 
 /// Read every event of some log files, without verifying (for trace and tail). Lines that do
