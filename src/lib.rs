@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
+pub use secmesh_audit as audit;
 pub use secmesh_core as core;
 pub use secmesh_tokens as tokens;
 

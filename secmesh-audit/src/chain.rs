@@ -42,6 +42,16 @@ pub fn hash_line(line: &[u8]) -> [u8; 32] {
     out
 }
 
+/// Append lowercase hex to a byte buffer.
+pub fn hex_into(bytes: &[u8], out: &mut Vec<u8>) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.reserve(bytes.len() * 2);
+    for b in bytes {
+        out.push(HEX[usize::from(b >> 4)]);
+        out.push(HEX[usize::from(b & 0xf)]);
+    }
+}
+
 /// Lowercase hex.
 pub fn to_hex(bytes: &[u8]) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";

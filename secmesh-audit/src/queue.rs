@@ -26,10 +26,10 @@
 //! ```
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError, TrySendError};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread::{JoinHandle, Thread};
 use std::time::Duration;
 
 use crate::event::{AuditEvent, Decision, Direction};
@@ -73,6 +73,27 @@ struct Shared {
     unreported: AtomicU64,
     write_errors: AtomicU64,
     writer: Mutex<Option<JoinHandle<()>>>,
+    /// The writer thread, to wake it when it sleeps.
+    thread: OnceLock<Thread>,
+    /// Set by the writer just before it sleeps.
+    idle: AtomicBool,
+    /// Events queued and not yet taken by the writer.
+    pending: AtomicUsize,
+    /// Wake a sleeping writer only once this many events wait (else its tick takes them), so
+    /// that a fast writer is not woken, at the cost of a system call, for every event.
+    wake_at: usize,
+}
+
+impl Shared {
+    fn queued(&self) {
+        let n = self.pending.fetch_add(1, Ordering::SeqCst) + 1;
+        if n >= self.wake_at
+            && self.idle.load(Ordering::SeqCst)
+            && let Some(t) = self.thread.get()
+        {
+            t.unpark();
+        }
+    }
 }
 
 impl Shared {
@@ -81,6 +102,9 @@ impl Shared {
         if let Some(tx) = tx {
             // Queued behind every event recorded so far: the writer drains them first.
             let _ = tx.send(Msg::Stop);
+            if let Some(t) = self.thread.get() {
+                t.unpark();
+            }
         }
         let handle = self.writer.lock().ok().and_then(|mut w| w.take());
         if let Some(h) = handle {
@@ -141,8 +165,8 @@ impl<S: Sink> AuditorBuilder<S> {
         self
     }
 
-    /// How often the writer wakes without events, for time-based checkpoints and fsync
-    /// (default 100 ms).
+    /// How often a sleeping writer looks for events without being woken, and runs time-based
+    /// checkpoints and fsync (default 10 ms: the most an event waits in a quiet queue).
     pub fn tick(mut self, every: Duration) -> Self {
         self.tick = every;
         self
@@ -158,6 +182,10 @@ impl<S: Sink> AuditorBuilder<S> {
             unreported: AtomicU64::new(0),
             write_errors: AtomicU64::new(0),
             writer: Mutex::new(None),
+            thread: OnceLock::new(),
+            idle: AtomicBool::new(false),
+            pending: AtomicUsize::new(0),
+            wake_at: self.batch.min(self.capacity / 2).max(1),
         });
         let weak = Arc::downgrade(&shared);
         let (sink, batch, tick) = (self.sink, self.batch, self.tick);
@@ -165,6 +193,9 @@ impl<S: Sink> AuditorBuilder<S> {
             .name("secmesh-audit".into())
             .spawn(move || writer(rx, sink, batch, tick, weak))
             .ok();
+        if let Some(h) = &handle {
+            let _ = shared.thread.set(h.thread().clone());
+        }
         if let Ok(mut w) = shared.writer.lock() {
             *w = handle;
         }
@@ -182,26 +213,62 @@ fn writer<S: Sink>(
     let mut events: Vec<AuditEvent> = Vec::with_capacity(batch);
     let mut flushes: Vec<SyncSender<()>> = Vec::new();
     let mut stopping = false;
-    while !stopping {
-        let first = match rx.recv_timeout(tick) {
-            Ok(m) => m,
-            Err(RecvTimeoutError::Timeout) => {
-                if let Err(e) = sink.tick() {
-                    tracing::error!(target: "secmesh::audit", error = %e, "audit sink failed");
+    let mut closed = false;
+    while !stopping && !closed {
+        // Take what is queued, up to a batch (all of it when stopping), without blocking: the
+        // producers never have to wake a writer that is busy.
+        loop {
+            if events.len() >= batch && !stopping {
+                break;
+            }
+            match rx.try_recv() {
+                Ok(Msg::Event(ev)) => {
+                    events.push(*ev);
+                    if let Some(s) = shared.upgrade() {
+                        s.pending.fetch_sub(1, Ordering::SeqCst);
+                    }
                 }
-                continue;
+                Ok(Msg::Flush(done)) => flushes.push(done),
+                Ok(Msg::Stop) => stopping = true,
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => {
+                    closed = true;
+                    break;
+                }
             }
-            Err(RecvTimeoutError::Disconnected) => break,
-        };
-        let mut next = Some(first);
-        while let Some(m) = next.take() {
-            match m {
-                Msg::Event(ev) => events.push(*ev),
-                Msg::Flush(done) => flushes.push(done),
-                Msg::Stop => stopping = true,
-            }
-            if events.len() < batch || stopping {
-                next = rx.try_recv().ok();
+        }
+        if events.is_empty() && flushes.is_empty() && !stopping && !closed {
+            // Nothing to do: sleep until woken or the tick (time-based checkpoints, fsync).
+            let Some(s) = shared.upgrade() else { break };
+            s.idle.store(true, Ordering::SeqCst);
+            drop(s);
+            match rx.try_recv() {
+                Ok(m) => {
+                    if let Some(s) = shared.upgrade() {
+                        s.idle.store(false, Ordering::SeqCst);
+                    }
+                    match m {
+                        Msg::Event(ev) => {
+                            events.push(*ev);
+                            if let Some(s) = shared.upgrade() {
+                                s.pending.fetch_sub(1, Ordering::SeqCst);
+                            }
+                        }
+                        Msg::Flush(done) => flushes.push(done),
+                        Msg::Stop => stopping = true,
+                    }
+                }
+                Err(TryRecvError::Disconnected) => closed = true,
+                Err(TryRecvError::Empty) => {
+                    std::thread::park_timeout(tick);
+                    if let Some(s) = shared.upgrade() {
+                        s.idle.store(false, Ordering::SeqCst);
+                    }
+                    if let Err(e) = sink.tick() {
+                        tracing::error!(target: "secmesh::audit", error = %e, "audit sink failed");
+                    }
+                    continue;
+                }
             }
         }
         if let Some(s) = shared.upgrade() {
@@ -245,21 +312,22 @@ impl Auditor {
             capacity: 65_536,
             policy: FullPolicy::Block,
             batch: 1024,
-            tick: Duration::from_millis(100),
+            tick: Duration::from_millis(10),
         }
     }
 
     /// Queue an event (see [`FullPolicy`] for a full queue).
     pub fn record(&self, event: AuditEvent) -> Result<(), AuditError> {
         let msg = Msg::Event(Box::new(event));
-        match self.shared.policy {
+        let sent = match self.shared.policy {
             FullPolicy::Block => self.tx.send(msg).map_err(|_| AuditError::Closed),
             FullPolicy::DropAndCount => match self.tx.try_send(msg) {
                 Ok(()) => Ok(()),
                 Err(TrySendError::Full(_)) => {
                     self.shared.dropped.fetch_add(1, Ordering::Relaxed);
                     self.shared.unreported.fetch_add(1, Ordering::Relaxed);
-                    Ok(())
+                    // Not queued: do not count it as pending.
+                    return Ok(());
                 }
                 Err(TrySendError::Disconnected(_)) => Err(AuditError::Closed),
             },
@@ -267,7 +335,11 @@ impl Auditor {
                 TrySendError::Full(_) => AuditError::QueueFull,
                 TrySendError::Disconnected(_) => AuditError::Closed,
             }),
+        };
+        if sent.is_ok() {
+            self.shared.queued();
         }
+        sent
     }
 
     /// Wait until every event recorded before this call is written (and synced, as the sink's
@@ -277,6 +349,9 @@ impl Auditor {
         self.tx
             .send(Msg::Flush(done_tx))
             .map_err(|_| AuditError::Closed)?;
+        if let Some(t) = self.shared.thread.get() {
+            t.unpark();
+        }
         done_rx.recv().map_err(|_| AuditError::Closed)
     }
 

@@ -194,27 +194,34 @@ impl JsonLinesSink {
         }
     }
 
-    /// Append one line (without newline) to the buffer, chaining it.
-    fn push_line(&mut self, line: &[u8]) {
-        self.prev = chain::hash_line(line);
-        self.buf.extend_from_slice(line);
+    /// Chain the line that starts at `start` in the buffer and end it with a newline.
+    fn end_line(&mut self, start: usize) {
+        self.prev = chain::hash_line(&self.buf[start..]);
         self.buf.push(b'\n');
         self.since_checkpoint += 1;
     }
 
     fn push_event(&mut self, ev: &mut AuditEvent) -> io::Result<()> {
+        let first = self.seq == 0;
         self.seq += 1;
         self.events += 1;
         ev.seq = self.seq;
-        #[derive(serde::Serialize)]
-        struct Line<'a> {
-            #[serde(flatten)]
-            ev: &'a AuditEvent,
-            prev: &'a str,
+        // The event's own JSON, with `"prev"` spliced in before its closing brace: no
+        // intermediate allocation, one pass.
+        let start = self.buf.len();
+        serde_json::to_writer(&mut self.buf, ev)?;
+        if self.buf.last() != Some(&b'}') {
+            return Err(io::Error::other("an event did not serialize to an object"));
         }
-        let prev = self.prev_hex();
-        let line = serde_json::to_vec(&Line { ev, prev: &prev })?;
-        self.push_line(&line);
+        self.buf.pop();
+        self.buf.extend_from_slice(b",\"prev\":\"");
+        if first {
+            self.buf.extend_from_slice(GENESIS.as_bytes());
+        } else {
+            chain::hex_into(&self.prev, &mut self.buf);
+        }
+        self.buf.extend_from_slice(b"\"}");
+        self.end_line(start);
         Ok(())
     }
 
@@ -234,7 +241,9 @@ impl JsonLinesSink {
             "key": key.public_key_b64(),
             "sig": sig,
         }))?;
-        self.push_line(&line);
+        let start = self.buf.len();
+        self.buf.extend_from_slice(&line);
+        self.end_line(start);
         self.since_checkpoint = 0;
         self.last_checkpoint = Instant::now();
         Ok(())
