@@ -79,6 +79,8 @@ struct Shared {
     idle: AtomicBool,
     /// Events queued and not yet taken by the writer.
     pending: AtomicUsize,
+    /// The queue's capacity.
+    capacity: usize,
     /// Wake a sleeping writer only once this many events wait (else its tick takes them), so
     /// that a fast writer is not woken, at the cost of a system call, for every event.
     wake_at: usize,
@@ -185,6 +187,7 @@ impl<S: Sink> AuditorBuilder<S> {
             thread: OnceLock::new(),
             idle: AtomicBool::new(false),
             pending: AtomicUsize::new(0),
+            capacity: self.capacity,
             wake_at: self.batch.min(self.capacity / 2).max(1),
         });
         let weak = Arc::downgrade(&shared);
@@ -353,6 +356,17 @@ impl Auditor {
             t.unpark();
         }
         done_rx.recv().map_err(|_| AuditError::Closed)
+    }
+
+    /// Whether the queue is full now (to refuse a request up front under
+    /// [`FullPolicy::FailClosed`], before doing its work).
+    pub fn is_full(&self) -> bool {
+        self.shared.pending.load(Ordering::SeqCst) >= self.shared.capacity
+    }
+
+    /// The policy for a full queue.
+    pub fn full_policy(&self) -> FullPolicy {
+        self.shared.policy
     }
 
     /// Events dropped because the queue was full (drop-and-count policy).

@@ -13,7 +13,8 @@
 //! sees as its parent, which is how `secmesh audit trace` links the two.
 //!
 //! Events go to a [`secmesh_audit::Auditor`]: the request path never does I/O. With the
-//! fail-closed queue policy a full queue turns the response into 503.
+//! fail-closed queue policy a request that arrives while the queue is full is refused with 503
+//! before any work is done, and a response whose event cannot be queued becomes a 503.
 //!
 //! # Example
 //! ```
@@ -271,6 +272,16 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqB>) -> Self::Future {
+        if self.auditor.full_policy() == secmesh_audit::FullPolicy::FailClosed
+            && self.auditor.is_full()
+        {
+            // Fail closed up front: the request is refused before any work is done for it.
+            tracing::error!(target: "secmesh::audit", "audit queue full; refusing the request (fail-closed)");
+            return AuditFuture {
+                inner: None,
+                pending: None,
+            };
+        }
         let slot = AuditSlot::default();
         req.extensions_mut().insert(slot.clone());
         let mut event = AuditEvent::now(&*self.service, Direction::In);
@@ -278,11 +289,19 @@ where
             event.peer = Some(peer.spiffe_id.to_string());
             event.caller = Some(peer.spiffe_id.to_string());
         }
+        #[cfg(feature = "axum")]
+        if event.peer.is_none()
+            && let Some(info) = req
+                .extensions()
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        {
+            event.peer = Some(info.0.to_string());
+        }
         // Until authorize classifies it, the request is named by its method and path.
         event.verb = Some(req.method().as_str().to_owned());
         event.object = Some(req.uri().path().to_owned());
         AuditFuture {
-            inner: self.inner.call(req),
+            inner: Some(self.inner.call(req)),
             pending: Some(Pending {
                 auditor: self.auditor.clone(),
                 event,
@@ -297,8 +316,9 @@ where
 /// dropped before that.
 #[pin_project(PinnedDrop)]
 pub struct AuditFuture<F> {
+    /// `None` when the request was refused up front (fail-closed, queue full).
     #[pin]
-    inner: F,
+    inner: Option<F>,
     pending: Option<Pending>,
 }
 
@@ -311,7 +331,12 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let out = std::task::ready!(this.inner.poll(cx));
+        let Some(inner) = this.inner.as_pin_mut() else {
+            let mut res = Response::new(B::default());
+            *res.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+            return Poll::Ready(Ok(res));
+        };
+        let out = std::task::ready!(inner.poll(cx));
         let Some(pending) = this.pending.take() else {
             return Poll::Ready(out);
         };
