@@ -1,0 +1,378 @@
+//! A small internal CA for development and small fleets: X.509-SVIDs, revocation, CRLs.
+//!
+//! A CA lives in a directory: `ca.key` (PKCS#8 PEM, mode 0600), `ca.crt`, `issued.log` (one
+//! line per certificate: serial, SPIFFE ID, not-after) and `revoked.log` (serial and time).
+//! It issues leaf certificates that follow the X.509-SVID rules — exactly one URI SAN, CA false,
+//! key usage critical with digitalSignature, extended key usage serverAuth and clientAuth — for
+//! SPIFFE IDs of its own trust domain only, and signs CRLs of what it revoked. Keys are ECDSA
+//! P-256.
+//!
+//! # Example
+//! ```
+//! use secmesh_tls::ca::Ca;
+//!
+//! let dir = tempfile::tempdir()?;
+//! let ca = Ca::init(dir.path(), "mesh.test".parse()?)?;
+//! let svid = ca.issue(&"spiffe://mesh.test/payments".parse()?, 7)?;
+//! assert!(svid.cert_pem.starts_with("-----BEGIN CERTIFICATE-----"));
+//! ca.revoke(&svid.serial)?;
+//! let crl = ca.crl(1)?;
+//! assert!(crl.starts_with("-----BEGIN X509 CRL-----"));
+//! assert!(ca.issue(&"spiffe://other.test/x".parse()?, 7).is_err(), "another trust domain");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::fmt;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, DnType,
+    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose,
+    RevokedCertParams, SanType, SerialNumber,
+};
+use ring::rand::SecureRandom;
+use secmesh_core::{SpiffeId, TrustDomain};
+use time::{Duration, OffsetDateTime};
+
+/// A CA operation that failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CaError {
+    /// Reading or writing the CA directory failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The directory already holds a CA (init) or holds none (open).
+    #[error("{0}")]
+    State(String),
+    /// The SPIFFE ID is not in this CA's trust domain.
+    #[error("{id} is not in the trust domain {td}")]
+    WrongTrustDomain {
+        /// The ID asked for.
+        id: String,
+        /// The CA's trust domain.
+        td: String,
+    },
+    /// Certificate or key generation failed.
+    #[error("certificate generation failed: {0}")]
+    Generate(String),
+    /// No certificate with that serial was issued by this CA.
+    #[error("unknown serial {0}")]
+    UnknownSerial(String),
+    /// A validity of zero days, or beyond ten years.
+    #[error("validity must be 1..=3650 days")]
+    BadValidity,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CaError + '_ {
+    move |source| CaError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn gen_err(e: rcgen::Error) -> CaError {
+    CaError::Generate(e.to_string())
+}
+
+/// A certificate the CA issued, with its private key.
+pub struct Issued {
+    /// The serial, lowercase hex.
+    pub serial: String,
+    /// The certificate, PEM.
+    pub cert_pem: String,
+    /// The certificate, DER.
+    pub cert_der: Vec<u8>,
+    /// The private key, PKCS#8 PEM.
+    pub key_pem: String,
+}
+
+impl fmt::Debug for Issued {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Issued")
+            .field("serial", &self.serial)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The CA in a directory.
+pub struct Ca {
+    dir: PathBuf,
+    td: TrustDomain,
+    key: KeyPair,
+    cert_pem: String,
+}
+
+impl fmt::Debug for Ca {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Ca")
+            .field("dir", &self.dir)
+            .field("trust_domain", &self.td.as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+fn write_private(path: &Path, contents: &[u8]) -> Result<(), CaError> {
+    let mut opts = fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path).map_err(io(path))?;
+    f.write_all(contents)
+        .and_then(|()| f.sync_all())
+        .map_err(io(path))
+}
+
+fn random_serial() -> Result<[u8; 16], CaError> {
+    let mut b = [0u8; 16];
+    ring::rand::SystemRandom::new()
+        .fill(&mut b)
+        .map_err(|_| CaError::Generate("the random number generator failed".into()))?;
+    b[0] &= 0x7f; // positive
+    b[0] |= 0x01; // and 16 bytes long
+    Ok(b)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+impl Ca {
+    /// Create a CA for `td` in `dir` (created if absent; refused if it already holds one).
+    pub fn init(dir: impl AsRef<Path>, td: TrustDomain) -> Result<Ca, CaError> {
+        let dir = dir.as_ref().to_path_buf();
+        fs::create_dir_all(&dir).map_err(io(&dir))?;
+        if dir.join("ca.key").exists() {
+            return Err(CaError::State(format!(
+                "{} already holds a CA",
+                dir.display()
+            )));
+        }
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(gen_err)?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, format!("secmesh CA {}", td.as_str()));
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, td.as_str());
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let now = OffsetDateTime::now_utc();
+        params.not_before = now - Duration::hours(1);
+        params.not_after = now + Duration::days(3650);
+        params.serial_number = Some(SerialNumber::from_slice(&random_serial()?));
+        params.subject_alt_names =
+            vec![SanType::URI(td.id_string().try_into().map_err(
+                |e: rcgen::Error| CaError::Generate(e.to_string()),
+            )?)];
+        params.key_identifier_method = KeyIdMethod::Sha256;
+        let cert = params.self_signed(&key).map_err(gen_err)?;
+        write_private(&dir.join("ca.key"), key.serialize_pem().as_bytes())?;
+        let cert_pem = cert.pem();
+        let crt = dir.join("ca.crt");
+        fs::write(&crt, &cert_pem).map_err(io(&crt))?;
+        let td_file = dir.join("trust-domain");
+        fs::write(&td_file, td.as_str()).map_err(io(&td_file))?;
+        Ok(Ca {
+            dir,
+            td,
+            key,
+            cert_pem,
+        })
+    }
+
+    /// Open the CA in `dir`.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Ca, CaError> {
+        let dir = dir.as_ref().to_path_buf();
+        let read = |name: &str| {
+            let p = dir.join(name);
+            fs::read_to_string(&p).map_err(|e| {
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    CaError::State(format!(
+                        "{} holds no CA (run `secmesh ca init`)",
+                        dir.display()
+                    ))
+                } else {
+                    io(&p)(e)
+                }
+            })
+        };
+        let key = KeyPair::from_pem(&read("ca.key")?).map_err(gen_err)?;
+        let cert_pem = read("ca.crt")?;
+        let td: TrustDomain = read("trust-domain")?
+            .trim()
+            .parse()
+            .map_err(|e| CaError::State(format!("bad trust-domain file: {e}")))?;
+        Ok(Ca {
+            dir,
+            td,
+            key,
+            cert_pem,
+        })
+    }
+
+    /// The trust domain.
+    pub fn trust_domain(&self) -> &TrustDomain {
+        &self.td
+    }
+
+    /// The CA certificate, PEM.
+    pub fn cert_pem(&self) -> &str {
+        &self.cert_pem
+    }
+
+    fn issuer(&self) -> Result<Issuer<'_, &KeyPair>, CaError> {
+        Issuer::from_ca_cert_pem(&self.cert_pem, &self.key).map_err(gen_err)
+    }
+
+    /// Issue an X.509-SVID for `id` (in this CA's trust domain), valid for `days`.
+    pub fn issue(&self, id: &SpiffeId, days: u32) -> Result<Issued, CaError> {
+        if !id.is_member_of(&self.td) {
+            return Err(CaError::WrongTrustDomain {
+                id: id.to_string(),
+                td: self.td.as_str().to_owned(),
+            });
+        }
+        if days == 0 || days > 3650 {
+            return Err(CaError::BadValidity);
+        }
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(gen_err)?;
+        let serial = random_serial()?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, self.td.as_str());
+        params.subject_alt_names =
+            vec![SanType::URI(id.as_str().try_into().map_err(
+                |e: rcgen::Error| CaError::Generate(e.to_string()),
+            )?)];
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        params.use_authority_key_identifier_extension = true;
+        let now = OffsetDateTime::now_utc();
+        params.not_before = now - Duration::minutes(5);
+        params.not_after = now + Duration::days(i64::from(days));
+        params.serial_number = Some(SerialNumber::from_slice(&serial));
+        let cert = params.signed_by(&key, &self.issuer()?).map_err(gen_err)?;
+        let serial_hex = hex(&serial);
+        let log = self.dir.join("issued.log");
+        let mut f = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .map_err(io(&log))?;
+        writeln!(f, "{serial_hex} {id} {}", params.not_after.unix_timestamp()).map_err(io(&log))?;
+        Ok(Issued {
+            serial: serial_hex,
+            cert_pem: cert.pem(),
+            cert_der: cert.der().to_vec(),
+            key_pem: key.serialize_pem(),
+        })
+    }
+
+    fn issued_serials(&self) -> Result<Vec<String>, CaError> {
+        let log = self.dir.join("issued.log");
+        match fs::read_to_string(&log) {
+            Ok(t) => Ok(t
+                .lines()
+                .filter_map(|l| l.split(' ').next().map(str::to_owned))
+                .collect()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(io(&log)(e)),
+        }
+    }
+
+    /// The revoked serials and when.
+    pub fn revoked(&self) -> Result<Vec<(String, i64)>, CaError> {
+        let log = self.dir.join("revoked.log");
+        match fs::read_to_string(&log) {
+            Ok(t) => Ok(t
+                .lines()
+                .filter_map(|l| {
+                    let (s, at) = l.split_once(' ')?;
+                    Some((s.to_owned(), at.parse().ok()?))
+                })
+                .collect()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(io(&log)(e)),
+        }
+    }
+
+    /// Revoke a certificate this CA issued, by serial (hex). Revoking twice is harmless.
+    pub fn revoke(&self, serial: &str) -> Result<(), CaError> {
+        let serial = serial.trim().to_ascii_lowercase();
+        if !self.issued_serials()?.contains(&serial) {
+            return Err(CaError::UnknownSerial(serial));
+        }
+        if self.revoked()?.iter().any(|(s, _)| *s == serial) {
+            return Ok(());
+        }
+        let log = self.dir.join("revoked.log");
+        let mut f = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .map_err(io(&log))?;
+        writeln!(f, "{serial} {}", OffsetDateTime::now_utc().unix_timestamp()).map_err(io(&log))
+    }
+
+    /// A CRL of everything revoked, valid for `days`, PEM.
+    pub fn crl(&self, days: u32) -> Result<String, CaError> {
+        if days == 0 || days > 3650 {
+            return Err(CaError::BadValidity);
+        }
+        let now = OffsetDateTime::now_utc();
+        let mut revoked_certs = Vec::new();
+        for (serial, at) in self.revoked()? {
+            let bytes = unhex(&serial).ok_or_else(|| CaError::UnknownSerial(serial.clone()))?;
+            revoked_certs.push(RevokedCertParams {
+                serial_number: SerialNumber::from_slice(&bytes),
+                revocation_time: OffsetDateTime::from_unix_timestamp(at).unwrap_or(now),
+                reason_code: None,
+                invalidity_date: None,
+            });
+        }
+        let params = CertificateRevocationListParams {
+            this_update: now - Duration::minutes(5),
+            next_update: now + Duration::days(i64::from(days)),
+            crl_number: SerialNumber::from_slice(&now.unix_timestamp().to_be_bytes()),
+            issuing_distribution_point: None,
+            revoked_certs,
+            key_identifier_method: KeyIdMethod::Sha256,
+        };
+        params
+            .signed_by(&self.issuer()?)
+            .and_then(|crl| crl.pem())
+            .map_err(gen_err)
+    }
+}
