@@ -11,6 +11,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod audit_cmd;
+mod ca_cmd;
 mod io;
 mod policy_cmd;
 mod token_cmd;
@@ -47,6 +48,11 @@ enum Command {
         #[command(subcommand)]
         cmd: audit_cmd::AuditCommand,
     },
+    /// A development CA: X.509-SVIDs for one trust domain, revocation, CRLs.
+    Ca {
+        #[command(subcommand)]
+        cmd: ca_cmd::CaCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -57,5 +63,6 @@ fn main() -> ExitCode {
         Command::Jws { cmd } => token_cmd::run_jws(cmd),
         Command::Policy { cmd } => policy_cmd::run(cmd),
         Command::Audit { cmd } => audit_cmd::run(cmd),
+        Command::Ca { cmd } => ca_cmd::run(cmd),
     }
 }
