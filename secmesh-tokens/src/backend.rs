@@ -92,3 +92,37 @@ pub(crate) fn rsa_modulus_len(kp: &signature::RsaKeyPair) -> usize {
         kp.public().modulus_len()
     }
 }
+
+/// A public key parsed once, when the backend can keep it parsed (aws-lc-rs); with ring every
+/// verification parses the key bytes (ring has no parsed-key type), and this is empty.
+#[derive(Clone, Default)]
+pub(crate) struct Prepared {
+    #[cfg(feature = "aws-lc-rs")]
+    key: Option<signature::ParsedPublicKey>,
+}
+
+impl Prepared {
+    /// Parse `public` for `alg` (the bytes `UnparsedPublicKey` would take).
+    #[cfg_attr(not(feature = "aws-lc-rs"), allow(unused_variables))]
+    pub(crate) fn new(alg: &'static dyn signature::VerificationAlgorithm, public: &[u8]) -> Self {
+        Prepared {
+            #[cfg(feature = "aws-lc-rs")]
+            key: signature::ParsedPublicKey::new(alg, public).ok(),
+        }
+    }
+
+    /// Verify with the parsed key; `None` when there is none (then the caller parses).
+    #[cfg_attr(not(feature = "aws-lc-rs"), allow(unused_variables))]
+    pub(crate) fn verify(&self, message: &[u8], sig: &[u8]) -> Option<bool> {
+        #[cfg(feature = "aws-lc-rs")]
+        {
+            self.key
+                .as_ref()
+                .map(|k| k.verify_sig(message, sig).is_ok())
+        }
+        #[cfg(not(feature = "aws-lc-rs"))]
+        {
+            None
+        }
+    }
+}

@@ -72,6 +72,13 @@ fn verification_alg(alg: Algorithm) -> &'static signature::RsaParameters {
     }
 }
 
+fn ec_verification(alg: Algorithm) -> &'static dyn signature::VerificationAlgorithm {
+    match alg {
+        Algorithm::Es384 => &signature::ECDSA_P384_SHA384_FIXED,
+        _ => &signature::ECDSA_P256_SHA256_FIXED,
+    }
+}
+
 fn unsupported(alg: Algorithm) -> KeyError {
     KeyError::Unsupported(format!(
         "{alg} is not supported (ring has no P-521; secmesh offers the same algorithms on both backends)"
@@ -402,11 +409,7 @@ impl SigningKey {
                 secret: secret.clone(),
             },
         };
-        VerifyingKey {
-            alg: self.alg,
-            kid,
-            public,
-        }
+        VerifyingKey::assemble(self.alg, kid, public)
     }
 
     /// Sign `message` (the JWS signing input).
@@ -474,6 +477,7 @@ pub struct VerifyingKey {
     alg: Algorithm,
     kid: Option<String>,
     public: Public,
+    prepared: backend::Prepared,
 }
 
 impl fmt::Debug for VerifyingKey {
@@ -596,7 +600,24 @@ impl VerifyingKey {
             }
             other => other,
         };
-        Ok(VerifyingKey { alg, kid, public })
+        Ok(VerifyingKey::assemble(alg, kid, public))
+    }
+
+    fn assemble(alg: Algorithm, kid: Option<String>, public: Public) -> VerifyingKey {
+        let prepared = match &public {
+            Public::Ed25519(x) => backend::Prepared::new(&signature::ED25519, x),
+            Public::Ec(point) => backend::Prepared::new(ec_verification(alg), point),
+            Public::Rsa { n, e } => {
+                backend::Prepared::new(verification_alg(alg), &spki::rsa_public_der(n, e))
+            }
+            Public::Hmac { .. } => backend::Prepared::default(),
+        };
+        VerifyingKey {
+            alg,
+            kid,
+            public,
+            prepared,
+        }
     }
 
     /// The algorithm this key is pinned to.
@@ -651,16 +672,23 @@ impl VerifyingKey {
     /// Verify `signature` over `message` with this key's algorithm.
     pub fn verify(&self, message: &[u8], sig: &[u8]) -> Result<(), VerifyError> {
         let bad = |_| VerifyError::new(ErrorKind::BadSignature, "the signature does not verify");
+        match self.prepared.verify(message, sig) {
+            Some(true) => return Ok(()),
+            Some(false) => {
+                return Err(VerifyError::new(
+                    ErrorKind::BadSignature,
+                    "the signature does not verify",
+                ));
+            }
+            None => {}
+        }
         match &self.public {
             Public::Ed25519(x) => {
                 signature::UnparsedPublicKey::new(&signature::ED25519, x).verify(message, sig)
             }
             Public::Ec(point) => {
-                let alg: &'static dyn signature::VerificationAlgorithm = match self.alg {
-                    Algorithm::Es384 => &signature::ECDSA_P384_SHA384_FIXED,
-                    _ => &signature::ECDSA_P256_SHA256_FIXED,
-                };
-                signature::UnparsedPublicKey::new(alg, point).verify(message, sig)
+                signature::UnparsedPublicKey::new(ec_verification(self.alg), point)
+                    .verify(message, sig)
             }
             Public::Rsa { n, e } => signature::RsaPublicKeyComponents { n, e }.verify(
                 verification_alg(self.alg),

@@ -64,3 +64,37 @@ fn public_from_parsed(alg: Algorithm, spki: &SubjectPublicKeyInfo<'_>) -> Result
         _ => Err(mismatch(alg, format!("a public key of type {oid}"))),
     }
 }
+
+/// DER `RSAPublicKey` (PKCS#1) from big-endian `n` and `e` without leading zeros.
+pub(super) fn rsa_public_der(n: &[u8], e: &[u8]) -> Vec<u8> {
+    fn len(out: &mut Vec<u8>, n: usize) {
+        if n < 0x80 {
+            out.push(n as u8);
+        } else {
+            let bytes: Vec<u8> = n
+                .to_be_bytes()
+                .into_iter()
+                .skip_while(|b| *b == 0)
+                .collect();
+            out.push(0x80 | bytes.len() as u8);
+            out.extend_from_slice(&bytes);
+        }
+    }
+    fn int(out: &mut Vec<u8>, v: &[u8]) {
+        let pad = v.first().is_some_and(|b| b & 0x80 != 0);
+        out.push(0x02);
+        len(out, v.len() + usize::from(pad));
+        if pad {
+            out.push(0);
+        }
+        out.extend_from_slice(v);
+    }
+    let mut body = Vec::with_capacity(n.len() + e.len() + 16);
+    int(&mut body, n);
+    int(&mut body, e);
+    let mut out = Vec::with_capacity(body.len() + 8);
+    out.push(0x30);
+    len(&mut out, body.len());
+    out.extend_from_slice(&body);
+    out
+}
