@@ -215,8 +215,13 @@ impl Pending {
         if found.caller.is_some() {
             ev.caller = found.caller;
         }
-        ev.verb = found.verb;
-        ev.object = found.object;
+        // Authorize's classification, when it ran; else the method and path recorded on arrival.
+        if found.verb.is_some() {
+            ev.verb = found.verb;
+        }
+        if found.object.is_some() {
+            ev.object = found.object;
+        }
         ev.shadow = found.shadow;
         ev.latency_us = Some(u64::try_from(self.start.elapsed().as_micros()).unwrap_or(u64::MAX));
         ev.status = status.map(|s| s.as_u16());
