@@ -3,7 +3,7 @@
 //! [`verify_files`] streams one service's log files (rotated ones included, in any order: they
 //! are put in chain order by their first `seq`) and checks that every line is a whole, strict
 //! JSON record, that its `prev` is the SHA-256 of the line before it (the first line of the log
-//! links to [`GENESIS`](crate::chain::GENESIS)), that `seq` goes up by exactly one, and that
+//! links to [`GENESIS`]), that `seq` goes up by exactly one, and that
 //! every checkpoint's signature holds (with the key given; without one, checkpoints are checked
 //! against the key they name, which proves nothing against someone who can rewrite the file,
 //! and the report says so). A changed, deleted, swapped or inserted record breaks the chain or
