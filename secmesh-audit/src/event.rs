@@ -128,7 +128,7 @@ pub struct AuditEvent {
     /// The token's expiry class.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cls: Option<ExpiryClass>,
-    /// The peer: address or SPIFFE id.
+    /// The peer's network address (`ip:port`) when the server knows it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peer: Option<String>,
     /// For `out`: the callee's authority.

@@ -26,6 +26,7 @@ use std::fmt;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateRevocationListParams, DnType,
@@ -65,7 +66,7 @@ pub enum CaError {
     /// No certificate with that serial was issued by this CA.
     #[error("unknown serial {0}")]
     UnknownSerial(String),
-    /// A validity of zero days, or beyond ten years.
+    /// A validity of zero days (or an empty window), or beyond ten years.
     #[error("validity must be 1..=3650 days")]
     BadValidity,
 }
@@ -250,15 +251,38 @@ impl Ca {
         Issuer::from_ca_cert_pem(&self.cert_pem, &self.key).map_err(gen_err)
     }
 
-    /// Issue an X.509-SVID for `id` (in this CA's trust domain), valid for `days`.
+    /// Issue an X.509-SVID for `id` (in this CA's trust domain), valid from five minutes ago
+    /// (for clock skew) for `days`.
     pub fn issue(&self, id: &SpiffeId, days: u32) -> Result<Issued, CaError> {
+        if days == 0 || days > 3650 {
+            return Err(CaError::BadValidity);
+        }
+        let now = SystemTime::now();
+        let skew = std::time::Duration::from_secs(300);
+        let not_before = now.checked_sub(skew).unwrap_or(now);
+        let not_after = now + std::time::Duration::from_secs(u64::from(days) * 86_400);
+        self.issue_between(id, not_before, not_after)
+    }
+
+    /// Issue an X.509-SVID for `id` valid from `not_before` to `not_after` (at most ten years
+    /// apart). The window may lie in the past or the future, which is what tests of expired and
+    /// not-yet-valid certificates need.
+    pub fn issue_between(
+        &self,
+        id: &SpiffeId,
+        not_before: SystemTime,
+        not_after: SystemTime,
+    ) -> Result<Issued, CaError> {
         if !id.is_member_of(&self.td) {
             return Err(CaError::WrongTrustDomain {
                 id: id.to_string(),
                 td: self.td.as_str().to_owned(),
             });
         }
-        if days == 0 || days > 3650 {
+        let span = not_after
+            .duration_since(not_before)
+            .map_err(|_| CaError::BadValidity)?;
+        if span.is_zero() || span > std::time::Duration::from_secs(3650 * 86_400) {
             return Err(CaError::BadValidity);
         }
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(gen_err)?;
@@ -279,9 +303,8 @@ impl Ca {
             ExtendedKeyUsagePurpose::ClientAuth,
         ];
         params.use_authority_key_identifier_extension = true;
-        let now = OffsetDateTime::now_utc();
-        params.not_before = now - Duration::minutes(5);
-        params.not_after = now + Duration::days(i64::from(days));
+        params.not_before = OffsetDateTime::from(not_before);
+        params.not_after = OffsetDateTime::from(not_after);
         params.serial_number = Some(SerialNumber::from_slice(&serial));
         let cert = params.signed_by(&key, &self.issuer()?).map_err(gen_err)?;
         let serial_hex = hex(&serial);

@@ -8,10 +8,14 @@
 //! - [`ca`]: a small internal CA (X.509-SVIDs for one trust domain, revocation, CRLs) behind
 //!   `secmesh ca`.
 //!
-//! The rustls server and client configurations and the serving side that put the peer identity
-//! into each request come next (issue 6).
+//! - [`config`]: rustls server and client configurations for mutual TLS between the workloads of
+//!   a trust domain: SVID leaf rules, CRLs, SPIFFE ID checks, files reloaded without a restart.
+//!
+//! The serving side that puts the peer identity into each request (for axum and tonic) is in
+//! `secmesh-tower`'s `tls` module.
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod ca;
+pub mod config;
 pub mod svid;

@@ -291,8 +291,11 @@ where
         req.extensions_mut().insert(slot.clone());
         let mut event = AuditEvent::now(&*self.service, Direction::In);
         if let Some(peer) = req.extensions().get::<PeerIdentity>() {
-            event.peer = Some(peer.spiffe_id.to_string());
             event.caller = Some(peer.spiffe_id.to_string());
+        }
+        #[cfg(feature = "tls")]
+        if let Some(info) = req.extensions().get::<crate::tls::PeerInfo>() {
+            event.peer = Some(info.remote_addr.to_string());
         }
         #[cfg(feature = "axum")]
         if event.peer.is_none()

@@ -1,5 +1,6 @@
 //! axum extractors (feature `axum`): the verified claims, the subject, the authorization
-//! decision, taken from what the layers put in the request extensions.
+//! decision and the mutual-TLS [`Peer`], taken from what the layers put in the request
+//! extensions.
 //!
 //! `Claims` and `Subject` reject with 401 when the request has no verified token (e.g. the
 //! authenticate layer runs in optional mode and the request came anonymously);
@@ -104,5 +105,36 @@ impl<S: Send + Sync> FromRequestParts<S> for Decision {
                 .get::<secmesh_core::policy::Decision>()
                 .cloned(),
         })
+    }
+}
+
+/// The mutual-TLS peer's verified identity (SPIFFE ID and certificate thumbprint), put in the
+/// extensions by the TLS serving side. Rejects with 401 on a connection without a client
+/// certificate; `Option<Peer>` never rejects.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Peer(pub secmesh_core::PeerIdentity);
+
+impl<S: Send + Sync> FromRequestParts<S> for Peer {
+    type Rejection = StatusCode;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<secmesh_core::PeerIdentity>()
+            .cloned()
+            .map(Peer)
+            .ok_or(StatusCode::UNAUTHORIZED)
+    }
+}
+
+impl<S: Send + Sync> OptionalFromRequestParts<S> for Peer {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Option<Self>, Infallible> {
+        Ok(parts
+            .extensions
+            .get::<secmesh_core::PeerIdentity>()
+            .cloned()
+            .map(Peer))
     }
 }

@@ -12,6 +12,8 @@
 //! - [`propagate`]: put the current token and a child `traceparent` on outgoing requests, to
 //!   allowed destinations only.
 //! - [`reload`]: watch a policy file and swap it in without a restart.
+//! - [`tls`]: mutual TLS serving (axum, tonic) and connecting, with the peer's SPIFFE identity
+//!   in every request (feature `tls`, on by default).
 //! - [`context`]: the task-local request context and [`context::spawn`].
 //! - [`deny`]: every denial becomes a response in one place, swappable.
 //!
@@ -30,6 +32,8 @@ pub mod extract;
 pub mod future;
 pub mod propagate;
 pub mod reload;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 pub use audit::{AuditLayer, AuditOutLayer};
 pub use authenticate::AuthenticateLayer;
