@@ -79,6 +79,10 @@ pub(crate) struct MintArgs {
     /// The current actor (`act.sub`).
     #[arg(long)]
     act: Option<String>,
+    /// Bind the token to this client certificate (PEM): `cnf.x5t#S256` (RFC 8705). It is then
+    /// accepted only over a mutual-TLS connection that presents that certificate.
+    #[arg(long, value_name = "CERT")]
+    cnf_cert: Option<PathBuf>,
 }
 
 /// `secmesh token verify` options.
@@ -212,6 +216,14 @@ fn mint(args: MintArgs) -> ExitCode {
     }
     if let Some(act) = args.act {
         req = req.actor(act);
+    }
+    if let Some(path) = &args.cnf_cert {
+        match read_text(path).and_then(|pem| {
+            secmesh_tls::svid::thumbprint_pem(&pem).map_err(|e| format!("{}: {e}", path.display()))
+        }) {
+            Ok(thumb) => req = req.cnf_x5t_s256(thumb),
+            Err(e) => return fail(USAGE, e),
+        }
     }
     match issuer.mint(&req) {
         Ok(token) => {

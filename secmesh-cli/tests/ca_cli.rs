@@ -150,3 +150,81 @@ fn init_issue_revoke_crl() {
         2
     );
 }
+
+#[test]
+fn a_token_bound_to_an_issued_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = |n: &str| dir.path().join(n).to_str().unwrap().to_owned();
+    assert_eq!(
+        code(&run(&[
+            "ca",
+            "init",
+            "--dir",
+            &d("ca"),
+            "--trust-domain",
+            "mesh.test"
+        ])),
+        0
+    );
+    let o = run(&[
+        "ca",
+        "issue",
+        "--dir",
+        &d("ca"),
+        "--spiffe-id",
+        "spiffe://mesh.test/gateway",
+        "--cert-out",
+        &d("gw.crt"),
+        "--key-out",
+        &d("gw.key"),
+    ]);
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    let o = run(&[
+        "keygen",
+        "--alg",
+        "EdDSA",
+        "--kid",
+        "k1",
+        "--private-out",
+        &d("k"),
+        "--jwks-out",
+        &d("jwks.json"),
+    ]);
+    assert_eq!(code(&o), 0);
+    let mint = |cert: &str| {
+        run(&[
+            "token",
+            "mint",
+            "--key",
+            &d("k"),
+            "--alg",
+            "EdDSA",
+            "--kid",
+            "k1",
+            "--iss",
+            "gw",
+            "--sub",
+            "user:alice",
+            "--aud",
+            "mesh.test",
+            "--class",
+            "fast",
+            "--cnf-cert",
+            cert,
+        ])
+    };
+    let o = mint(&d("gw.crt"));
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    let token = String::from_utf8(o.stdout).unwrap();
+    let o = run(&["token", "verify", "--jwks", &d("jwks.json"), token.trim()]);
+    assert_eq!(code(&o), 0);
+    let claims: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let pem = std::fs::read_to_string(d("gw.crt")).unwrap();
+    let want = secmesh_tls::svid::thumbprint_pem(&pem).unwrap();
+    assert_eq!(claims["cnf"]["x5t#S256"], want.as_str());
+    assert_eq!(want.len(), 43);
+    // Not a certificate: a usage error, nothing minted.
+    let o = mint(&d("gw.key"));
+    assert_eq!(code(&o), 2);
+    assert!(o.stdout.is_empty());
+}

@@ -54,6 +54,19 @@ pub fn thumbprint(der: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(ring::digest::digest(&ring::digest::SHA256, der))
 }
 
+/// The `x5t#S256` thumbprint of the first certificate in a PEM text (a certificate file, leaf
+/// first): what `cnf` names to bind a token to that certificate (RFC 8705).
+pub fn thumbprint_pem(pem: &str) -> Result<String, SvidError> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let der = CertificateDer::from_pem_slice(pem.as_bytes()).map_err(|_| SvidError::Malformed)?;
+    let (rest, _) = X509Certificate::from_der(&der).map_err(|_| SvidError::Malformed)?;
+    if !rest.is_empty() {
+        return Err(SvidError::Malformed);
+    }
+    Ok(thumbprint(&der))
+}
+
 /// The SPIFFE ID of a leaf X.509-SVID, after checking the leaf rules.
 pub fn spiffe_id(der: &[u8]) -> Result<SpiffeId, SvidError> {
     let (rest, cert) = X509Certificate::from_der(der).map_err(|_| SvidError::Malformed)?;
