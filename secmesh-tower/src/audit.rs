@@ -89,6 +89,15 @@ pub(crate) struct Found {
 pub struct AuditSlot(pub(crate) Arc<Mutex<Found>>);
 
 impl AuditSlot {
+    /// Record `ctx` as the request's context in its `in` event, in place of the one the
+    /// authenticate layer set: what an edge gateway does after it exchanges the caller's
+    /// external token for an internal one, so that its event carries the transaction (`txn`,
+    /// span) its outgoing calls continue. Take the slot from the request extensions (axum:
+    /// `Extension<AuditSlot>`).
+    pub fn set_context(&self, ctx: &RequestContext) {
+        self.with(|f| f.ctx = Some(ctx.clone()));
+    }
+
     pub(crate) fn with(&self, f: impl FnOnce(&mut Found)) {
         if let Ok(mut found) = self.0.lock() {
             f(&mut found);

@@ -1,0 +1,257 @@
+//! Mutual TLS: what secmesh's SVID verification and identity extraction cost over plain rustls,
+//! in one run.
+//!
+//! - `handshake`: a full TLS 1.3 mutual handshake in memory (P-256 certificates on both sides,
+//!   no resumption): rustls with its stock webpki verifiers (DNS name check, no CRL) against
+//!   secmesh's `Workload` configurations (chain + CRL + X.509-SVID leaf rules + SPIFFE ID checks
+//!   on both sides) plus reading the client's `PeerIdentity` out of the connection.
+//! - `request`: one HTTP/1.1 request on a kept-alive mutual-TLS connection over 127.0.0.1 to the
+//!   same axum router, served by tokio-rustls + hyper-util directly, and by secmesh's
+//!   `TlsServer` (which puts the peer identity into every request).
+//!
+//! ```text
+//! cargo bench -p secmesh --bench tls
+//! ```
+#![allow(missing_docs, clippy::unwrap_used)]
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::get;
+use criterion::{Criterion, criterion_group, criterion_main};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+    KeyUsagePurpose, SanType,
+};
+use rustls::client::Resumption;
+use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{ClientConfig, ClientConnection, RootCertStore, ServerConfig, ServerConnection};
+use secmesh_tls::ca::Ca;
+use secmesh_tls::config::{ClientAuth, ServerId, TlsFiles, Workload};
+use secmesh_tower::tls::{TlsConnector, TlsServer};
+
+/// Drive both ends to the end of the handshake through memory.
+fn handshake(server: &Arc<ServerConfig>, client: &Arc<ClientConfig>) -> ServerConnection {
+    let mut s = ServerConnection::new(Arc::clone(server)).unwrap();
+    let mut c = ClientConnection::new(
+        Arc::clone(client),
+        ServerName::try_from("orders.mesh.test").unwrap(),
+    )
+    .unwrap();
+    let mut buf = Vec::with_capacity(8192);
+    while c.is_handshaking() || s.is_handshaking() {
+        buf.clear();
+        c.write_tls(&mut buf).unwrap();
+        let mut rd = &buf[..];
+        while !rd.is_empty() {
+            s.read_tls(&mut rd).unwrap();
+            s.process_new_packets().unwrap();
+        }
+        buf.clear();
+        s.write_tls(&mut buf).unwrap();
+        let mut rd = &buf[..];
+        while !rd.is_empty() {
+            c.read_tls(&mut rd).unwrap();
+            c.process_new_packets().unwrap();
+        }
+    }
+    s
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// The plain-rustls side: a P-256 CA and two leaves with DNS names, stock verifiers.
+fn plain_configs() -> (Arc<ServerConfig>, Arc<ClientConfig>) {
+    let ca_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca = CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
+    let leaf = |dns: &str| {
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut p = CertificateParams::new(vec![dns.to_owned()]).unwrap();
+        p.subject_alt_names
+            .push(SanType::DnsName(dns.try_into().unwrap()));
+        p.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        let cert = p.signed_by(&key, &ca).unwrap();
+        (
+            vec![cert.der().clone()],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+        )
+    };
+    let mut roots = RootCertStore::empty();
+    roots.add(ca.der().clone()).unwrap();
+    let roots = Arc::new(roots);
+    let (server_chain, server_key) = leaf("orders.mesh.test");
+    let (client_chain, client_key) = leaf("gateway.mesh.test");
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::clone(&roots), provider())
+        .build()
+        .unwrap();
+    let server = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(server_chain, server_key)
+        .unwrap();
+    let mut client = ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(client_chain, client_key)
+        .unwrap();
+    client.resumption = Resumption::disabled();
+    (Arc::new(server), Arc::new(client))
+}
+
+/// The secmesh side: the internal CA, a CRL, two workloads.
+fn secmesh_workloads(dir: &std::path::Path) -> (Workload, Workload) {
+    let ca = Ca::init(dir.join("ca"), "mesh.test".parse().unwrap()).unwrap();
+    std::fs::write(dir.join("ca.crl"), ca.crl(1).unwrap()).unwrap();
+    let load = |name: &str| {
+        let svid = ca
+            .issue(&format!("spiffe://mesh.test/{name}").parse().unwrap(), 1)
+            .unwrap();
+        std::fs::write(dir.join(format!("{name}.crt")), &svid.cert_pem).unwrap();
+        std::fs::write(dir.join(format!("{name}.key")), &svid.key_pem).unwrap();
+        Workload::load(
+            TlsFiles::new(
+                dir.join(format!("{name}.crt")),
+                dir.join(format!("{name}.key")),
+                dir.join("ca/ca.crt"),
+            )
+            .crl(dir.join("ca.crl")),
+        )
+        .unwrap()
+    };
+    (load("orders"), load("gateway"))
+}
+
+fn secmesh_configs(
+    orders: &Workload,
+    gateway: &Workload,
+) -> (Arc<ServerConfig>, Arc<ClientConfig>) {
+    let server = orders.server_config(ClientAuth::Required);
+    let mut client = (*gateway.client_config(ServerId::exact(
+        "spiffe://mesh.test/orders".parse().unwrap(),
+    )))
+    .clone();
+    client.resumption = Resumption::disabled();
+    (server, Arc::new(client))
+}
+
+fn bench_handshake(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let (orders, gateway) = secmesh_workloads(dir.path());
+    let (plain_server, plain_client) = plain_configs();
+    let (svid_server, svid_client) = secmesh_configs(&orders, &gateway);
+
+    let mut g = c.benchmark_group("tls/handshake");
+    g.bench_function("rustls_webpki", |b| {
+        b.iter(|| black_box(handshake(&plain_server, &plain_client)))
+    });
+    g.bench_function("secmesh_svid", |b| {
+        b.iter(|| {
+            let conn = handshake(&svid_server, &svid_client);
+            let leaf = &conn.peer_certificates().unwrap()[0];
+            black_box(secmesh_tls::svid::peer_identity(leaf).unwrap())
+        })
+    });
+    g.finish();
+
+    let conn = handshake(&svid_server, &svid_client);
+    let leaf = conn.peer_certificates().unwrap()[0].clone();
+    let mut g = c.benchmark_group("tls/identity");
+    g.bench_function("peer_identity_per_connection", |b| {
+        b.iter(|| black_box(secmesh_tls::svid::peer_identity(black_box(&leaf)).unwrap()))
+    });
+    g.finish();
+}
+
+fn app() -> Router {
+    Router::new().route("/", get(|| async { "ok" }))
+}
+
+/// tokio-rustls + hyper-util, nothing else: the baseline server.
+async fn plain_server(config: Arc<ServerConfig>) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    tokio::spawn(async move {
+        loop {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let _ = tcp.set_nodelay(true);
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let svc = hyper_util::service::TowerToHyperService::new(app());
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(tls), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+fn bench_request(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let (orders, gateway) = secmesh_workloads(dir.path());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (plain_addr, svid_addr) = rt.block_on(async {
+        let plain = plain_server(orders.server_config(ClientAuth::Required)).await;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(
+            TlsServer::new(orders.server_config(ClientAuth::Required)).serve(listener, app()),
+        );
+        (plain, addr)
+    });
+    let client: Client<TlsConnector, Empty<bytes::Bytes>> = Client::builder(TokioExecutor::new())
+        .http2_only(false)
+        .build(TlsConnector::new(
+            gateway.client_config(ServerId::TrustDomain),
+        ));
+    let get = |addr: std::net::SocketAddr| {
+        let client = client.clone();
+        async move {
+            let resp = client
+                .get(format!("https://{addr}/").parse().unwrap())
+                .await
+                .unwrap();
+            resp.into_body().collect().await.unwrap().to_bytes()
+        }
+    };
+
+    let mut g = c.benchmark_group("tls/request");
+    g.bench_function("tokio_rustls_hyper", |b| {
+        b.iter(|| black_box(rt.block_on(get(plain_addr))))
+    });
+    g.bench_function("secmesh_tls_server", |b| {
+        b.iter(|| black_box(rt.block_on(get(svid_addr))))
+    });
+    g.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().measurement_time(Duration::from_secs(5));
+    targets = bench_handshake, bench_request
+}
+criterion_main!(benches);
