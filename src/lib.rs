@@ -1,9 +1,65 @@
 //! # secmesh
 //!
-//! Secure the calls between services: transaction tokens that travel with each request,
-//! claim-based access control, expiry classes, and an audit log at every boundary.
+//! Secure the calls between services from inside them: transaction tokens that travel with
+//! each request, claim-based access control, expiry classes, mutual-TLS identities, and an
+//! audit log at every boundary. This facade re-exports the core crates; the tower layers and the
+//! TLS side are the `secmesh-tower` and `secmesh-tls` crates.
 //!
-//! This facade re-exports the secmesh crates.
+//! ## The design
+//!
+//! - **Crates, one way**: [`core`] (vocabulary and the policy engine; no I/O, no crypto) ←
+//!   [`tokens`] (our own strict JWS parser and verifier on ring, or aws-lc-rs as a feature) and
+//!   [`audit`] (events, the bounded queue, chained and signed logs) ← `secmesh-tower` (the only
+//!   crate that knows tower and http: authenticate, authorize, audit in/out, propagate, request
+//!   context, mutual-TLS serving) and `secmesh-tls` (X.509-SVIDs, the internal CA, rustls
+//!   configurations); the `secmesh` CLI on top.
+//! - **The wire format** follows the OAuth Transaction Tokens draft: `typ: txntoken+jwt`, the
+//!   `Txn-Token` header, `txn` (the transaction id, which is also the trace id), `scope` (grants
+//!   `verb:object-pattern`), `req_wl` (the requesting workload), `act` (the actor chain), plus
+//!   `cls`, the expiry class. Keys are pinned to one algorithm; `none` never; unknown `crit`
+//!   refused.
+//! - **Time is architecture**: a token is minted for a class — fast (180 s), medium (5400 s) or
+//!   slow (86400 s) — whose bound caps its lifetime; a route declares the slowest class it
+//!   accepts, and long-running work renews (`tokens::renew`) without widening scope.
+//! - **Access control** speaks subject/verb/object: grants carried in the token, and per-service
+//!   policies (TOML or JSON) from a shared store with the caller (the mTLS peer's SPIFFE ID, else
+//!   the token's current actor) and the class; any matching deny wins, every decision names its
+//!   rule or reason, shadow rules are evaluated beside it.
+//! - **Every boundary is audited**, in and out, correlated by `txn` and span ids, in hash-chained
+//!   files with signed checkpoints; the request path only hands an event to a bounded queue, and
+//!   what a full queue does (block, drop and count, fail closed) is the user's choice.
+//! - **Proof types**: only the verifier makes a [`tokens::Verified`]; only the authorize layer a
+//!   `Permitted`. Refusals are typed errors that say why, to the logs; callers get the standard
+//!   codes.
+//!
+//! # Example
+//! ```
+//! use secmesh::core::ExpiryClass;
+//! use secmesh::core::policy::{Format, Policy, Request};
+//! use secmesh::tokens::{Algorithm, Issuer, KeySet, MintRequest, SigningKey, Verifier};
+//!
+//! let key = SigningKey::generate(Algorithm::EdDsa)?;
+//! let verifier = Verifier::new(KeySet::single(key.verifying_key(Some("gw-1".into()))))
+//!     .audience("mesh.test")
+//!     .max_class(ExpiryClass::Fast);
+//! let issuer = Issuer::new(key, "gw-1", "https://gw.mesh.test").audience("mesh.test");
+//! let token = issuer.mint(&MintRequest::new("user:alice", ExpiryClass::Fast))?;
+//! let claims = verifier.verify(&token)?;
+//!
+//! let policy = Policy::parse(r#"
+//! [[rule]]
+//! id = "owners-read-own-orders"
+//! effect = "allow"
+//! subjects = ["user:*"]
+//! verbs = ["read"]
+//! objects = ["orders/{sub}/**"]
+//! "#, Format::Toml)?;
+//! let sub = claims.sub.parse()?;
+//! let decision = policy.decide(&Request::new(&sub, &"read".parse()?, &"orders/user:alice/7".parse()?));
+//! assert!(decision.is_allowed());
+//! assert_eq!(decision.rule(), Some("owners-read-own-orders"));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 

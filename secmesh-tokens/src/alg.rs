@@ -1,4 +1,17 @@
 //! JWS algorithms (RFC 7518) and what each needs of a key.
+//!
+//! # Example
+//! ```
+//! use secmesh_tokens::Algorithm;
+//! use secmesh_tokens::alg::Family;
+//!
+//! let alg: Algorithm = "ES256".parse()?;
+//! assert_eq!(alg.family(), Family::Ecdsa);
+//! assert_eq!(alg.to_string(), "ES256");
+//! assert!("none".parse::<Algorithm>().is_err(), "never");
+//! assert!(!Algorithm::Es512.is_supported(), "known, reported as unsupported");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use std::fmt;
 use std::str::FromStr;

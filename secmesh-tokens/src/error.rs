@@ -1,5 +1,18 @@
 //! Errors: why a token was refused ([`VerifyError`]), why a key was refused ([`KeyError`]),
 //! why signing failed ([`SignError`]).
+//!
+//! # Example
+//! ```
+//! use secmesh_tokens::{Algorithm, ErrorKind, KeySet, SigningKey, Verifier};
+//!
+//! let key = SigningKey::generate(Algorithm::EdDsa)?;
+//! let verifier = Verifier::new(KeySet::single(key.verifying_key(Some("k1".into()))));
+//! let err = verifier.verify("not.a.token").unwrap_err();
+//! assert_eq!(err.kind(), ErrorKind::Malformed);
+//! // The kind is a stable word (metrics, audit, the CLI); the detail never holds the token.
+//! assert_eq!(err.kind().as_str(), "malformed");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use std::borrow::Cow;
 use std::fmt;

@@ -17,6 +17,20 @@
 //! HMAC secret, `none`) by construction. JWKs without `alg` are pinned only where their curve
 //! leaves one choice (Ed25519, P-256, P-384).
 //!
+//! ```
+//! use secmesh_core::ExpiryClass;
+//! use secmesh_tokens::{Algorithm, ErrorKind, Issuer, KeySet, MintRequest, SigningKey, Verifier};
+//!
+//! // Two keys under the same kid, of different algorithms: the token's `alg` must be the one
+//! // the verifying key was pinned to when it was loaded.
+//! let es = SigningKey::generate(Algorithm::Es256)?;
+//! let ed = SigningKey::generate(Algorithm::EdDsa)?;
+//! let verifier = Verifier::new(KeySet::single(ed.verifying_key(Some("k1".into()))));
+//! let token = Issuer::new(es, "k1", "gw").audience("mesh").mint(&MintRequest::new("user:a", ExpiryClass::Fast))?;
+//! assert_eq!(verifier.verify(&token).unwrap_err().kind(), ErrorKind::AlgMismatch);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! ## Refusing weak keys at load time
 //! RSA moduli under 2048 bits, even or tiny exponents, moduli with the ROCA fingerprint, and
 //! HMAC secrets shorter than the hash are refused when a key is loaded, so that a bad key never

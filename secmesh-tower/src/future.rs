@@ -1,5 +1,28 @@
 //! The response future the secmesh layers share: the inner service's future, or a denial
 //! built in the layer. Each layer names it as its own `ResponseFuture`.
+//!
+//! # Example
+//! ```
+//! use http::{Request, Response, StatusCode};
+//! use secmesh_tokens::{Algorithm, KeySet, SigningKey, Verifier};
+//! use secmesh_tower::authenticate::AuthenticateLayer;
+//! use secmesh_tower::future::DenyOr;
+//! use tower::{Layer, Service, ServiceExt, service_fn};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let key = SigningKey::generate(Algorithm::EdDsa)?;
+//! let verifier = Verifier::new(KeySet::single(key.verifying_key(Some("k1".into()))));
+//! let inner = service_fn(|_: Request<String>| async {
+//!     Ok::<_, std::convert::Infallible>(Response::new(String::new()))
+//! });
+//! let mut svc = AuthenticateLayer::from_verifier(verifier, 16).layer(inner);
+//! // The layer's response future is a named, unboxed type.
+//! let fut = svc.ready().await?.call(Request::new(String::new()));
+//! let _: &DenyOr<_, String> = &fut;
+//! assert_eq!(fut.await?.status(), StatusCode::UNAUTHORIZED);
+//! # Ok(()) }
+//! ```
 
 use std::future::Future;
 use std::pin::Pin;

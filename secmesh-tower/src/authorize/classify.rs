@@ -1,4 +1,22 @@
 //! Classifiers: which (verb, object) a request is.
+//!
+//! # Example
+//! ```
+//! use secmesh_core::{Object, Verb};
+//! use secmesh_tower::authorize::{Classify, ClassifyFn, DefaultClassifier};
+//!
+//! let parts = |m: &str, uri: &str| http::Request::builder().method(m).uri(uri).body(()).unwrap().into_parts().0;
+//! let (verb, object) = DefaultClassifier.classify(&parts("GET", "/orders/42")).unwrap();
+//! assert_eq!((verb.as_str(), object.as_str()), ("read", "orders/42"));
+//!
+//! // A route whose POST is an approval, not a creation.
+//! let approve = ClassifyFn(|p: &http::request::Parts| {
+//!     let object = Object::from_path(p.uri.path()).ok()?;
+//!     Some((Verb::Other("approve".into()), object))
+//! });
+//! let (verb, _) = approve.classify(&parts("POST", "/refunds/7")).unwrap();
+//! assert_eq!(verb.as_str(), "approve");
+//! ```
 
 use std::fmt;
 
