@@ -4,7 +4,8 @@
 //! - `handshake`: a full TLS 1.3 mutual handshake in memory (P-256 certificates on both sides,
 //!   no resumption): rustls with its stock webpki verifiers (DNS name check, no CRL) against
 //!   secmesh's `Workload` configurations (chain + CRL + X.509-SVID leaf rules + SPIFFE ID checks
-//!   on both sides) plus reading the client's `PeerIdentity` out of the connection.
+//!   on both sides) plus reading the client's `PeerIdentity` out of the connection; and the same
+//!   without a CRL, to show what the CRL checks cost.
 //! - `request`: one HTTP/1.1 request on a kept-alive mutual-TLS connection over 127.0.0.1 to the
 //!   same axum router, served by tokio-rustls + hyper-util directly, and by secmesh's
 //!   `TlsServer` (which puts the peer identity into every request).
@@ -114,8 +115,8 @@ fn plain_configs() -> (Arc<ServerConfig>, Arc<ClientConfig>) {
     (Arc::new(server), Arc::new(client))
 }
 
-/// The secmesh side: the internal CA, a CRL, two workloads.
-fn secmesh_workloads(dir: &std::path::Path) -> (Workload, Workload) {
+/// The secmesh side: the internal CA, a CRL (or none), two workloads.
+fn secmesh_workloads(dir: &std::path::Path, with_crl: bool) -> (Workload, Workload) {
     let ca = Ca::init(dir.join("ca"), "mesh.test".parse().unwrap()).unwrap();
     std::fs::write(dir.join("ca.crl"), ca.crl(1).unwrap()).unwrap();
     let load = |name: &str| {
@@ -124,15 +125,17 @@ fn secmesh_workloads(dir: &std::path::Path) -> (Workload, Workload) {
             .unwrap();
         std::fs::write(dir.join(format!("{name}.crt")), &svid.cert_pem).unwrap();
         std::fs::write(dir.join(format!("{name}.key")), &svid.key_pem).unwrap();
-        Workload::load(
-            TlsFiles::new(
-                dir.join(format!("{name}.crt")),
-                dir.join(format!("{name}.key")),
-                dir.join("ca/ca.crt"),
-            )
-            .crl(dir.join("ca.crl")),
-        )
-        .unwrap()
+        let files = TlsFiles::new(
+            dir.join(format!("{name}.crt")),
+            dir.join(format!("{name}.key")),
+            dir.join("ca/ca.crt"),
+        );
+        let files = if with_crl {
+            files.crl(dir.join("ca.crl"))
+        } else {
+            files
+        };
+        Workload::load(files).unwrap()
     };
     (load("orders"), load("gateway"))
 }
@@ -152,13 +155,23 @@ fn secmesh_configs(
 
 fn bench_handshake(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
-    let (orders, gateway) = secmesh_workloads(dir.path());
+    let (orders, gateway) = secmesh_workloads(dir.path(), true);
+    let no_crl_dir = tempfile::tempdir().unwrap();
+    let (orders_nc, gateway_nc) = secmesh_workloads(no_crl_dir.path(), false);
     let (plain_server, plain_client) = plain_configs();
     let (svid_server, svid_client) = secmesh_configs(&orders, &gateway);
+    let (nc_server, nc_client) = secmesh_configs(&orders_nc, &gateway_nc);
 
     let mut g = c.benchmark_group("tls/handshake");
     g.bench_function("rustls_webpki", |b| {
         b.iter(|| black_box(handshake(&plain_server, &plain_client)))
+    });
+    g.bench_function("secmesh_svid_no_crl", |b| {
+        b.iter(|| {
+            let conn = handshake(&nc_server, &nc_client);
+            let leaf = &conn.peer_certificates().unwrap()[0];
+            black_box(secmesh_tls::svid::peer_identity(leaf).unwrap())
+        })
     });
     g.bench_function("secmesh_svid", |b| {
         b.iter(|| {
@@ -208,7 +221,7 @@ async fn plain_server(config: Arc<ServerConfig>) -> std::net::SocketAddr {
 
 fn bench_request(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
-    let (orders, gateway) = secmesh_workloads(dir.path());
+    let (orders, gateway) = secmesh_workloads(dir.path(), true);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

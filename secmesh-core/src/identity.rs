@@ -121,8 +121,8 @@ impl fmt::Debug for TrustDomain {
 /// A validated SPIFFE ID.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SpiffeId {
-    /// The whole ID, `spiffe://td/path`.
-    id: Box<str>,
+    /// The whole ID, `spiffe://td/path` (shared: a clone per request costs no allocation).
+    id: std::sync::Arc<str>,
     /// Where the path starts in `id` (== id.len() when there is no path).
     path_at: usize,
 }
