@@ -569,15 +569,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     };
     std::fs::create_dir_all(&opts.audit_dir)?;
+    // A fresh run starts fresh logs (rotated ones included).
     let services = ["gateway", "orders", "payments", "inventory"];
-    for s in services {
-        // A fresh run starts fresh logs.
-        for entry in std::fs::read_dir(&opts.audit_dir)? {
-            let path = entry?.path();
-            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            if name.starts_with(&format!("{s}.jsonl")) {
-                std::fs::remove_file(&path)?;
-            }
+    for entry in std::fs::read_dir(&opts.audit_dir)? {
+        let path = entry?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if services
+            .iter()
+            .any(|s| name.starts_with(&format!("{s}.jsonl")))
+        {
+            std::fs::remove_file(&path)?;
         }
     }
 

@@ -672,6 +672,13 @@ fn verify_tls13(
     )
 }
 
+fn schemes(inner: &Inner) -> Vec<SignatureScheme> {
+    inner
+        .provider
+        .signature_verification_algorithms
+        .supported_schemes()
+}
+
 fn tls12_refused() -> rustls::Error {
     rustls::Error::General("secmesh offers TLS 1.3 only".into())
 }
@@ -736,10 +743,7 @@ impl ClientCertVerifier for SvidClientVerifier {
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner
-            .provider
-            .signature_verification_algorithms
-            .supported_schemes()
+        schemes(&self.inner)
     }
 }
 
@@ -801,9 +805,6 @@ impl ServerCertVerifier for SvidServerVerifier {
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner
-            .provider
-            .signature_verification_algorithms
-            .supported_schemes()
+        schemes(&self.inner)
     }
 }

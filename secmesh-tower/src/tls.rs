@@ -318,13 +318,13 @@ impl TlsConnector {
 
     /// Connect to `host:port` and complete the handshake.
     pub async fn connect(&self, host: &str, port: u16) -> io::Result<TlsIo> {
-        let name = ServerName::try_from(host.trim_start_matches('[').trim_end_matches(']'))
+        // An IPv6 literal comes bracketed in a URI authority.
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let name = ServerName::try_from(host)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?
             .to_owned();
         let connect = async {
-            let tcp =
-                TcpStream::connect((host.trim_start_matches('[').trim_end_matches(']'), port))
-                    .await?;
+            let tcp = TcpStream::connect((host, port)).await?;
             let _ = tcp.set_nodelay(true);
             self.connector.connect(name, tcp).await
         };
