@@ -587,6 +587,46 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_exchanged_context_is_what_the_in_event_records() {
+        use secmesh_core::ExpiryClass;
+        use secmesh_tokens::cache::TokenHash;
+        use secmesh_tokens::{Algorithm, Issuer, KeySet, MintRequest, SigningKey, Verifier};
+
+        let key = SigningKey::generate(Algorithm::EdDsa).unwrap();
+        let verifier = Verifier::new(KeySet::single(key.verifying_key(Some("k".into()))));
+        let issuer = Issuer::new(key, "k", "gw").audience("mesh");
+        let internal = issuer
+            .mint(&MintRequest::new("user:alice", ExpiryClass::Fast))
+            .unwrap();
+        let verified = Arc::new(verifier.verify(&internal).unwrap());
+        let (txn, jti) = (verified.claims().txn, verified.claims().jti.clone());
+        let ctx =
+            RequestContext::authenticated(&internal, TokenHash::of(&internal), verified, None);
+        let span = ctx.span_id();
+
+        let memory = Memory::default();
+        let auditor = Auditor::builder(memory.clone()).spawn();
+        let svc = ServiceBuilder::new()
+            .layer(AuditLayer::new(auditor.clone(), "gateway"))
+            .service(service_fn(move |req: Request<String>| {
+                // The edge exchanged the caller's token: its event carries the new transaction.
+                req.extensions()
+                    .get::<AuditSlot>()
+                    .unwrap()
+                    .set_context(&ctx);
+                async { Ok::<_, std::convert::Infallible>(Response::new(String::new())) }
+            }));
+        svc.oneshot(Request::new(String::new())).await.unwrap();
+        let events = events_after(auditor, &memory);
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].txn, txn);
+        assert!(txn.is_some());
+        assert_eq!(events[0].jti.as_deref(), Some(jti.as_str()));
+        assert_eq!(events[0].span_id, Some(span));
+        assert_eq!(events[0].sub.as_deref(), Some("user:alice"));
+    }
+
+    #[tokio::test]
     async fn a_full_fail_closed_queue_refuses_the_response() {
         let memory = Memory::default();
         let (tx, rx) = mpsc::channel();
