@@ -125,7 +125,8 @@ impl TlsServer {
         self
     }
 
-    /// Serve `service` on `listener` until the process ends (or accepting fails for good).
+    /// Serve `service` on `listener` until the process ends. Accept errors (a reset connection,
+    /// running out of file descriptors) are logged and retried, not returned.
     pub async fn serve<S, B>(self, listener: TcpListener, service: S) -> io::Result<()>
     where
         S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
