@@ -87,9 +87,20 @@ struct Shared {
 }
 
 impl Shared {
-    fn queued(&self) {
-        let n = self.pending.fetch_add(1, Ordering::SeqCst) + 1;
-        if n >= self.wake_at
+    /// Count an event as pending *before* it is sent, so that the writer's decrement for it can
+    /// never come first (the counter would wrap). Returns the count with it.
+    fn reserve(&self) -> usize {
+        self.pending.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    /// The event counted by [`reserve`](Self::reserve) was not queued after all.
+    fn unreserve(&self) {
+        self.pending.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Wake a sleeping writer when enough events wait.
+    fn queued(&self, pending: usize) {
+        if pending >= self.wake_at
             && self.idle.load(Ordering::SeqCst)
             && let Some(t) = self.thread.get()
         {
@@ -322,6 +333,7 @@ impl Auditor {
     /// Queue an event (see [`FullPolicy`] for a full queue).
     pub fn record(&self, event: AuditEvent) -> Result<(), AuditError> {
         let msg = Msg::Event(Box::new(event));
+        let pending = self.shared.reserve();
         let sent = match self.shared.policy {
             FullPolicy::Block => self.tx.send(msg).map_err(|_| AuditError::Closed),
             FullPolicy::DropAndCount => match self.tx.try_send(msg) {
@@ -330,6 +342,7 @@ impl Auditor {
                     self.shared.dropped.fetch_add(1, Ordering::Relaxed);
                     self.shared.unreported.fetch_add(1, Ordering::Relaxed);
                     // Not queued: do not count it as pending.
+                    self.shared.unreserve();
                     return Ok(());
                 }
                 Err(TrySendError::Disconnected(_)) => Err(AuditError::Closed),
@@ -339,8 +352,9 @@ impl Auditor {
                 TrySendError::Disconnected(_) => AuditError::Closed,
             }),
         };
-        if sent.is_ok() {
-            self.shared.queued();
+        match sent {
+            Ok(()) => self.shared.queued(pending),
+            Err(_) => self.shared.unreserve(),
         }
         sent
     }

@@ -8,7 +8,8 @@ use secmesh_audit::event::{AuditEvent, Decision, Direction};
 use secmesh_audit::sink::Sink;
 use secmesh_audit::{AuditError, Auditor, FullPolicy};
 
-/// Keeps events in memory; each batch waits for a permit while the gate is closed.
+/// Keeps events in memory; each batch waits for a permit while the gate is closed (the permit
+/// sender alive). Dropping the sender opens the gate for good.
 #[derive(Clone)]
 struct Gated {
     events: Arc<Mutex<Vec<AuditEvent>>>,
@@ -65,8 +66,9 @@ fn drop_and_count_counts_and_reports() {
     assert!(auditor.dropped() > 0);
     let dropped = auditor.dropped();
     // Let everything through.
-    *sink.gate.lock().unwrap() = None;
-    let _ = permits.send(());
+    // Open the gate for good by hanging up: the writer, which holds the gate's lock while it
+    // waits, sees the hang-up at once (taking the lock here could deadlock with it).
+    drop(permits);
     auditor.flush().unwrap();
     auditor.clone().shutdown();
     let events = sink.events.lock().unwrap();
@@ -109,8 +111,9 @@ fn fail_closed_refuses_when_full() {
         }
     }
     assert!(refused > 0);
-    *sink.gate.lock().unwrap() = None;
-    let _ = permits.send(());
+    // Open the gate for good by hanging up: the writer, which holds the gate's lock while it
+    // waits, sees the hang-up at once (taking the lock here could deadlock with it).
+    drop(permits);
     auditor.flush().unwrap();
     assert_eq!(sink.events.lock().unwrap().len(), 20 - refused);
 }
