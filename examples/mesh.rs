@@ -393,8 +393,23 @@ async fn edge(
             _ => {}
         }
     }
-    let internal = gw.mesh.mint(&mint).unwrap();
-    let verified = Arc::new(gw.mesh_verifier.verify(&internal).unwrap());
+    let minted = gw
+        .mesh
+        .mint(&mint)
+        .map_err(|e| e.to_string())
+        .and_then(|token| {
+            let verified = gw.mesh_verifier.verify(&token).map_err(|e| e.to_string())?;
+            Ok((token, Arc::new(verified)))
+        });
+    let (internal, verified) = match minted {
+        Ok(m) => m,
+        Err(e) => {
+            // The reason goes to the log; the caller gets the status only.
+            eprintln!("gateway: token exchange failed: {e}");
+            let headers = [("txn-id", String::new())];
+            return (StatusCode::INTERNAL_SERVER_ERROR, headers, String::new());
+        }
+    };
     let txn = verified
         .claims()
         .txn
