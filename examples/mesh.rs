@@ -775,33 +775,30 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
 
     let alice = idp.token("alice");
-    let (s, txn, body) = call_gateway(Method::GET, "/orders/user:alice/42", alice.clone()).await;
-    check(
-        "1. alice reads her order: gateway -> orders -> payments + inventory",
-        s,
-        StatusCode::OK,
-        &body,
-    );
-    print_tree(&nodes, &txn);
-
-    let (s, txn, body) = call_gateway(Method::GET, "/orders/user:bob/7", alice.clone()).await;
-    check(
-        "2. alice reads bob's order: denied by the policy at orders",
-        s,
-        StatusCode::FORBIDDEN,
-        &body,
-    );
-    print_tree(&nodes, &txn);
-
-    let (s, txn, body) =
-        call_gateway(Method::POST, "/orders/user:alice/42/dispute", alice.clone()).await;
-    check(
-        "3. confused deputy: payments asks orders to refund on alice's behalf",
-        s,
-        StatusCode::FORBIDDEN,
-        &body,
-    );
-    print_tree(&nodes, &txn);
+    for (step, method, path, want) in [
+        (
+            "1. alice reads her order: gateway -> orders -> payments + inventory",
+            Method::GET,
+            "/orders/user:alice/42",
+            StatusCode::OK,
+        ),
+        (
+            "2. alice reads bob's order: denied by the policy at orders",
+            Method::GET,
+            "/orders/user:bob/7",
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            "3. confused deputy: payments asks orders to refund on alice's behalf",
+            Method::POST,
+            "/orders/user:alice/42/dispute",
+            StatusCode::FORBIDDEN,
+        ),
+    ] {
+        let (s, txn, body) = call_gateway(method, path, alice.clone()).await;
+        check(step, s, want, &body);
+        print_tree(&nodes, &txn);
+    }
 
     // 4. A batch job (its own workload) with a slow token: accepted on the batch route only.
     let reconciler = pki.workload("reconciler");
@@ -847,27 +844,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let at = tampered.len() - 5;
     tampered[at] = if tampered[at] == b'A' { b'B' } else { b'A' };
     let tampered = String::from_utf8(tampered)?;
-    let (s, _, challenge) = call_gateway(Method::GET, "/orders/user:alice/42", tampered).await;
-    check(
-        "5a. a tampered token",
-        s,
-        StatusCode::UNAUTHORIZED,
-        &challenge,
-    );
-    print_last(&gateway);
-    let (s, _, challenge) = call_gateway(
-        Method::GET,
-        "/orders/user:alice/42",
-        idp.expired_token("alice"),
-    )
-    .await;
-    check(
-        "5b. an expired token",
-        s,
-        StatusCode::UNAUTHORIZED,
-        &challenge,
-    );
-    print_last(&gateway);
+    for (step, token) in [
+        ("5a. a tampered token", tampered),
+        ("5b. an expired token", idp.expired_token("alice")),
+    ] {
+        let (s, _, challenge) = call_gateway(Method::GET, "/orders/user:alice/42", token).await;
+        check(step, s, StatusCode::UNAUTHORIZED, &challenge);
+        print_last(&gateway);
+    }
 
     if opts.serve {
         println!();
