@@ -545,36 +545,40 @@ impl Workload {
 
     /// Check the files every `every` on a background thread and reload them when they change
     /// (a failed reload is logged with `tracing` and retried at the next change). The thread
-    /// stops when the returned [`Watch`] is dropped.
-    pub fn watch(&self, every: Duration) -> Watch {
+    /// stops when the returned [`Watch`] is dropped. Fails only if the thread cannot be started.
+    pub fn watch(&self, every: Duration) -> std::io::Result<Watch> {
         let stop = Arc::new(AtomicBool::new(false));
         let workload = self.clone();
         let flag = Arc::clone(&stop);
         let thread = thread::Builder::new()
             .name("secmesh-tls-watch".into())
             .spawn(move || {
-                let mut failed_stamps = None;
+                // The stamps of a set of files that failed to load: not tried again until they
+                // change.
+                let mut failed = None;
                 while !flag.load(Ordering::Acquire) {
                     thread::park_timeout(every);
                     let now = stamps(&workload.inner.files);
-                    if failed_stamps.as_ref() == Some(&now) {
+                    if now == workload.inner.material.load().stamps || failed.as_ref() == Some(&now)
+                    {
                         continue;
                     }
-                    match workload.reload_if_changed() {
-                        Ok(true) => {
+                    match workload.reload() {
+                        Ok(()) => {
                             tracing::info!(target: "secmesh::tls", id = %workload.id(), "TLS material reloaded");
-                            failed_stamps = None;
+                            failed = None;
                         }
-                        Ok(false) => {}
                         Err(e) => {
                             tracing::warn!(target: "secmesh::tls", error = %e, "TLS reload failed; keeping the previous material");
-                            failed_stamps = Some(now);
+                            failed = Some(now);
                         }
                     }
                 }
-            })
-            .ok();
-        Watch { stop, thread }
+            })?;
+        Ok(Watch {
+            stop,
+            thread: Some(thread),
+        })
     }
 
     /// A server configuration: this workload's SVID, client certificates checked as the module

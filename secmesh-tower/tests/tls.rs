@@ -378,7 +378,7 @@ async fn a_renewed_certificate_is_served_after_a_reload_without_a_restart() {
     let io = connector.connect("127.0.0.1", addr.port()).await.unwrap();
     assert_eq!(io.server_identity().unwrap().x5t_s256, before);
 
-    let _watch = orders.watch(Duration::from_millis(20));
+    let _watch = orders.watch(Duration::from_millis(20)).unwrap();
     pki.issue("orders");
     let mut renewed = false;
     for _ in 0..250 {
