@@ -51,6 +51,7 @@ use secmesh::tokens::{Algorithm, Issuer, JwkSet, KeySet, MintRequest, SigningKey
 use secmesh_tls::ca::Ca;
 use secmesh_tls::config::{ClientAuth, ServerId, TlsFiles, Workload};
 use secmesh_tower::audit::{AuditLayer, AuditOutLayer, AuditSlot};
+use secmesh_tower::authorize::GrpcClassifier;
 use secmesh_tower::context::RequestContext;
 use secmesh_tower::deny::GrpcStatus;
 use secmesh_tower::extract::{Claims, Peer};
@@ -634,7 +635,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let inventory_svc = ServiceBuilder::new()
         .layer(AuditLayer::new(inventory.auditor.clone(), inventory.name))
         .layer(AuthenticateLayer::from_verifier(inventory_verifier, 10_000).denial(GrpcStatus))
-        .layer(fast().denial(GrpcStatus))
+        .layer(fast().classifier(GrpcClassifier).denial(GrpcStatus))
         .service(tonic::service::Routes::new(Inventory));
     let inventory_addr = {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

@@ -18,6 +18,7 @@ use secmesh::core::ExpiryClass;
 use secmesh::core::policy::{Format, Policy, SharedPolicy};
 use secmesh::tokens::cache::TokenHash;
 use secmesh::tokens::{Algorithm, Issuer, KeySet, MintRequest, SigningKey, Verifier};
+use secmesh_tower::authorize::GrpcClassifier;
 use secmesh_tower::context::RequestContext;
 use secmesh_tower::deny::GrpcStatus;
 use secmesh_tower::propagate::PropagateLayer;
@@ -117,6 +118,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .layer(AuthenticateLayer::from_verifier(verifier, 1000).denial(GrpcStatus))
         .layer(
             AuthorizeLayer::new(SharedPolicy::new(Policy::parse(POLICY, Format::Toml)?))
+                .classifier(GrpcClassifier)
                 .denial(GrpcStatus),
         )
         .into_inner();

@@ -369,6 +369,40 @@ impl Claims {
     pub fn current_actor(&self) -> Option<&str> {
         self.act.as_ref().map(|a| a.sub.as_str())
     }
+
+    /// Check every identifier that reaches the policy or the logs against the identifier
+    /// grammar ([`check_identifier`](crate::svo::check_identifier): non-empty, bounded, no
+    /// whitespace, control or bidirectional formatting characters): `iss`, `sub`, each `aud`,
+    /// `jti`, `req_wl` and every actor in `act`. Decoding ([`Claims::from_json`]) runs it, so
+    /// a token with `"sub": ""` or `"sub": "alice\u0000"` does not verify (`invalid_claim`).
+    pub fn check_identifiers(&self) -> Result<(), ClaimsError> {
+        let check = |name: &str, v: &str| {
+            crate::svo::check_identifier(v)
+                .map_err(|e| ClaimsError::Invalid(format!("invalid claim `{name}`: {e}")))
+        };
+        check("iss", &self.iss)?;
+        check("sub", &self.sub)?;
+        for a in self.aud.iter() {
+            check("aud", a)?;
+        }
+        check("jti", &self.jti)?;
+        if let Some(w) = &self.req_wl {
+            check("req_wl", w)?;
+        }
+        let mut act = self.act.as_ref();
+        let mut depth = 0;
+        while let Some(a) = act {
+            depth += 1;
+            if depth > 32 {
+                return Err(ClaimsError::Invalid(
+                    "invalid claim `act`: more than 32 actors".into(),
+                ));
+            }
+            check("act.sub", &a.sub)?;
+            act = a.act.as_deref();
+        }
+        Ok(())
+    }
 }
 
 /// serde_json errors end in "at line 1 column N", which says nothing useful about a claim.
@@ -402,6 +436,12 @@ struct RawClaims {
 
 impl RawClaims {
     fn into_claims(self) -> Result<Claims, ClaimsError> {
+        let claims = self.into_claims_unchecked()?;
+        claims.check_identifiers()?;
+        Ok(claims)
+    }
+
+    fn into_claims_unchecked(self) -> Result<Claims, ClaimsError> {
         Ok(Claims {
             iss: self.iss.ok_or(ClaimsError::Missing("iss"))?,
             sub: self.sub.ok_or(ClaimsError::Missing("sub"))?,

@@ -4,6 +4,29 @@
 //! the four HTTP-derived verbs (`read`, `create`, `update`, `delete`) or any custom word.
 //! Objects are `/`-separated paths without a leading `/`, e.g. `orders/42`.
 //!
+//! # The canonical object of a request path
+//! [`Object::from_path`] defines the one object a request acts on; the policy decides on it,
+//! the audit event records it, and it is exactly what a handler's path extractor (axum's
+//! `Path`, which percent-decodes each segment once) yields for each segment. The rules:
+//!
+//! - the path must start with `/`; the leading `/` and **one** trailing `/` are dropped
+//!   (`/orders/42/` is `orders/42`); `/` alone is the root (the empty object);
+//! - the path is split on `/` **before** decoding, then each segment is percent-decoded
+//!   **once**; an invalid escape (`%zz`, `%4`) or bytes that are not UTF-8 are refused;
+//! - an empty segment (`a//b`, or a second trailing `/`) is refused;
+//! - a decoded segment that is `.` or `..`, or that contains `/` or `\`, NUL or any other
+//!   control character, whitespace, or a bidirectional or zero-width formatting character
+//!   is refused;
+//! - a decoded segment that still contains `%` is refused: it was encoded twice (`%252F`), and
+//!   a downstream that decodes again would act on yet another object;
+//! - `;` (path parameters, raw or encoded) is refused: some servers strip `;...` from a
+//!   segment and some do not, so the object would depend on who reads it;
+//! - `?` and `#` may not appear decoded in a segment (they change meaning if the segment is
+//!   ever put back into a URL).
+//!
+//! A refused path is a bad request (400), never a guess. gRPC method paths have their own,
+//! stricter grammar: [`Object::from_grpc_path`].
+//!
 //! # Example
 //! ```
 //! use secmesh_core::svo::{Object, Verb};
@@ -12,6 +35,12 @@
 //! assert_eq!("approve".parse::<Verb>().unwrap().as_str(), "approve");
 //! assert_eq!(Object::from_path("/orders/42/").unwrap().as_str(), "orders/42");
 //! assert!(Object::from_path("/orders//42").is_err());
+//! assert_eq!(Object::from_path("/files/user%3Aalice/r%C3%A9sum%C3%A9").unwrap().as_str(),
+//!            "files/user:alice/résumé");
+//! // Encoded separators and dot segments, once or twice encoded, are refused.
+//! for bad in ["/orders/x%2F..%2F..%2Fuser:bob", "/orders/%2e%2e/admin", "/a/%252F", "/a/b;v=1"] {
+//!     assert!(Object::from_path(bad).is_err(), "{bad}");
+//! }
 //! ```
 
 use std::fmt;
@@ -31,6 +60,64 @@ pub enum SvoError {
     /// An object with an empty segment (`a//b`).
     #[error("empty path segment")]
     EmptySegment,
+    /// A path that does not start with `/`.
+    #[error("the path is not absolute")]
+    NotAbsolute,
+    /// An invalid percent escape, or bytes that are not UTF-8 once decoded.
+    #[error("invalid percent-encoding or not UTF-8")]
+    Encoding,
+    /// A segment that decodes to `/` or `\` inside it.
+    #[error("an encoded path separator")]
+    EncodedSeparator,
+    /// A segment that is (or decodes to) `.` or `..`.
+    #[error("a dot segment")]
+    DotSegment,
+    /// A segment that still holds a percent escape after decoding once.
+    #[error("a doubly encoded segment")]
+    DoubleEncoded,
+    /// A `;` path parameter.
+    #[error("a path parameter (`;`)")]
+    Parameter,
+    /// Too long: over [`MAX_IDENTIFIER`] bytes for an identifier, [`MAX_OBJECT`] for an object.
+    #[error("too long")]
+    TooLong,
+    /// Not a gRPC method path (`/package.Service/Method`).
+    #[error("not a gRPC method path")]
+    NotGrpcMethod,
+}
+
+/// The longest identifier (subject, issuer, actor, workload, audience, transaction id) in
+/// bytes.
+pub const MAX_IDENTIFIER: usize = 1024;
+
+/// The longest object in bytes (a request path decodes to at most this).
+pub const MAX_OBJECT: usize = 8192;
+
+/// Characters that are never part of an identifier or object: whitespace, control characters
+/// (C0, DEL, C1), and the bidirectional and zero-width formatting characters that make a
+/// printed name differ from the bytes compared.
+pub fn is_forbidden_char(c: char) -> bool {
+    c.is_whitespace()
+        || c.is_control()
+        || matches!(c,
+            '\u{061C}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
+}
+
+/// Check an identifier that reaches the policy or the logs (a token's `sub`, `iss`, `aud`,
+/// actors, `req_wl`): non-empty, at most [`MAX_IDENTIFIER`] bytes, and no
+/// [forbidden character](is_forbidden_char).
+pub fn check_identifier(s: &str) -> Result<(), SvoError> {
+    if s.is_empty() {
+        return Err(SvoError::Empty);
+    }
+    if s.len() > MAX_IDENTIFIER {
+        return Err(SvoError::TooLong);
+    }
+    if s.chars().any(is_forbidden_char) {
+        return Err(SvoError::InvalidChar);
+    }
+    Ok(())
 }
 
 /// What a request does.
@@ -106,12 +193,47 @@ impl fmt::Display for Verb {
 pub struct Object(String);
 
 impl Object {
-    /// An object from a request path: the leading and a trailing `/` are dropped
-    /// (`/orders/42/` is `orders/42`). The query string must already be removed.
+    /// The canonical object of a request path (the query string already removed): see the
+    /// [module docs](self) for the rules. A refused path is an error, never a guess.
     pub fn from_path(path: &str) -> Result<Object, SvoError> {
-        let p = path.strip_prefix('/').unwrap_or(path);
+        let p = path.strip_prefix('/').ok_or(SvoError::NotAbsolute)?;
+        if p.is_empty() {
+            return Ok(Object(String::new()));
+        }
         let p = p.strip_suffix('/').unwrap_or(p);
-        p.parse()
+        if p.len() > MAX_OBJECT {
+            return Err(SvoError::TooLong);
+        }
+        let mut out = String::with_capacity(p.len());
+        for (i, raw) in p.split('/').enumerate() {
+            if i > 0 {
+                out.push('/');
+            }
+            decode_segment(raw, &mut out)?;
+        }
+        Ok(Object(out))
+    }
+
+    /// The object of a gRPC method path `/package.Service/Method`: `package.Service/Method`.
+    /// Stricter than HTTP paths: exactly two segments, the service of ASCII letters, digits,
+    /// `_` and `.` (not starting or ending with `.`, no `..`), the method of ASCII letters,
+    /// digits and `_`; no percent-encoding at all (gRPC routes on the raw path).
+    pub fn from_grpc_path(path: &str) -> Result<Object, SvoError> {
+        let p = path.strip_prefix('/').ok_or(SvoError::NotGrpcMethod)?;
+        let (service, method) = p.split_once('/').ok_or(SvoError::NotGrpcMethod)?;
+        let word = |s: &str, dots: bool| {
+            !s.is_empty()
+                && s.len() <= 512
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || (dots && b == b'.'))
+                && !s.starts_with('.')
+                && !s.ends_with('.')
+                && !s.contains("..")
+        };
+        if !word(service, true) || !word(method, false) {
+            return Err(SvoError::NotGrpcMethod);
+        }
+        Ok(Object(p.to_owned()))
     }
 
     /// The object as a string.
@@ -132,7 +254,7 @@ impl FromStr for Object {
         if s.is_empty() {
             return Ok(Object(String::new()));
         }
-        if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        if s.chars().any(is_forbidden_char) {
             return Err(SvoError::InvalidChar);
         }
         if s.split('/').any(str::is_empty) {
@@ -146,6 +268,54 @@ impl fmt::Display for Object {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
+}
+
+/// Percent-decode one raw path segment once into `out`, refusing what [`Object::from_path`]
+/// refuses.
+fn decode_segment(raw: &str, out: &mut String) -> Result<(), SvoError> {
+    if raw.is_empty() {
+        return Err(SvoError::EmptySegment);
+    }
+    let start = out.len();
+    if !raw.contains('%') {
+        out.push_str(raw);
+    } else {
+        let bytes = raw.as_bytes();
+        let mut decoded = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            if bytes[i] == b'%' {
+                let hex = |b: u8| (b as char).to_digit(16);
+                let (Some(hi), Some(lo)) = (
+                    bytes.get(i + 1).copied().and_then(hex),
+                    bytes.get(i + 2).copied().and_then(hex),
+                ) else {
+                    return Err(SvoError::Encoding);
+                };
+                decoded.push((hi * 16 + lo) as u8);
+                i += 3;
+            } else {
+                decoded.push(bytes[i]);
+                i += 1;
+            }
+        }
+        out.push_str(std::str::from_utf8(&decoded).map_err(|_| SvoError::Encoding)?);
+    }
+    let seg = &out[start..];
+    if seg == "." || seg == ".." {
+        return Err(SvoError::DotSegment);
+    }
+    for c in seg.chars() {
+        match c {
+            '/' | '\\' => return Err(SvoError::EncodedSeparator),
+            '%' => return Err(SvoError::DoubleEncoded),
+            ';' => return Err(SvoError::Parameter),
+            '?' | '#' => return Err(SvoError::InvalidChar),
+            c if is_forbidden_char(c) => return Err(SvoError::InvalidChar),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Who acts: a token subject such as `user:alice`.
@@ -163,12 +333,7 @@ impl FromStr for Subject {
     type Err = SvoError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        if s.is_empty() {
-            return Err(SvoError::Empty);
-        }
-        if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(SvoError::InvalidChar);
-        }
+        check_identifier(s)?;
         Ok(Subject(s.to_owned()))
     }
 }
@@ -212,11 +377,83 @@ mod tests {
             ["a", "b"]
         );
         assert_eq!(Object::from_path("//a"), Err(SvoError::EmptySegment));
+        assert_eq!(Object::from_path("//"), Err(SvoError::EmptySegment));
+        assert_eq!(Object::from_path("/a//"), Err(SvoError::EmptySegment));
+        assert_eq!(Object::from_path("*"), Err(SvoError::NotAbsolute));
+        assert_eq!(
+            Object::from_path("").map(|_| ()),
+            Err(SvoError::NotAbsolute)
+        );
+        assert_eq!(Object::from_path("/a/%7e%41").unwrap().as_str(), "a/~A");
+        use SvoError::*;
+        for (path, err) in [
+            ("/orders/x%2F..%2F..%2Fuser:bob/7", EncodedSeparator),
+            ("/orders/x%2f..", EncodedSeparator),
+            ("/orders/a%5Cb", EncodedSeparator),
+            ("/orders/a%5cb", EncodedSeparator),
+            ("/orders/%2e%2e/admin", DotSegment),
+            ("/orders/%2E/x", DotSegment),
+            ("/orders/./x", DotSegment),
+            ("/orders/../admin", DotSegment),
+            ("/orders/.%2e", DotSegment),
+            ("/orders/x%252F", DoubleEncoded),
+            ("/orders/%252e%252e", DoubleEncoded),
+            ("/orders/%25", DoubleEncoded),
+            ("/orders/%2", Encoding),
+            ("/orders/%zz", Encoding),
+            ("/orders/%ff", Encoding),
+            ("/orders/%C3", Encoding),
+            ("/orders/a%00b", InvalidChar),
+            ("/orders/a%0Ab", InvalidChar),
+            ("/orders/a%7Fb", InvalidChar),
+            ("/orders/a%C2%9Bb", InvalidChar),
+            ("/orders/a%E2%80%AEb", InvalidChar),
+            ("/orders/a%20b", InvalidChar),
+            ("/orders/a%3Fb", InvalidChar),
+            ("/orders/a%23b", InvalidChar),
+            ("/orders/a;jsessionid=1", Parameter),
+            ("/orders/a%3Bb", Parameter),
+        ] {
+            assert_eq!(Object::from_path(path), Err(err), "{path}");
+        }
         assert_eq!("a b".parse::<Object>(), Err(SvoError::InvalidChar));
     }
 
     #[test]
+    fn grpc_paths() {
+        assert_eq!(
+            Object::from_grpc_path("/payments.v1.Payments/Charge")
+                .unwrap()
+                .as_str(),
+            "payments.v1.Payments/Charge"
+        );
+        for bad in [
+            "/payments.v1.Payments/Charge/x",
+            "/payments.v1.Payments%2FCharge",
+            "/payments.v1.Payments/",
+            "//Charge",
+            "/../Charge",
+            "/a..b/C",
+            "/.a/C",
+            "payments.Payments/Charge",
+            "/p.P/Ch%61rge",
+            "/p.P/Ch arge",
+        ] {
+            assert!(Object::from_grpc_path(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn subjects() {
+        assert_eq!("".parse::<Subject>(), Err(SvoError::Empty));
+        for bad in ["a b", "a\0b", "a\tb", "a\u{202E}b", "a\u{9b}b", "a\u{200B}"] {
+            assert_eq!(
+                bad.parse::<Subject>(),
+                Err(SvoError::InvalidChar),
+                "{bad:?}"
+            );
+        }
+        assert_eq!("a".repeat(2000).parse::<Subject>(), Err(SvoError::TooLong));
         assert!("user:alice".parse::<Subject>().is_ok());
         assert_eq!("".parse::<Subject>(), Err(SvoError::Empty));
         assert_eq!("a\nb".parse::<Subject>(), Err(SvoError::InvalidChar));

@@ -268,3 +268,65 @@ fn nothing_secret_in_errors_or_debug() {
     let verified = fx.verifier().verify(&token).unwrap();
     assert!(!format!("{verified:?}").contains(sig));
 }
+
+/// Identifiers that reach the policy or the logs follow the subject grammar: a token whose
+/// `sub`, `iss`, `aud`, `jti`, `req_wl` or actor is empty, or holds whitespace, control or
+/// bidirectional formatting characters, does not verify (issue 11 §5).
+#[test]
+fn identifiers_follow_the_subject_grammar() {
+    let fx = Fx::new();
+    let bad_values = [
+        "",
+        "user:alice\u{0}",
+        "user:\u{0}alice",
+        "user alice",
+        "user:alice\t",
+        "user:alice\n",
+        "user:\u{1b}[2Jalice",
+        "user:\u{9b}alice",
+        "user:\u{202E}ecila",
+        "user:al\u{200B}ice",
+        "\u{FEFF}user:alice",
+        "user:\u{2066}alice",
+    ];
+    for claim in ["sub", "iss", "jti", "req_wl"] {
+        for bad in bad_values {
+            let mut v = serde_json::to_value(fx.claims()).unwrap();
+            v[claim] = serde_json::Value::String(bad.into());
+            let token = fx.raw(HEADER, &v.to_string());
+            assert_eq!(
+                fx.kind(&token),
+                ErrorKind::InvalidClaim,
+                "{claim} = {bad:?}"
+            );
+        }
+    }
+    for bad in bad_values {
+        let mut v = serde_json::to_value(fx.claims()).unwrap();
+        v["aud"] = serde_json::json!(["mesh.test", bad]);
+        assert_eq!(
+            fx.kind(&fx.raw(HEADER, &v.to_string())),
+            ErrorKind::InvalidClaim
+        );
+        v["aud"] = serde_json::json!("mesh.test");
+        v["act"] = serde_json::json!({"sub": "svc:a", "act": {"sub": bad}});
+        assert_eq!(
+            fx.kind(&fx.raw(HEADER, &v.to_string())),
+            ErrorKind::InvalidClaim
+        );
+    }
+    let mut v = serde_json::to_value(fx.claims()).unwrap();
+    v["sub"] = serde_json::Value::String("u".repeat(1025));
+    assert_eq!(
+        fx.kind(&fx.raw(HEADER, &v.to_string())),
+        ErrorKind::InvalidClaim
+    );
+    // Ordinary identifiers, including non-ASCII letters, still pass.
+    v["sub"] = serde_json::Value::String("user:zoë@example.com".into());
+    v["act"] = serde_json::json!({"sub": "spiffe://mesh.test/gateway"});
+    assert!(
+        fx.verifier()
+            .verify(&fx.raw(HEADER, &v.to_string()))
+            .is_ok()
+    );
+}

@@ -42,6 +42,19 @@ pub enum Denial {
         /// Why, in words (e.g. `missing grant`, `no rule`).
         reason: String,
     },
+    /// The request is not well-formed for secmesh: its path is not a canonical object, or its
+    /// gRPC method path is malformed (400 / INVALID_ARGUMENT).
+    BadRequest {
+        /// Why, in words (e.g. `path: an encoded path separator`).
+        reason: String,
+    },
+    /// The method maps to no verb (405 / UNIMPLEMENTED): every method is a verb or refused.
+    MethodNotAllowed {
+        /// The method, as sent (a valid HTTP token).
+        method: String,
+    },
+    /// A request that is not gRPC reached a gRPC-only service (415).
+    UnsupportedMediaType,
 }
 
 impl Denial {
@@ -63,11 +76,21 @@ impl Denial {
         }
     }
 
+    /// The request is malformed for secmesh (400).
+    pub fn bad_request(reason: impl Into<String>) -> Denial {
+        Denial::BadRequest {
+            reason: reason.into(),
+        }
+    }
+
     /// The HTTP status for this denial.
     pub fn status(&self) -> StatusCode {
         match self {
             Denial::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
             Denial::Forbidden { .. } => StatusCode::FORBIDDEN,
+            Denial::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            Denial::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            Denial::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         }
     }
 
@@ -76,6 +99,19 @@ impl Denial {
         match self {
             Denial::Unauthenticated { .. } => 16,
             Denial::Forbidden { .. } => 7,
+            Denial::BadRequest { .. } | Denial::UnsupportedMediaType => 3,
+            Denial::MethodNotAllowed { .. } => 12,
+        }
+    }
+
+    /// The title of the problem+json body and the `grpc-message`: the status's words only.
+    fn title(&self) -> &'static str {
+        match self {
+            Denial::Unauthenticated { .. } => "Unauthorized",
+            Denial::Forbidden { .. } => "Forbidden",
+            Denial::BadRequest { .. } => "Bad Request",
+            Denial::MethodNotAllowed { .. } => "Method Not Allowed",
+            Denial::UnsupportedMediaType => "Unsupported Media Type",
         }
     }
 
@@ -89,6 +125,9 @@ impl Denial {
                 reason,
             } => format!("{reason} (rule {rule})"),
             Denial::Forbidden { rule: None, reason } => reason.clone(),
+            Denial::BadRequest { reason } => format!("bad request: {reason}"),
+            Denial::MethodNotAllowed { method } => format!("method not allowed: {method}"),
+            Denial::UnsupportedMediaType => "not a gRPC request to a gRPC-only service".to_owned(),
         }
     }
 }
@@ -113,7 +152,7 @@ pub trait DenialResponse<B>: Clone + Send + Sync + 'static {
     fn response(&self, request_headers: &HeaderMap, denial: &Denial) -> Response<B>;
 }
 
-/// A trailers-only gRPC response with the denial's status (16 UNAUTHENTICATED or 7
+/// A trailers-only gRPC response with the denial's status (e.g. 16 UNAUTHENTICATED or 7
 /// PERMISSION_DENIED) and the denial in its extensions.
 fn grpc_response<B: Default>(denial: &Denial) -> Response<B> {
     let mut res = Response::new(B::default());
@@ -123,23 +162,37 @@ fn grpc_response<B: Default>(denial: &Denial) -> Response<B> {
         "grpc-status",
         HeaderValue::from(u16::from(denial.grpc_code())),
     );
-    let msg = match denial {
-        Denial::Unauthenticated { .. } => "unauthenticated",
-        Denial::Forbidden { .. } => "permission denied",
-    };
-    h.insert("grpc-message", HeaderValue::from_static(msg));
+    h.insert("grpc-message", HeaderValue::from_static(denial.title()));
     res.extensions_mut().insert(denial.clone());
     res
 }
 
-/// Denials for gRPC servers whose body type has no `From<String>` (tonic's): every denial is
-/// a trailers-only gRPC status.
+/// An HTTP status with an empty body, for a caller that does not speak gRPC.
+fn plain_response<B: Default>(denial: &Denial) -> Response<B> {
+    let mut res = Response::new(B::default());
+    *res.status_mut() = denial.status();
+    if matches!(denial, Denial::Unauthenticated { .. }) {
+        res.headers_mut()
+            .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    res.extensions_mut().insert(denial.clone());
+    res
+}
+
+/// Denials for gRPC servers whose body type has no `From<String>` (tonic's): a gRPC call gets
+/// a trailers-only gRPC status; a request that is not gRPC (a plain HTTP/1.1 request to the
+/// gRPC port) gets the HTTP status (e.g. 415) with an empty body, never `200` plus a gRPC
+/// status it cannot read.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct GrpcStatus;
 
 impl<B: Default> DenialResponse<B> for GrpcStatus {
-    fn response(&self, _request_headers: &HeaderMap, denial: &Denial) -> Response<B> {
-        grpc_response(denial)
+    fn response(&self, request_headers: &HeaderMap, denial: &Denial) -> Response<B> {
+        if is_grpc(request_headers) {
+            grpc_response(denial)
+        } else {
+            plain_response(denial)
+        }
     }
 }
 
@@ -164,7 +217,7 @@ impl<B: From<String> + Default> DenialResponse<B> for ProblemJson {
                         format!("Bearer error=\"invalid_token\", error_description=\"{desc}\""),
                     )
                 }
-                Denial::Forbidden { .. } => ("Forbidden", String::new()),
+                other => (other.title(), String::new()),
             };
             let status = denial.status();
             let body = serde_json::json!({

@@ -14,6 +14,7 @@ use http::uri::PathAndQuery;
 use secmesh_core::ExpiryClass;
 use secmesh_core::policy::{Format, Policy, SharedPolicy};
 use secmesh_tokens::{Algorithm, Issuer, KeySet, MintRequest, SigningKey, Verifier};
+use secmesh_tower::authorize::GrpcClassifier;
 use secmesh_tower::context::RequestContext;
 use secmesh_tower::deny::GrpcStatus;
 use secmesh_tower::propagate::PropagateLayer;
@@ -108,7 +109,11 @@ async fn serve(keys: Arc<KeySet>) -> SocketAddr {
     let policy = SharedPolicy::new(Policy::parse(POLICY, Format::Toml).unwrap());
     let layers = ServiceBuilder::new()
         .layer(AuthenticateLayer::from_verifier(verifier, 1000).denial(GrpcStatus))
-        .layer(AuthorizeLayer::new(policy).denial(GrpcStatus))
+        .layer(
+            AuthorizeLayer::new(policy)
+                .classifier(GrpcClassifier)
+                .denial(GrpcStatus),
+        )
         .into_inner();
     tokio::spawn(async move {
         tonic::transport::Server::builder()

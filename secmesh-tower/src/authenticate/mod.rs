@@ -8,7 +8,24 @@
 //! UNAUTHENTICATED) without calling the inner service; in [optional](AuthenticateLayer::optional)
 //! mode a request without a token passes anonymously (an invalid token is still refused).
 //! A certificate-bound token (`cnf.x5t#S256`) passes only when the connection's
-//! [`PeerIdentity`] (put in the extensions by the TLS serving side) has that thumbprint.
+//! [`PeerIdentity`] (put in the extensions by the TLS serving side) has that thumbprint, or
+//! the peer is a workload this service trusts to forward bound tokens (see below).
+//!
+//! # Certificate binding and propagation
+//! A bound token proves possession at the **first hop**: the holder's certificate is the
+//! client certificate of the connection that presents it. When that service calls the next
+//! one, the connection carries the first service's certificate, not the holder's. So each
+//! service names the workloads it accepts bound tokens **from** as forwarders
+//! ([`AuthenticateLayer::bound_token_forwarders`]): a bound token passes when the peer is the
+//! holder, or when the peer is an mTLS-authenticated forwarder; never without an mTLS peer,
+//! and never from any other workload. A stolen bound token is thus useless outside the
+//! holder's connection, except to a workload the service already trusts to call it.
+//!
+//! # The edge
+//! [`accept_bearer`](AuthenticateLayer::accept_bearer) makes the layer an edge: it reads
+//! external tokens from `Authorization: Bearer` and **never** a `Txn-Token` from outside; a
+//! request that carries one is refused (401) by default, or has it removed
+//! ([`OutsideTxnToken::Strip`]).
 //! Inbound headers that only secmesh may set (`x-secmesh-*`) are removed first, so the
 //! service never sees a caller's forgery.
 //!
@@ -51,7 +68,7 @@ use std::task::{Context, Poll};
 use http::header::{AUTHORIZATION, HeaderName};
 use http::{HeaderMap, Request, Response};
 use secmesh_core::claims::Claims;
-use secmesh_core::{PeerIdentity, TraceParent};
+use secmesh_core::{PeerIdentity, SpiffeId, TraceParent};
 use secmesh_tokens::cache::VerifiedCache;
 use secmesh_tokens::{ErrorKind, TXN_TOKEN_HEADER, Verifier, VerifyError};
 use tower_layer::Layer;
@@ -70,11 +87,30 @@ use crate::future::DenyOr;
 /// Request headers only secmesh may set; removed from every inbound request.
 pub const INTERNAL_HEADER_PREFIX: &str = "x-secmesh-";
 
+/// What an edge ([`accept_bearer`](AuthenticateLayer::accept_bearer)) does with a `Txn-Token`
+/// header sent from outside the mesh. It is never read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OutsideTxnToken {
+    /// Refuse the request (401).
+    #[default]
+    Refuse,
+    /// Remove the header and authenticate by `Authorization` alone.
+    Strip,
+}
+
+#[derive(Debug, Clone)]
+struct Options {
+    optional: bool,
+    bearer: bool,
+    outside_txn_token: OutsideTxnToken,
+    forwarders: Arc<[SpiffeId]>,
+}
+
 #[derive(Debug)]
 struct Config<D> {
     cache: Arc<VerifiedCache>,
-    optional: bool,
-    bearer: bool,
+    options: Options,
     denial: D,
 }
 
@@ -99,8 +135,12 @@ impl AuthenticateLayer<ProblemJson> {
         AuthenticateLayer {
             config: Arc::new(Config {
                 cache,
-                optional: false,
-                bearer: false,
+                options: Options {
+                    optional: false,
+                    bearer: false,
+                    outside_txn_token: OutsideTxnToken::Refuse,
+                    forwarders: Arc::new([]),
+                },
                 denial: ProblemJson,
             }),
         }
@@ -116,8 +156,7 @@ impl<D: Clone> AuthenticateLayer<D> {
     fn map(self, f: impl FnOnce(&mut Config<D>)) -> Self {
         let mut config = Config {
             cache: self.config.cache.clone(),
-            optional: self.config.optional,
-            bearer: self.config.bearer,
+            options: self.config.options.clone(),
             denial: self.config.denial.clone(),
         };
         f(&mut config);
@@ -128,12 +167,27 @@ impl<D: Clone> AuthenticateLayer<D> {
 
     /// Let requests without a token through, anonymously (an invalid token is still refused).
     pub fn optional(self) -> Self {
-        self.map(|c| c.optional = true)
+        self.map(|c| c.options.optional = true)
     }
 
-    /// Also accept `Authorization: Bearer` (for the edge, where external clients call).
+    /// Make this layer an edge: authenticate external clients by `Authorization: Bearer`.
+    /// A `Txn-Token` header from outside is never read: it is refused (401), or removed with
+    /// [`outside_txn_token`](Self::outside_txn_token).
     pub fn accept_bearer(self) -> Self {
-        self.map(|c| c.bearer = true)
+        self.map(|c| c.options.bearer = true)
+    }
+
+    /// What the edge does with a `Txn-Token` sent from outside (default: refuse).
+    pub fn outside_txn_token(self, action: OutsideTxnToken) -> Self {
+        self.map(|c| c.options.outside_txn_token = action)
+    }
+
+    /// The workloads trusted to forward certificate-bound tokens to this service: a bound
+    /// token passes when the mTLS peer is its holder or one of these (see the
+    /// [module docs](self#certificate-binding-and-propagation)).
+    pub fn bound_token_forwarders(self, forwarders: impl IntoIterator<Item = SpiffeId>) -> Self {
+        let list: Arc<[SpiffeId]> = forwarders.into_iter().collect();
+        self.map(|c| c.options.forwarders = list)
     }
 
     /// Answer denials with `denial` instead of problem+json.
@@ -141,8 +195,7 @@ impl<D: Clone> AuthenticateLayer<D> {
         AuthenticateLayer {
             config: Arc::new(Config {
                 cache: self.config.cache.clone(),
-                optional: self.config.optional,
-                bearer: self.config.bearer,
+                options: self.config.options.clone(),
                 denial,
             }),
         }
@@ -194,12 +247,17 @@ fn strip_internal_headers(headers: &mut HeaderMap) {
 
 /// A certificate-bound token (RFC 8705 `cnf.x5t#S256`) is only good on a mutual-TLS
 /// connection whose client certificate has that thumbprint.
-fn check_binding(claims: &Claims, peer: Option<&PeerIdentity>) -> Result<(), VerifyError> {
+fn check_binding(
+    claims: &Claims,
+    peer: Option<&PeerIdentity>,
+    forwarders: &[SpiffeId],
+) -> Result<(), VerifyError> {
     let Some(cnf) = &claims.cnf else {
         return Ok(());
     };
     match peer {
         Some(p) if p.x5t_s256 == cnf.x5t_s256 => Ok(()),
+        Some(p) if forwarders.contains(&p.spiffe_id) => Ok(()),
         Some(_) => Err(VerifyError::new(
             ErrorKind::BindingMismatch,
             "the token is bound to another certificate",
@@ -214,6 +272,10 @@ fn check_binding(claims: &Claims, peer: Option<&PeerIdentity>) -> Result<(), Ver
 /// The presented token: `Ok(None)` when there is none, `Err` when it is ambiguous or unreadable.
 fn presented_token(headers: &HeaderMap, bearer: bool) -> Result<Option<&str>, Denial> {
     let invalid = |detail: &'static str| Denial::unauthenticated(VerifyError::malformed(detail));
+    if bearer {
+        // The edge: `Txn-Token` was refused or removed before this point.
+        return bearer_token(headers);
+    }
     let mut values = headers.get_all(TXN_TOKEN_HEADER).iter();
     if let Some(v) = values.next() {
         if values.next().is_some() {
@@ -224,9 +286,12 @@ fn presented_token(headers: &HeaderMap, bearer: bool) -> Result<Option<&str>, De
             .map(|s| Some(s.trim()))
             .map_err(|_| invalid("the Txn-Token header is not ASCII"));
     }
-    if !bearer {
-        return Ok(None);
-    }
+    Ok(None)
+}
+
+/// The token of the single `Authorization: Bearer` header, if any.
+fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, Denial> {
+    let invalid = |detail: &'static str| Denial::unauthenticated(VerifyError::malformed(detail));
     let mut values = headers.get_all(AUTHORIZATION).iter();
     let Some(v) = values.next() else {
         return Ok(None);
@@ -268,9 +333,21 @@ where
             tracing::debug!(target: "secmesh::authenticate", reason = %denial, "request refused");
             ResponseFuture::denied(config.denial.response(req.headers(), &denial))
         };
-        let ctx = match presented_token(req.headers(), config.bearer) {
+        let options = &config.options;
+        if options.bearer && req.headers().contains_key(TXN_TOKEN_HEADER) {
+            match options.outside_txn_token {
+                OutsideTxnToken::Strip => {
+                    req.headers_mut().remove(TXN_TOKEN_HEADER);
+                }
+                _ => {
+                    let e = VerifyError::malformed("a Txn-Token from outside the mesh is refused");
+                    return deny(&req, Denial::unauthenticated(e));
+                }
+            }
+        }
+        let ctx = match presented_token(req.headers(), options.bearer) {
             Err(denial) => return deny(&req, denial),
-            Ok(None) if config.optional => RequestContext::anonymous(incoming),
+            Ok(None) if options.optional => RequestContext::anonymous(incoming),
             Ok(None) => return deny(&req, Denial::unauthenticated_missing()),
             Ok(Some(token)) => match config.cache.verify(token) {
                 Ok(cached) => RequestContext::authenticated(
@@ -288,7 +365,8 @@ where
             },
         };
         if let Some(v) = ctx.verified() {
-            if let Err(e) = check_binding(v.claims(), req.extensions().get::<PeerIdentity>()) {
+            let peer = req.extensions().get::<PeerIdentity>();
+            if let Err(e) = check_binding(v.claims(), peer, &options.forwarders) {
                 return deny(&req, Denial::unauthenticated(e));
             }
             req.extensions_mut().insert(v.clone());
@@ -354,7 +432,61 @@ mod tests {
         };
         assert_eq!(status(layer.clone(), req(Some(peer("thumb-A")))).await, 200);
         assert_eq!(status(layer.clone(), req(Some(peer("thumb-B")))).await, 401);
-        assert_eq!(status(layer, req(None)).await, 401);
+        assert_eq!(status(layer.clone(), req(None)).await, 401);
+        // The second hop: the peer is the first service, trusted to forward bound tokens.
+        let orders: SpiffeId = "spiffe://mesh.test/orders".parse().unwrap();
+        let other: SpiffeId = "spiffe://mesh.test/other".parse().unwrap();
+        let forwarding = layer.clone().bound_token_forwarders([orders]);
+        assert_eq!(
+            status(forwarding.clone(), req(Some(peer("thumb-B")))).await,
+            200
+        );
+        assert_eq!(
+            status(forwarding, req(None)).await,
+            401,
+            "never without mTLS"
+        );
+        let elsewhere = layer.bound_token_forwarders([other]);
+        assert_eq!(status(elsewhere, req(Some(peer("thumb-B")))).await, 401);
+    }
+
+    #[tokio::test]
+    async fn the_edge_never_reads_a_txn_token_from_outside() {
+        let (issuer, layer) = setup();
+        let alice = issuer
+            .mint(&MintRequest::new("user:alice", ExpiryClass::Fast))
+            .unwrap();
+        let admin = issuer
+            .mint(&MintRequest::new("user:admin", ExpiryClass::Fast))
+            .unwrap();
+        let edge = layer.accept_bearer();
+        let both = || {
+            Request::builder()
+                .header("txn-token", &admin)
+                .header("authorization", format!("Bearer {alice}"))
+                .body(String::new())
+                .unwrap()
+        };
+        let only_txn = Request::builder()
+            .header("Txn-Token", &admin)
+            .body(String::new())
+            .unwrap();
+        assert_eq!(status(edge.clone(), both()).await, 401);
+        assert_eq!(status(edge.clone(), only_txn).await, 401);
+        let strip = edge.outside_txn_token(OutsideTxnToken::Strip);
+        let res = ServiceBuilder::new()
+            .layer(strip)
+            .service(service_fn(|req: Request<String>| async move {
+                assert!(req.headers().get("txn-token").is_none());
+                let v = req
+                    .extensions()
+                    .get::<Arc<secmesh_tokens::Verified<Claims>>>();
+                Ok::<_, std::convert::Infallible>(Response::new(v.unwrap().sub.clone()))
+            }))
+            .oneshot(both())
+            .await
+            .unwrap();
+        assert_eq!(res.body(), "user:alice");
     }
 
     #[tokio::test]

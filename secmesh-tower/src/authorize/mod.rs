@@ -63,7 +63,7 @@ use secmesh_tokens::Verified;
 use tower_layer::Layer;
 use tower_service::Service;
 
-pub use classify::{Classify, ClassifyFn, DefaultClassifier};
+pub use classify::{Classify, ClassifyError, ClassifyFn, DefaultClassifier, GrpcClassifier};
 
 use crate::deny::{Denial, DenialResponse, ProblemJson};
 use crate::future::DenyOr;
@@ -262,9 +262,7 @@ impl<C: Classify, D> Config<C, D> {
                 format!("class not allowed: a {} token on a {max} route", claims.cls),
             ));
         }
-        let Some((verb, object)) = self.classifier.classify(parts) else {
-            return Err(Denial::forbidden(None, "unclassified request"));
-        };
+        let (verb, object) = self.classifier.classify(parts).map_err(|e| e.denial())?;
         let subject: Subject = claims
             .sub
             .parse()
@@ -441,7 +439,16 @@ callers = ["spiffe://mesh.test/gateway"]
         assert_eq!(status(policy(), alice(), "GET", "/admin/x").await, 403);
         let no_actor = MintRequest::new("user:alice", ExpiryClass::Fast);
         assert_eq!(status(policy(), no_actor, "GET", "/orders/1").await, 403);
-        assert_eq!(status(policy(), alice(), "OPTIONS", "/orders/1").await, 403);
+        assert_eq!(status(policy(), alice(), "OPTIONS", "/orders/1").await, 200);
+        assert_eq!(status(policy(), alice(), "TRACE", "/orders/1").await, 405);
+        assert_eq!(
+            status(policy(), alice(), "GET", "/orders/%2e%2e/admin/x").await,
+            400
+        );
+        assert_eq!(
+            status(policy(), alice(), "GET", "/orders/a%2F..%2F..%2Fadmin").await,
+            400
+        );
     }
 
     #[tokio::test]
