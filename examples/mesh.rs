@@ -29,10 +29,11 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::{Path as UrlPath, State};
-use axum::routing::{get, post};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
 use axum::{Extension, Router};
 use bytes::Bytes;
 use http::uri::PathAndQuery;
@@ -49,15 +50,17 @@ use secmesh::core::{ExpiryClass, ManualClock, TxnId};
 use secmesh::tokens::cache::TokenHash;
 use secmesh::tokens::{Algorithm, Issuer, JwkSet, KeySet, MintRequest, SigningKey, Verifier};
 use secmesh_tls::ca::Ca;
-use secmesh_tls::config::{ClientAuth, ServerId, TlsFiles, Workload};
+use secmesh_tls::config::{ClientAuth, ServerId, TlsFiles, Watch, Workload};
 use secmesh_tower::audit::{AuditLayer, AuditOutLayer, AuditSlot};
 use secmesh_tower::authorize::GrpcClassifier;
+use secmesh_tower::authorize::{Classify, DefaultClassifier};
 use secmesh_tower::context::RequestContext;
-use secmesh_tower::deny::GrpcStatus;
+use secmesh_tower::deny::{DenialResponse, GrpcStatus, ProblemJson};
 use secmesh_tower::extract::{Claims, Peer};
 use secmesh_tower::propagate::PropagateLayer;
 use secmesh_tower::tls::{TlsConnector, TlsServer};
 use secmesh_tower::{AuthenticateLayer, AuthorizeLayer};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use tonic::Status;
 use tower::{ServiceBuilder, ServiceExt};
 
@@ -131,6 +134,9 @@ struct Node {
     workload: Workload,
     auditor: Auditor,
     log: PathBuf,
+    /// Reloads the SVID and the CRL when their files change: a revocation takes effect
+    /// within a second, without a restart.
+    _watch: Watch,
 }
 
 impl Node {
@@ -367,14 +373,16 @@ async fn edge(
     Extension(slot): Extension<AuditSlot>,
     external: Claims,
     req: Request<axum::body::Body>,
-) -> (StatusCode, [(&'static str, String); 1], String) {
-    let path = req.uri().path().to_owned();
-    let object = path.trim_start_matches('/');
-    let verb = if req.method() == Method::GET {
-        "read"
-    } else {
-        "create"
+) -> Response {
+    // The library's classification: the same verb mapping and canonical object as every
+    // service (a refused path or method is answered, and audited, as a denial).
+    let (parts, _body) = req.into_parts();
+    let (verb, object) = match DefaultClassifier.classify(&parts) {
+        Ok(c) => c,
+        Err(e) => return ProblemJson.response(&parts.headers, &e.denial()),
     };
+    let path = parts.uri.path().to_owned();
+    let (verb, object) = (verb.as_str(), object.as_str());
     let mut mint = MintRequest::new(external.sub.clone(), ExpiryClass::Fast)
         .grant(verb, object)
         .req_wl(format!("spiffe://{TRUST_DOMAIN}/gateway"));
@@ -407,8 +415,7 @@ async fn edge(
         Err(e) => {
             // The reason goes to the log; the caller gets the status only.
             eprintln!("gateway: token exchange failed: {e}");
-            let headers = [("txn-id", String::new())];
-            return (StatusCode::INTERNAL_SERVER_ERROR, headers, String::new());
+            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
         }
     };
     let txn = verified
@@ -419,9 +426,8 @@ async fn edge(
     let ctx = RequestContext::authenticated(&internal, TokenHash::of(&internal), verified, None);
     slot.set_context(&ctx);
     let url = format!("https://{}{path}", gw.orders_addr);
-    let method = req.method().clone();
-    let (status, body) = reply(ctx.scope(send(&gw.orders, method, url)).await);
-    (status, [("txn-id", txn)], body)
+    let (status, body) = reply(ctx.scope(send(&gw.orders, parts.method, url)).await);
+    (status, [("txn-id", txn)], body).into_response()
 }
 
 // ---- the identity provider -------------------------------------------------------------------
@@ -522,7 +528,7 @@ impl Pki {
             self.dir.join(format!("{name}.key")),
         );
         std::fs::write(&crt, &svid.cert_pem).unwrap();
-        std::fs::write(&key, &svid.key_pem).unwrap();
+        write_private(&key, svid.key_pem.as_bytes()).unwrap();
         Workload::load(
             TlsFiles::new(crt, key, self.dir.join("ca/ca.crt")).crl(self.dir.join("ca.crl")),
         )
@@ -530,13 +536,45 @@ impl Pki {
     }
 }
 
+/// A service's log files: the live `NAME.jsonl` and every rotated `NAME.jsonl.*` beside it
+/// (files set aside after a crash, `*.torn-*`, are not part of the chain).
+fn log_set(live: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let dir = live.parent().unwrap_or(Path::new("."));
+    let name = live.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    let mut set = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let f = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if (f == name || f.starts_with(&format!("{name}."))) && !f.contains(".torn") {
+            set.push(path);
+        }
+    }
+    Ok(set)
+}
+
+/// Write a private key readable by its owner only (created 0600, never widened).
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    std::io::Write::write_all(&mut f, bytes)?;
+    f.sync_all()
+}
+
 fn node(pki: &Pki, audit_dir: &Path, key: &AuditKey, name: &'static str) -> Node {
     let log = audit_dir.join(format!("{name}.jsonl"));
     let config = JsonLinesConfig::default().with_key(AuditKey::from_pem(&key.to_pem()).unwrap());
     let sink = JsonLinesSink::open(&log, config).unwrap();
+    let workload = pki.workload(name);
+    let watch = workload
+        .watch(Duration::from_secs(1))
+        .expect("start the TLS watch thread");
     Node {
         name,
-        workload: pki.workload(name),
+        _watch: watch,
+        workload,
         auditor: Auditor::builder(sink).spawn(),
         log,
     }
@@ -598,14 +636,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
 
-    // The internal CA and the workloads' SVIDs (in a scratch directory).
-    let scratch = tempfile::tempdir()?;
-    let ca = Ca::init(scratch.path().join("ca"), TRUST_DOMAIN.parse()?)?;
-    std::fs::write(scratch.path().join("ca.crl"), ca.crl(1)?)?;
-    let pki = Pki {
-        ca,
-        dir: scratch.path().to_path_buf(),
-    };
+    // The internal CA and the workloads' SVIDs, in the work directory's `pki/` (0700; every
+    // private key 0600), replaced on every run: no key is left world-readable anywhere.
+    let pki_dir = opts.audit_dir.join("pki");
+    if pki_dir.exists() {
+        std::fs::remove_dir_all(&pki_dir)?;
+    }
+    std::fs::DirBuilder::new().mode(0o700).create(&pki_dir)?;
+    let ca = Ca::init(pki_dir.join("ca"), TRUST_DOMAIN.parse()?)?;
+    std::fs::write(pki_dir.join("ca.crl"), ca.crl(1)?)?;
+    let pki = Pki { ca, dir: pki_dir };
     let audit_key = AuditKey::generate()?;
     std::fs::write(
         opts.audit_dir.join("audit-key.pub"),
@@ -720,7 +760,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         mesh_verifier: Arc::new(Verifier::new(mesh_keys.clone())),
     };
     let gateway_app = Router::new()
-        .route("/orders/{*rest}", get(edge).post(edge))
+        .route("/orders/{*rest}", any(edge))
         .with_state(gateway_state)
         .layer(AuthenticateLayer::from_verifier(idp_verifier, 10_000).accept_bearer())
         .layer(AuditLayer::new(gateway.auditor.clone(), gateway.name));
@@ -794,6 +834,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             Method::POST,
             "/orders/user:alice/42/dispute",
             StatusCode::FORBIDDEN,
+        ),
+        (
+            "3b. an encoded separator smuggles bob's order into alice's: refused at the edge",
+            Method::GET,
+            "/orders/user:alice/x%2F..%2F..%2Fuser:bob%2F7",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "3c. HEAD is a read, through the library's verb mapping",
+            Method::HEAD,
+            "/orders/user:alice/42",
+            StatusCode::OK,
         ),
     ] {
         let (s, txn, body) = call_gateway(method, path, alice.clone()).await;
@@ -873,7 +925,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut bad_chain = false;
     for n in [gateway, orders, payments, inventory] {
         n.auditor.shutdown();
-        match verify_files(&[&n.log], Some(audit_key.public_key())) {
+        // The whole set: the live file and every file rotated out of it.
+        match verify_files(&log_set(&n.log)?, Some(audit_key.public_key())) {
             Ok(r) => println!(
                 "audit log {:<42} {} events, {} signed checkpoints: chain ok",
                 n.log.display().to_string(),
