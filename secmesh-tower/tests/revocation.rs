@@ -1,7 +1,7 @@
 //! A certificate revoked by a rewritten CRL loses its open connections and its next handshake,
 //! within the watch interval and without a restart (issue 11 §5).
 
-#![allow(missing_docs)]
+#![allow(clippy::unwrap_used)]
 
 use std::net::SocketAddr;
 use std::sync::Arc;
