@@ -664,3 +664,95 @@ async fn over_the_handshake_cap_new_connections_are_refused_and_established_ones
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+// ---- measure ------------------------------------------------------------------------------
+
+fn percentile(sorted: &[Duration], p: usize) -> Duration {
+    sorted[(sorted.len() * p / 100).min(sorted.len() - 1)]
+}
+
+/// Latencies of `n` legitimate requests, each on a new connection (plain, or mTLS).
+async fn legit_latencies(
+    addr: SocketAddr,
+    n: usize,
+    tls: Option<&Workload>,
+) -> (Vec<Duration>, usize) {
+    let mut times = Vec::with_capacity(n);
+    let mut failed = 0;
+    for _ in 0..n {
+        let start = Instant::now();
+        let ok = match tls {
+            None => legit(addr).await.is_ok(),
+            Some(w) => tls_legit(addr, w).await == Ok(StatusCode::OK),
+        };
+        if ok {
+            times.push(start.elapsed());
+        } else {
+            failed += 1;
+        }
+    }
+    times.sort();
+    (times, failed)
+}
+
+/// Prints how many hostile connections a server holds while a legitimate client's p99 stays
+/// under 100 ms: `cargo test -p secmesh-tower --test conn_limits -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, prints numbers"]
+async fn measure_hostile_connections_held_against_legitimate_p99() {
+    let limits = ServerLimits::default()
+        .max_connections(19_000)
+        .header_read_timeout(Duration::from_secs(600))
+        .idle_timeout(Duration::from_secs(600));
+    let (addr, stats) = plain(limits).await;
+    let mut held = Vec::new();
+    for target in [0usize, 1000, 2000, 4000, 8000] {
+        while held.len() < target {
+            let mut s = TcpStream::connect(addr).await.unwrap();
+            // Half silent, half a partial head.
+            if held.len() % 2 == 1 {
+                s.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n").await.unwrap();
+            }
+            held.push(s);
+        }
+        let (times, failed) = legit_latencies(addr, 300, None).await;
+        println!(
+            "plain: {} hostile held (server open {}): legit new-connection requests p50 {:?} p99 {:?} max {:?}, {failed} failed",
+            held.len(),
+            stats.open_connections(),
+            percentile(&times, 50),
+            percentile(&times, 99),
+            times.last().unwrap(),
+        );
+    }
+    drop(held);
+
+    let pki = Pki::new();
+    let gateway = pki.workload("gateway");
+    let (addr, stats) = tls_server(&pki, limits_for_tls()).await;
+    let name = ServerName::try_from("127.0.0.1").unwrap().to_owned();
+    let connector = tokio_rustls::TlsConnector::from(gateway.client_config(ServerId::TrustDomain));
+    let mut held = Vec::new();
+    for target in [0usize, 500, 1000, 2000] {
+        while held.len() < target {
+            let tcp = TcpStream::connect(addr).await.unwrap();
+            held.push(connector.connect(name.clone(), tcp).await.unwrap());
+        }
+        let (times, failed) = legit_latencies(addr, 200, Some(&gateway)).await;
+        println!(
+            "mTLS: {} idle-after-handshake held (server open {}): legit new-connection requests p50 {:?} p99 {:?} max {:?}, {failed} failed",
+            held.len(),
+            stats.open_connections(),
+            percentile(&times, 50),
+            percentile(&times, 99),
+            times.last().unwrap(),
+        );
+    }
+}
+
+fn limits_for_tls() -> ServerLimits {
+    ServerLimits::default()
+        .max_connections(19_000)
+        .header_read_timeout(Duration::from_secs(600))
+        .idle_timeout(Duration::from_secs(600))
+}
