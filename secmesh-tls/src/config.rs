@@ -16,7 +16,11 @@
 //! Both configurations read the files' contents through the workload, so [`Workload::reload`]
 //! (or the thread that [`Workload::watch`] starts) swaps a renewed certificate, a new CA bundle
 //! or a fresh CRL into every configuration already handed out, without a restart; a reload that
-//! fails keeps the last good material. TLS 1.3 only, ring provider, ALPN `h2` and `http/1.1`.
+//! fails keeps the last good material. New handshakes see new material at once; for the
+//! connections already open, [`Workload::reloads`] announces each swap and
+//! [`Workload::check_client`] re-checks a connected peer's chain against it, so a server can
+//! close the connections of a client whose certificate a new CRL revokes (secmesh-tower's
+//! `TlsServer::from_workload` does). TLS 1.3 only, ring provider, ALPN `h2` and `http/1.1`.
 //! Federation (peers of other trust domains) is not supported.
 //!
 //! # Example
@@ -278,6 +282,8 @@ struct Inner {
     material: ArcSwap<Material>,
     /// Serializes reloads so two concurrent ones cannot swap in older material last.
     reload: Mutex<()>,
+    /// Bumped after every swap; servers subscribe to re-check the peers of open connections.
+    generation: tokio::sync::watch::Sender<u64>,
 }
 
 /// This workload's identity on the wire: its SVID, the trust bundle and the CRLs, reloadable.
@@ -507,6 +513,7 @@ impl Workload {
                 provider,
                 material: ArcSwap::from_pointee(material),
                 reload: Mutex::new(()),
+                generation: tokio::sync::watch::Sender::new(0),
             }),
         })
     }
@@ -531,7 +538,41 @@ impl Workload {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let m = load(&self.inner.files, &self.inner.provider)?;
         self.inner.material.store(Arc::new(m));
+        self.inner
+            .generation
+            .send_modify(|g| *g = g.wrapping_add(1));
         Ok(())
+    }
+
+    /// How many times new material has been swapped in since [`Workload::load`].
+    pub fn generation(&self) -> u64 {
+        *self.inner.generation.borrow()
+    }
+
+    /// A receiver that sees [`Workload::generation`] change after every reload: a server
+    /// awaits `changed()` to re-check the peers of its open connections with
+    /// [`Workload::check_client`], so that a certificate revoked by a new CRL (or no longer
+    /// chaining to a new bundle) loses its connections too, not only its next handshake.
+    pub fn reloads(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.generation.subscribe()
+    }
+
+    /// Check a client's certificate chain (leaf first, as rustls hands it out with
+    /// `peer_certificates()`) against the material in use now, exactly as a handshake with
+    /// [`Workload::server_config`] would: chain to the bundle, valid now, not revoked by the
+    /// current CRLs, clientAuth usage, X.509-SVID leaf rules, SPIFFE ID of this trust domain.
+    /// Returns the peer's SPIFFE ID.
+    pub fn check_client(&self, chain: &[CertificateDer<'_>]) -> Result<SpiffeId, rustls::Error> {
+        let Some((end_entity, intermediates)) = chain.split_first() else {
+            return Err(rustls::Error::NoCertificatesPresented);
+        };
+        verify_peer(
+            &self.inner,
+            end_entity,
+            intermediates,
+            UnixTime::now(),
+            KeyUsage::client_auth(),
+        )
     }
 
     /// Reload if any file's modification time or size changed since the last load. Returns

@@ -12,6 +12,9 @@
 //! - [`propagate`]: put the current token and a child `traceparent` on outgoing requests, to
 //!   allowed destinations only.
 //! - [`reload`]: watch a policy file and swap it in without a restart.
+//! - [`serve`]: serving HTTP/1.1 and HTTP/2 with connection limits (caps, timeouts, HTTP/2
+//!   limits) over plain TCP, for an edge behind a TLS-terminating proxy (feature `serve`, on by
+//!   default).
 //! - [`tls`]: mutual TLS serving (axum, tonic) and connecting, with the peer's SPIFFE identity
 //!   in every request (feature `tls`, on by default).
 //! - [`context`]: the task-local request context and [`context::spawn`].
@@ -32,6 +35,8 @@ pub mod extract;
 pub mod future;
 pub mod propagate;
 pub mod reload;
+#[cfg(feature = "serve")]
+pub mod serve;
 #[cfg(feature = "tls")]
 pub mod tls;
 

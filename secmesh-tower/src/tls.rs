@@ -2,8 +2,13 @@
 //!
 //! [`TlsServer`] accepts TCP connections, runs the rustls handshake (with a configuration from
 //! [`secmesh_tls::config::Workload::server_config`]) in the connection's own task, so a slow
-//! client cannot hold up the accept loop, and serves HTTP/1.1 and HTTP/2 with hyper. Every
-//! request of a connection carries in its extensions:
+//! client cannot hold up the accept loop, and serves HTTP/1.1 and HTTP/2 with hyper under the
+//! [connection limits](crate::serve) of [`ServerLimits`] (caps on connections and handshakes,
+//! handshake, header-read and idle timeouts, HTTP/2 limits). Built with
+//! [`TlsServer::from_workload`], it also re-checks the peer of every open connection when the
+//! workload reloads: a client whose certificate a rewritten CRL revokes loses its open
+//! connections, not only its next handshake. Every request of a connection carries in its
+//! extensions:
 //!
 //! - the verified [`PeerIdentity`] of the client (when it presented a certificate), which the
 //!   [authorize](crate::authorize) layer takes as the caller, the
@@ -47,7 +52,10 @@
 //!     get(|Peer(peer): Peer| async move { peer.spiffe_id.to_string() }),
 //! );
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-//! let server = TlsServer::new(orders.server_config(ClientAuth::Required));
+//! // Reload the files (a renewed SVID, a new CRL) every 10 s; revoked peers lose their
+//! // connections at the next reload.
+//! let _watch = orders.watch(std::time::Duration::from_secs(10))?;
+//! let server = TlsServer::from_workload(&orders, ClientAuth::Required);
 //! let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
 //! let serving = tokio::spawn(server.serve_with_shutdown(listener, app, async {
 //!     let _ = stopped.await;
@@ -70,59 +78,88 @@ use http::{Request, Response, Uri};
 use hyper::body::Incoming;
 use hyper::rt::{Read, ReadBufCursor, Write};
 use hyper_util::client::legacy::connect::{Connected, Connection};
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
+use hyper_util::rt::TokioIo;
 use pin_project::pin_project;
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ServerConfig};
 use secmesh_core::PeerIdentity;
+use secmesh_tls::config::{ClientAuth, Workload};
 use tokio::net::{TcpListener, TcpStream};
 use tower_service::Service;
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+use crate::serve::{
+    Accepted, BoxError, Handshake, PeerCheck, Recheck, ServerLimits, ServerStats, Shared, serve,
+};
 
-/// Who is on the other end of a connection: put in every request's extensions by
-/// [`TlsServer`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct PeerInfo {
-    /// The client's address.
-    pub remote_addr: SocketAddr,
-    /// The client's verified identity, if it presented a certificate.
-    pub identity: Option<PeerIdentity>,
-}
+pub use crate::serve::PeerInfo;
 
-/// Serves a tower service over mutual TLS; see the [module docs](self).
+/// Serves a tower service over mutual TLS under [`ServerLimits`]; see the
+/// [module docs](self).
 #[derive(Clone)]
 pub struct TlsServer {
     acceptor: tokio_rustls::TlsAcceptor,
-    handshake_timeout: Duration,
+    workload: Option<Workload>,
+    limits: ServerLimits,
+    stats: ServerStats,
 }
 
 impl fmt::Debug for TlsServer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TlsServer")
-            .field("handshake_timeout", &self.handshake_timeout)
+            .field("limits", &self.limits)
+            .field("rechecks_peers", &self.workload.is_some())
             .finish_non_exhaustive()
     }
 }
 
 impl TlsServer {
-    /// A server with this rustls configuration and a 10 s handshake timeout.
+    /// A server with this rustls configuration and the default [`ServerLimits`]. The peers of
+    /// open connections are not re-checked after a reload: prefer
+    /// [`TlsServer::from_workload`], or add [`TlsServer::recheck_peers`].
     pub fn new(config: Arc<ServerConfig>) -> Self {
         TlsServer {
             acceptor: tokio_rustls::TlsAcceptor::from(config),
-            handshake_timeout: Duration::from_secs(10),
+            workload: None,
+            limits: ServerLimits::default(),
+            stats: ServerStats::default(),
         }
     }
 
-    /// How long a client may take to complete the handshake before the connection is closed.
+    /// A server with `workload`'s [server configuration](Workload::server_config) that also
+    /// re-checks the certificate of every open connection's peer whenever the workload
+    /// reloads (run [`Workload::watch`] for that): a connection whose peer a new CRL revokes
+    /// is closed at once, and a request that arrives on it first is answered 403 and the
+    /// connection closed.
+    pub fn from_workload(workload: &Workload, auth: ClientAuth) -> Self {
+        TlsServer::new(workload.server_config(auth)).recheck_peers(workload.clone())
+    }
+
+    /// Re-check the peers of open connections against `workload` after each of its reloads
+    /// (as [`TlsServer::from_workload`] does); the configuration should be this workload's.
+    #[must_use]
+    pub fn recheck_peers(mut self, workload: Workload) -> Self {
+        self.workload = Some(workload);
+        self
+    }
+
+    /// Serve under these limits.
+    #[must_use]
+    pub fn limits(mut self, limits: ServerLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// How long a client may take to complete the handshake before the connection is closed
+    /// (the same as [`ServerLimits::handshake_timeout`]).
     #[must_use]
     pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
-        self.handshake_timeout = timeout;
+        self.limits = self.limits.handshake_timeout(timeout);
         self
+    }
+
+    /// The counters of this server (shared: take it before `serve` consumes the server).
+    pub fn stats(&self) -> ServerStats {
+        self.stats.clone()
     }
 
     /// Serve `service` on `listener` until the process ends. Accept errors (a reset connection,
@@ -157,130 +194,82 @@ impl TlsServer {
         B::Error: Into<BoxError>,
         F: Future<Output = ()> + Send,
     {
-        let graceful = GracefulShutdown::new();
-        let mut signal = std::pin::pin!(signal);
-        loop {
-            let (tcp, remote_addr) = tokio::select! {
-                () = &mut signal => break,
-                accepted = listener.accept() => match accepted {
-                    Ok(a) => a,
-                    Err(e) if is_connection_error(&e) => continue,
-                    Err(e) => {
-                        // Out of file descriptors and the like: back off instead of spinning.
-                        tracing::warn!(target: "secmesh::tls", error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
-            };
-            let _ = tcp.set_nodelay(true);
-            let this = self.clone();
-            let service = service.clone();
-            // A connection still in its handshake already counts: shutdown waits for it.
-            let watcher = graceful.watcher();
-            tokio::spawn(async move {
-                let Some((stream, peer)) = this.handshake(tcp, remote_addr).await else {
-                    return;
-                };
-                let service = TowerToHyperService::new(WithPeer {
-                    inner: service,
-                    peer,
-                });
-                let conn = auto::Builder::new(TokioExecutor::new())
-                    .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                    .into_owned();
-                let conn = watcher.watch(conn);
-                if let Err(e) = conn.await {
-                    tracing::debug!(target: "secmesh::tls", %remote_addr, error = %e, "connection ended with an error");
-                }
-            });
-        }
-        drop(listener);
-        graceful.shutdown().await;
-        Ok(())
+        let handshake = Arc::new(TlsHandshake {
+            acceptor: self.acceptor,
+            workload: self.workload,
+        });
+        let shared = Arc::new(Shared::new(self.limits, self.stats));
+        serve(handshake, shared, listener, service, signal).await
+    }
+}
+
+/// The server side of the TLS handshake, with the peer's identity read out.
+struct TlsHandshake {
+    acceptor: tokio_rustls::TlsAcceptor,
+    workload: Option<Workload>,
+}
+
+impl Handshake for TlsHandshake {
+    type Io = tokio_rustls::server::TlsStream<TcpStream>;
+
+    fn limited(&self) -> bool {
+        true
     }
 
     async fn handshake(
         &self,
         tcp: TcpStream,
         remote_addr: SocketAddr,
-    ) -> Option<(tokio_rustls::server::TlsStream<TcpStream>, PeerInfo)> {
-        let stream = match tokio::time::timeout(self.handshake_timeout, self.acceptor.accept(tcp))
-            .await
-        {
+        shared: &Shared,
+    ) -> Option<Accepted<Self::Io>> {
+        // Subscribed before the handshake: a reload during it is seen afterwards.
+        let reloads = self.workload.as_ref().map(Workload::reloads);
+        let timeout = shared.limits.get_handshake_timeout();
+        let stream = match tokio::time::timeout(timeout, self.acceptor.accept(tcp)).await {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
+                shared.stats.handshake_failed();
                 tracing::debug!(target: "secmesh::tls", %remote_addr, error = %e, "TLS handshake refused");
                 return None;
             }
             Err(_) => {
+                shared.stats.handshake_timed_out();
                 tracing::debug!(target: "secmesh::tls", %remote_addr, "TLS handshake timed out");
                 return None;
             }
         };
-        let identity = match stream
-            .get_ref()
-            .1
-            .peer_certificates()
-            .and_then(|c| c.first())
-        {
+        let chain = stream.get_ref().1.peer_certificates();
+        let identity = match chain.and_then(|c| c.first()) {
             None => None,
             // The verifier already checked the leaf rules; this only reads them out again.
             Some(leaf) => match secmesh_tls::svid::peer_identity(leaf) {
                 Ok(id) => Some(id),
                 Err(e) => {
+                    shared.stats.handshake_failed();
                     tracing::warn!(target: "secmesh::tls", %remote_addr, error = %e, "peer certificate without an identity");
                     return None;
                 }
             },
         };
-        Some((
-            stream,
-            PeerInfo {
+        let recheck = match (&self.workload, reloads, chain) {
+            (Some(workload), Some(reloads), Some(chain)) if !chain.is_empty() => {
+                let generation = *reloads.borrow();
+                let chain = chain.iter().map(|c| c.clone().into_owned()).collect();
+                Some(Recheck {
+                    check: Arc::new(PeerCheck::new(workload.clone(), chain, generation)),
+                    reloads,
+                })
+            }
+            _ => None,
+        };
+        Some(Accepted {
+            io: stream,
+            peer: PeerInfo {
                 remote_addr,
                 identity,
             },
-        ))
-    }
-}
-
-fn is_connection_error(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::ConnectionRefused
-            | io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::ConnectionReset
-    )
-}
-
-/// Puts the connection's peer into each request.
-#[derive(Clone)]
-struct WithPeer<S> {
-    inner: S,
-    peer: PeerInfo,
-}
-
-impl<S, B> Service<Request<Incoming>> for WithPeer<S>
-where
-    S: Service<Request<Incoming>, Response = Response<B>>,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = S::Future;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut req: Request<Incoming>) -> Self::Future {
-        let ext = req.extensions_mut();
-        if let Some(id) = &self.peer.identity {
-            ext.insert(id.clone());
-        }
-        #[cfg(feature = "axum")]
-        ext.insert(axum::extract::ConnectInfo(self.peer.remote_addr));
-        ext.insert(self.peer.clone());
-        self.inner.call(req)
+            recheck,
+        })
     }
 }
 
