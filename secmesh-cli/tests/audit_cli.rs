@@ -139,7 +139,8 @@ fn verify_sound_and_tampered_logs() {
         orders,
     ]));
     assert_eq!(code, 0, "{err}");
-    assert!(out.starts_with("ok: 2 events, 1 checkpoints"), "{out}");
+    // The `open` and `close` records.
+    assert!(out.starts_with("ok: 2 events, 2 checkpoints"), "{out}");
 
     let text = std::fs::read_to_string(&logs[1]).unwrap();
     std::fs::write(&logs[1], text.replacen("orders/7", "orders/8", 1)).unwrap();
@@ -152,7 +153,7 @@ fn verify_sound_and_tampered_logs() {
     ]));
     assert_eq!(code, 1);
     assert!(
-        err.starts_with(&format!("error: {orders}:2: broken_chain")),
+        err.starts_with(&format!("error: {orders}:3: broken_chain")),
         "{err}"
     );
 
@@ -245,11 +246,12 @@ fn tail_prints_one_line_per_record() {
     ]));
     assert_eq!(code, 0);
     let lines: Vec<&str> = out.lines().collect();
-    assert_eq!(lines.len(), 2, "{out}");
+    assert_eq!(lines.len(), 3, "{out}");
+    assert_eq!(lines[0], "-- open #1 (generation 0)");
     assert!(
-        lines[0].contains("payments in  DENY  read payments/7"),
+        lines[1].contains("payments in  DENY  read payments/7"),
         "{out}"
     );
-    assert!(lines[0].contains("(no-refunds)"));
-    assert_eq!(lines[1], "-- checkpoint #2");
+    assert!(lines[1].contains("(no-refunds)"));
+    assert_eq!(lines[2], "-- close #3");
 }
