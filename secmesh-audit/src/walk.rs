@@ -145,6 +145,22 @@ impl<'v, 'k> Walk<'v, 'k> {
                 Record::Checkpoint(c) => c.r#gen > 0,
                 Record::Event(_) => self.opts.from_generation.is_some_and(|g| g > 0),
             };
+        if let Record::Checkpoint(c) = &record {
+            // Another service's record: say so before the chain does.
+            let expected = self
+                .opts
+                .service
+                .as_deref()
+                .or(self.report.service.as_deref());
+            if let Some(s) = expected
+                && s != c.service
+            {
+                return Err(fail(
+                    FailureKind::ServiceMismatch,
+                    format!("a record of service `{}` where `{s}` was due", c.service),
+                ));
+            }
+        }
         if lineno == 1
             && let (Some((_, last)), Record::Checkpoint(c)) = (self.report.generations, &record)
         {
@@ -254,20 +270,7 @@ impl<'v, 'k> Walk<'v, 'k> {
         if !c.verify(&key) {
             return Err(bad("the signature does not verify".into()));
         }
-        // The service.
-        let expected = self
-            .opts
-            .service
-            .as_deref()
-            .or(self.report.service.as_deref());
-        if let Some(s) = expected
-            && s != c.service
-        {
-            return Err(fail(
-                FailureKind::ServiceMismatch,
-                format!("a record of service `{}` where `{s}` was due", c.service),
-            ));
-        }
+        // The service (checked against the expected one before the chain).
         self.report.service.get_or_insert_with(|| c.service.clone());
         // The generation and the session.
         if lineno == 1 {
