@@ -64,15 +64,14 @@
 //! let report = Verifier::new(Some(&public)).service("a").verify_files(&[&path])?;
 //! assert_eq!((report.events, report.checkpoints), (3, 2));
 //!
-//! // A forged event appended after the close.
+//! // A forged event appended after the `close` (line 5): an unsigned tail.
 //! let mut text = std::fs::read_to_string(&path)?;
-//! let last = text.lines().last().unwrap().to_owned();
-//! text.push_str(&text.lines().nth(1).unwrap().replace("\"seq\":2", "\"seq\":6"));
+//! let forged = text.lines().nth(1).unwrap().replace("\"seq\":2", "\"seq\":6");
+//! text.push_str(&forged);
 //! text.push('\n');
 //! std::fs::write(&path, text)?;
 //! let err = Verifier::new(Some(&public)).verify_files(&[&path]).unwrap_err();
-//! assert_eq!(err.line, 6);
-//! # let _ = last;
+//! assert_eq!((err.line, err.kind), (6, FailureKind::BrokenChain));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
