@@ -1,17 +1,15 @@
-//! The tamper-evident record format: hash chain and signed checkpoints.
+//! The tamper-evident record format: the hash chain and the Ed25519 audit key.
 //!
 //! Each line of a log is one JSON object. An event line is the event's fields plus
 //! `"prev"`: the lowercase hex SHA-256 of the previous line's bytes (without its newline); the
 //! first line of a log links to [`GENESIS`]. A rotated file's first line links to the last line
-//! of the file before it, so the chain runs through the whole set. Every so often the writer
-//! adds a checkpoint line, `{"v":1,"kind":"checkpoint","seq":..,"prev":..,"count":..,
-//! "key":..,"sig":..}`: an Ed25519 signature (base64url) by the service's audit key over the
-//! `prev` hash and the checkpoint's `seq`, so that everything up to it is fixed by the key
-//! holder. Event and checkpoint lines share one `seq` sequence, one more on every line.
+//! of the file before it, so the chain runs through the whole set. Signed records
+//! ([`checkpoint`](crate::checkpoint)) are chained the same way and share one `seq` sequence
+//! with the events, one more on every line.
 //!
 //! # Example
 //! ```
-//! use secmesh_audit::chain::{hash_line, to_hex, GENESIS, AuditKey};
+//! use secmesh_audit::chain::{hash_line, to_hex, verify_signature, AuditKey, GENESIS};
 //!
 //! let first = br#"{"v":1,"seq":1,"prev":"0000"}"#;
 //! let h = hash_line(first);
@@ -19,9 +17,9 @@
 //! assert_eq!(GENESIS.len(), 64);
 //!
 //! let key = AuditKey::generate().unwrap();
-//! let sig = key.sign_checkpoint(&h, 2);
-//! assert!(secmesh_audit::chain::verify_checkpoint(key.public_key(), &h, 2, &sig));
-//! assert!(!secmesh_audit::chain::verify_checkpoint(key.public_key(), &h, 3, &sig));
+//! let sig = key.sign(b"message");
+//! assert!(verify_signature(key.public_key(), b"message", &sig));
+//! assert!(!verify_signature(key.public_key(), b"massage", &sig));
 //! ```
 
 use std::fmt;
@@ -61,15 +59,6 @@ pub fn to_hex(bytes: &[u8]) -> String {
         s.push(char::from(HEX[usize::from(b & 0xf)]));
     }
     s
-}
-
-/// What a checkpoint signature covers: the `prev` hash and the checkpoint's `seq`.
-fn checkpoint_message(prev: &[u8; 32], seq: u64) -> [u8; 48] {
-    let mut m = [0u8; 48];
-    m[..8].copy_from_slice(b"secmesh1");
-    m[8..40].copy_from_slice(prev);
-    m[40..].copy_from_slice(&seq.to_be_bytes());
-    m
 }
 
 /// The service's Ed25519 audit key, which signs checkpoints.
@@ -129,19 +118,19 @@ impl AuditKey {
         URL_SAFE_NO_PAD.encode(self.public_key())
     }
 
-    /// Sign a checkpoint.
-    pub fn sign_checkpoint(&self, prev: &[u8; 32], seq: u64) -> String {
-        URL_SAFE_NO_PAD.encode(self.pair.sign(&checkpoint_message(prev, seq)))
+    /// Sign `message`; the signature as base64url.
+    pub fn sign(&self, message: &[u8]) -> String {
+        URL_SAFE_NO_PAD.encode(self.pair.sign(message))
     }
 }
 
-/// Verify a checkpoint signature (base64url) with a raw Ed25519 public key.
-pub fn verify_checkpoint(public: &[u8], prev: &[u8; 32], seq: u64, sig_b64: &str) -> bool {
+/// Verify a base64url Ed25519 signature over `message` with a raw public key.
+pub fn verify_signature(public: &[u8], message: &[u8], sig_b64: &str) -> bool {
     let Ok(sig) = URL_SAFE_NO_PAD.decode(sig_b64) else {
         return false;
     };
     signature::UnparsedPublicKey::new(&signature::ED25519, public)
-        .verify(&checkpoint_message(prev, seq), &sig)
+        .verify(message, &sig)
         .is_ok()
 }
 

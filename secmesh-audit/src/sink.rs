@@ -1,30 +1,64 @@
 //! Where events go: the [`Sink`] trait, the chained [`JsonLinesSink`] and the [`TracingSink`].
 //!
+//! # The JSON-lines sink
+//! - **Signed records.** With a key, every writing session begins with a signed `open` record
+//!   (the first line of every file), periodic `checkpoint` records follow, a rotated file
+//!   ends with `rotate`, a clean shutdown ([`JsonLinesSink::close`] or drop) with `close`
+//!   ([`checkpoint`](crate::checkpoint) has what each states and signs).
+//! - **Witness.** Each signed record can also be appended to a second file the writer does
+//!   not otherwise use ([`JsonLinesConfig::with_witness`], e.g. on another mount) and is
+//!   emitted as a `tracing` event on the target `secmesh_audit::witness`. A record goes to the
+//!   witness only once it is written to the log. A witness that cannot be written is reported
+//!   (`tracing`, [`JsonLinesSink::witness_errors`]), never fatal.
+//! - **Rotation and retention.** Past [`JsonLinesConfig::rotate_bytes`] the live file `FILE` is
+//!   renamed `FILE.<g+1>` (`g` its generation) and a new `FILE` of generation `g + 1` begins.
+//!   With retention ([`JsonLinesConfig::with_retention`]) the oldest rotated files are deleted
+//!   until at most `max_files` files are kept and the rotated files plus one live file fit
+//!   `max_bytes`; the next signed record states the oldest generation kept (`retained`), so
+//!   that verification accepts a set starting there.
+//! - **Restart.** Opening an existing log continues it: after a clean `close` with a new
+//!   `open`; after a crash, a torn or unreadable last line is moved to `FILE.torn-<unix time>`
+//!   (kept, never deleted), the file is cut back to its last whole record and a signed
+//!   `recover` record, stating what was set aside, signs what the crash left unsigned.
+//! - **Failed writes.** A write or fsync that fails (a full disk) cuts the file back to the
+//!   last whole record, restores the chain state to it, drops the buffer (memory stays
+//!   bounded) and returns the error: the events of that batch are not in the log and the
+//!   caller reports them. Later writes continue the chain from the last good record.
+//!
 //! # Example
 //! ```
+//! use secmesh_audit::chain::AuditKey;
 //! use secmesh_audit::event::{AuditEvent, Direction};
-//! use secmesh_audit::sink::{Fsync, JsonLinesConfig, JsonLinesSink, Sink};
-//! use secmesh_audit::verify::verify_files;
+//! use secmesh_audit::sink::{JsonLinesConfig, JsonLinesSink, Sink};
+//! use secmesh_audit::verify::Verifier;
 //!
 //! let dir = tempfile::tempdir()?;
 //! let path = dir.path().join("orders.jsonl");
-//! let mut sink = JsonLinesSink::open(&path, JsonLinesConfig::default())?;
+//! let key = AuditKey::generate()?;
+//! let public = key.public_key().to_vec();
+//! let config = JsonLinesConfig::default().with_key(key).with_service("orders");
+//! let mut sink = JsonLinesSink::open(&path, config)?;
 //! let mut batch = vec![AuditEvent::now("orders", Direction::In), AuditEvent::now("orders", Direction::Out)];
 //! sink.write_batch(&mut batch)?;
-//! assert_eq!((batch[0].seq, batch[1].seq), (1, 2));
-//! drop(sink);
-//! let report = verify_files(&[path], None)?;
-//! assert_eq!(report.events, 2);
+//! assert_eq!((batch[0].seq, batch[1].seq), (2, 3)); // seq 1 is the `open` record
+//! sink.close()?;
+//! let report = Verifier::new(Some(&public)).service("orders").verify_files(&[path])?;
+//! assert_eq!((report.events, report.checkpoints, report.closed), (2, 2, true));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use std::fs::{File, OpenOptions};
-use std::io::{self, BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::io;
+use std::path::PathBuf;
+use std::time::Duration;
 
-use crate::chain::{self, AuditKey, GENESIS};
+use crate::chain::AuditKey;
 use crate::event::AuditEvent;
+
+mod files;
+mod jsonl;
+mod resume;
+
+pub use jsonl::JsonLinesSink;
 
 /// A destination for batches of events. The writer thread owns it; it may block.
 pub trait Sink: Send + 'static {
@@ -35,6 +69,11 @@ pub trait Sink: Send + 'static {
     /// Called when no events came for a while, and before shutdown: write what is due
     /// (a time-based checkpoint) and make it durable.
     fn tick(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+
+    /// Make everything written so far durable (flush and fsync), whatever the fsync policy.
+    fn sync(&mut self) -> io::Result<()> {
         Ok(())
     }
 }
@@ -61,8 +100,17 @@ pub struct JsonLinesConfig {
     pub checkpoint_every: u64,
     /// ... or when this much time passed since the last one.
     pub checkpoint_interval: Option<Duration>,
-    /// The key that signs checkpoints; without one no checkpoints are written.
+    /// The key that signs checkpoints; without one no signed records are written.
     pub key: Option<AuditKey>,
+    /// The service the signed records name (default: the `service` of the first event).
+    pub service: Option<String>,
+    /// A second file each signed record is appended to.
+    pub witness: Option<PathBuf>,
+    /// Retention: at most this many files (the live one included; 0: no limit).
+    pub max_files: usize,
+    /// Retention: at most this many bytes in the rotated files plus one live file (0: no
+    /// limit).
+    pub max_bytes: u64,
 }
 
 impl Default for JsonLinesConfig {
@@ -73,6 +121,10 @@ impl Default for JsonLinesConfig {
             checkpoint_every: 1000,
             checkpoint_interval: Some(Duration::from_secs(10)),
             key: None,
+            service: None,
+            witness: None,
+            max_files: 0,
+            max_bytes: 0,
         }
     }
 }
@@ -81,6 +133,18 @@ impl JsonLinesConfig {
     /// Sign checkpoints with `key`.
     pub fn with_key(mut self, key: AuditKey) -> Self {
         self.key = Some(key);
+        self
+    }
+
+    /// The service named in the signed records.
+    pub fn with_service(mut self, service: impl Into<String>) -> Self {
+        self.service = Some(service.into());
+        self
+    }
+
+    /// Append each signed record to `path` too (opened append-only).
+    pub fn with_witness(mut self, path: impl Into<PathBuf>) -> Self {
+        self.witness = Some(path.into());
         self
     }
 
@@ -96,6 +160,14 @@ impl JsonLinesConfig {
         self
     }
 
+    /// Keep at most `max_files` files and `max_bytes` bytes (0: no limit), deleting the oldest
+    /// rotated files first.
+    pub fn with_retention(mut self, max_files: usize, max_bytes: u64) -> Self {
+        self.max_files = max_files;
+        self.max_bytes = max_bytes;
+        self
+    }
+
     /// Checkpoint every `lines` lines and every `interval`.
     pub fn with_checkpoints(mut self, lines: u64, interval: Option<Duration>) -> Self {
         self.checkpoint_every = lines;
@@ -104,242 +176,74 @@ impl JsonLinesConfig {
     }
 }
 
-/// JSON lines in a file, hash-chained, with signed checkpoints, rotation and an fsync policy.
-///
-/// Rotation renames `FILE` to `FILE.1`, `FILE.2`, ... (the highest number is the newest
-/// rotated file) and starts a new `FILE` whose first line links to the last line of the old
-/// one. Opening an existing log continues its chain and sequence.
-#[derive(Debug)]
-pub struct JsonLinesSink {
-    path: PathBuf,
-    file: File,
-    size: u64,
-    config: JsonLinesConfig,
-    prev: [u8; 32],
-    seq: u64,
-    events: u64,
-    since_checkpoint: u64,
-    last_checkpoint: Instant,
-    last_sync: Instant,
-    dirty: bool,
-    buf: Vec<u8>,
+/// A log that could not be opened or continued.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SinkError {
+    /// The file (or its directory) cannot be opened for writing.
+    #[error("cannot open the audit log {}: {source}", shown(path))]
+    Open {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// The existing file cannot be read (not a regular file, unreadable).
+    #[error(transparent)]
+    File(#[from] secmesh_fs::FileError),
+    /// A record before the last one is not a record of this format.
+    #[error(
+        "{}:{line}: not a record of this format ({detail}); verify the log and move it aside",
+        shown(path)
+    )]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// The 1-based line.
+        line: u64,
+        /// What is wrong.
+        detail: String,
+    },
+    /// A signing sink was asked to continue a log that has no signed `open` record.
+    #[error(
+        "{}: the log has no signed open record (written without a key, or by an older version); move it aside to start a signed log",
+        shown(path)
+    )]
+    Unsigned {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The log belongs to another service than the one configured.
+    #[error("{}: a log of service `{found}`, not `{expected}`", shown(path))]
+    ServiceMismatch {
+        /// The file.
+        path: PathBuf,
+        /// The service the log names.
+        found: String,
+        /// The service configured.
+        expected: String,
+    },
+    /// Reading, setting a torn tail aside or writing the first records failed.
+    #[error("{}: {source}", shown(path))]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
 }
 
-/// The `prev` hash, the last `seq` and the event count of an existing log (rotated files
-/// included), to continue it.
-fn resume(path: &Path) -> io::Result<([u8; 32], u64, u64, bool)> {
-    let Ok(f) = File::open(path) else {
-        return Ok(([0; 32], 0, 0, false));
-    };
-    let mut last: Option<Vec<u8>> = None;
-    let mut events = 0;
-    for line in BufReader::new(f).split(b'\n') {
-        let line = line?;
-        if !line.is_empty() {
-            if !line.windows(12).any(|w| w == b"\"checkpoint\"") {
-                events += 1;
-            }
-            last = Some(line);
-        }
-    }
-    let Some(last) = last else {
-        return Ok(([0; 32], 0, 0, false));
-    };
-    let seq = serde_json::from_slice::<serde_json::Value>(&last)
-        .ok()
-        .and_then(|v| v["seq"].as_u64())
-        .ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("{}: the last line is not a whole record; verify and repair the log before appending", path.display()),
-            )
-        })?;
-    Ok((chain::hash_line(&last), seq, events, true))
+fn shown(path: &std::path::Path) -> String {
+    secmesh_fs::escape_for_terminal(&path.to_string_lossy()).into_owned()
 }
 
-impl JsonLinesSink {
-    /// Open (or continue) the log at `path`.
-    pub fn open(path: impl AsRef<Path>, config: JsonLinesConfig) -> io::Result<JsonLinesSink> {
-        let path = path.as_ref().to_path_buf();
-        let (prev, seq, events, existed) = resume(&path)?;
-        let file = OpenOptions::new().create(true).append(true).open(&path)?;
-        let size = file.metadata()?.len();
-        let _ = existed;
-        Ok(JsonLinesSink {
-            path,
-            file,
-            size,
-            config,
-            prev,
-            seq,
-            events,
-            since_checkpoint: 0,
-            last_checkpoint: Instant::now(),
-            last_sync: Instant::now(),
-            dirty: false,
-            buf: Vec::with_capacity(64 << 10),
-        })
-    }
-
-    /// The path of the live file.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    fn prev_hex(&self) -> String {
-        if self.seq == 0 {
-            GENESIS.to_owned()
-        } else {
-            chain::to_hex(&self.prev)
-        }
-    }
-
-    /// Chain the line that starts at `start` in the buffer and end it with a newline.
-    fn end_line(&mut self, start: usize) {
-        self.prev = chain::hash_line(&self.buf[start..]);
-        self.buf.push(b'\n');
-        self.since_checkpoint += 1;
-    }
-
-    fn push_event(&mut self, ev: &mut AuditEvent) -> io::Result<()> {
-        let first = self.seq == 0;
-        self.seq += 1;
-        self.events += 1;
-        ev.seq = self.seq;
-        // The event's own JSON, with `"prev"` spliced in before its closing brace: no
-        // intermediate allocation, one pass.
-        let start = self.buf.len();
-        serde_json::to_writer(&mut self.buf, ev)?;
-        if self.buf.last() != Some(&b'}') {
-            return Err(io::Error::other("an event did not serialize to an object"));
-        }
-        self.buf.pop();
-        self.buf.extend_from_slice(b",\"prev\":\"");
-        if first {
-            self.buf.extend_from_slice(GENESIS.as_bytes());
-        } else {
-            chain::hex_into(&self.prev, &mut self.buf);
-        }
-        self.buf.extend_from_slice(b"\"}");
-        self.end_line(start);
-        Ok(())
-    }
-
-    fn push_checkpoint(&mut self) -> io::Result<()> {
-        let Some(key) = &self.config.key else {
-            return Ok(());
+impl From<SinkError> for io::Error {
+    fn from(e: SinkError) -> io::Error {
+        let kind = match &e {
+            SinkError::Open { source, .. } | SinkError::Io { source, .. } => source.kind(),
+            _ => io::ErrorKind::InvalidData,
         };
-        self.seq += 1;
-        let prev_hex = self.prev_hex();
-        let sig = key.sign_checkpoint(&self.prev, self.seq);
-        let line = serde_json::to_vec(&serde_json::json!({
-            "v": crate::event::SCHEMA_VERSION,
-            "kind": "checkpoint",
-            "seq": self.seq,
-            "prev": prev_hex,
-            "count": self.events,
-            "key": key.public_key_b64(),
-            "sig": sig,
-        }))?;
-        let start = self.buf.len();
-        self.buf.extend_from_slice(&line);
-        self.end_line(start);
-        self.since_checkpoint = 0;
-        self.last_checkpoint = Instant::now();
-        Ok(())
-    }
-
-    fn checkpoint_due(&self) -> bool {
-        self.config.key.is_some()
-            && self.since_checkpoint > 0
-            && ((self.config.checkpoint_every > 0
-                && self.since_checkpoint >= self.config.checkpoint_every)
-                || self
-                    .config
-                    .checkpoint_interval
-                    .is_some_and(|i| self.last_checkpoint.elapsed() >= i))
-    }
-
-    fn flush_buf(&mut self, force_sync: bool) -> io::Result<()> {
-        if !self.buf.is_empty() {
-            self.file.write_all(&self.buf)?;
-            self.size += self.buf.len() as u64;
-            self.buf.clear();
-            self.dirty = true;
-        }
-        let sync_now = match self.config.fsync {
-            Fsync::PerBatch => true,
-            Fsync::EveryMillis(ms) => {
-                force_sync || self.last_sync.elapsed() >= Duration::from_millis(ms)
-            }
-        };
-        if self.dirty && sync_now {
-            self.file.sync_data()?;
-            self.dirty = false;
-            self.last_sync = Instant::now();
-        }
-        if self.config.rotate_bytes > 0 && self.size >= self.config.rotate_bytes {
-            self.rotate()?;
-        }
-        Ok(())
-    }
-
-    fn rotate(&mut self) -> io::Result<()> {
-        self.file.sync_data()?;
-        let mut n = 1;
-        let name = self
-            .path
-            .file_name()
-            .map(|f| f.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let rotated = loop {
-            let candidate = self.path.with_file_name(format!("{name}.{n}"));
-            if !candidate.exists() {
-                break candidate;
-            }
-            n += 1;
-        };
-        std::fs::rename(&self.path, &rotated)?;
-        self.file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)?;
-        self.size = 0;
-        if let Some(dir) = self.path.parent()
-            && let Ok(d) = File::open(dir)
-        {
-            let _ = d.sync_all();
-        }
-        Ok(())
-    }
-}
-
-impl Sink for JsonLinesSink {
-    fn write_batch(&mut self, events: &mut [AuditEvent]) -> io::Result<()> {
-        for ev in events.iter_mut() {
-            self.push_event(ev)?;
-            if self.checkpoint_due() {
-                self.push_checkpoint()?;
-            }
-        }
-        self.flush_buf(false)
-    }
-
-    fn tick(&mut self) -> io::Result<()> {
-        if self.checkpoint_due() {
-            self.push_checkpoint()?;
-        }
-        self.flush_buf(true)
-    }
-}
-
-impl Drop for JsonLinesSink {
-    fn drop(&mut self) {
-        // Close with a checkpoint so that the last records are covered by a signature too.
-        if self.config.key.is_some() && self.since_checkpoint > 0 {
-            let _ = self.push_checkpoint();
-        }
-        let _ = self.flush_buf(true);
+        io::Error::new(kind, e)
     }
 }
 

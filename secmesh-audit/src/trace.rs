@@ -3,7 +3,8 @@
 //! Events of the transaction are collected from all the files given. A callee's `in` event is
 //! attached under the caller's `out` event whose `span_id` is the callee's `parent_span_id`
 //! (the span the propagate layer sent in `traceparent`); an `in` event with no such caller is a
-//! root (the edge). The result renders as an indented tree or serializes to JSON.
+//! root (the edge). The result renders as an indented tree or serializes to JSON. Building is
+//! O(n log n) in the number of events (a sort and hash lookups), rendering linear.
 //!
 //! # Example
 //! ```
@@ -30,7 +31,7 @@
 //! assert!(text.contains("\n    orders"), "{text}");
 //! ```
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt::Write as _;
 
 use secmesh_core::TxnId;
@@ -86,24 +87,24 @@ pub fn build(txn: TxnId, events: impl IntoIterator<Item = AuditEvent>) -> TraceT
     for o in outs {
         outs_by_parent.entry(o.parent_span_id).or_default().push(o);
     }
-    // in events by their parent span (the caller's out span).
-    let mut ins_by_parent: HashMap<secmesh_core::SpanId, Vec<AuditEvent>> = HashMap::new();
+    // in events by their parent span (the caller's out span), in time order.
+    let mut ins_by_parent: HashMap<secmesh_core::SpanId, VecDeque<AuditEvent>> = HashMap::new();
     let mut roots_in = Vec::new();
-    let out_spans: Vec<_> = outs_by_parent
+    let out_spans: HashSet<_> = outs_by_parent
         .values()
         .flatten()
         .filter_map(|o| o.span_id)
         .collect();
     for i in ins {
         match i.parent_span_id {
-            Some(p) if out_spans.contains(&p) => ins_by_parent.entry(p).or_default().push(i),
+            Some(p) if out_spans.contains(&p) => ins_by_parent.entry(p).or_default().push_back(i),
             _ => roots_in.push(i),
         }
     }
     fn hop(
         inbound: AuditEvent,
         outs: &mut HashMap<Option<secmesh_core::SpanId>, Vec<AuditEvent>>,
-        ins: &mut HashMap<secmesh_core::SpanId, Vec<AuditEvent>>,
+        ins: &mut HashMap<secmesh_core::SpanId, VecDeque<AuditEvent>>,
         depth: usize,
     ) -> Hop {
         let mut calls = Vec::new();
@@ -112,7 +113,7 @@ pub fn build(txn: TxnId, events: impl IntoIterator<Item = AuditEvent>) -> TraceT
                 let callee = o
                     .span_id
                     .and_then(|s| ins.get_mut(&s))
-                    .and_then(|v| (!v.is_empty()).then(|| v.remove(0)))
+                    .and_then(VecDeque::pop_front)
                     .map(|i| hop(i, outs, ins, depth + 1));
                 calls.push(Call {
                     outbound: o,
@@ -199,5 +200,48 @@ impl TraceTree {
             let _ = writeln!(out, "? {} (caller's record missing)", describe(&c.outbound));
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secmesh_core::SpanId;
+
+    /// One edge request fanning out to many calls, each answered: every callee is attached
+    /// under its call (the shape that was quadratic).
+    #[test]
+    fn a_wide_transaction_is_attached_completely() {
+        let txn: TxnId = "4bf92f3577b34da6a3ce929d0e0e4736".parse().unwrap();
+        let span = |n: u64| format!("{n:016x}").parse::<SpanId>().unwrap();
+        let n = 20_000u64;
+        let mut events = Vec::new();
+        let mut root = AuditEvent::now("gateway", Direction::In);
+        root.span_id = Some(span(1));
+        events.push(root);
+        for i in 0..n {
+            let mut out = AuditEvent::now("gateway", Direction::Out);
+            out.span_id = Some(span(0x10_0000 + i));
+            out.parent_span_id = Some(span(1));
+            let mut inb = AuditEvent::now("orders", Direction::In);
+            inb.span_id = Some(span(0x90_0000 + i));
+            inb.parent_span_id = Some(span(0x10_0000 + i));
+            events.push(inb);
+            events.push(out);
+        }
+        for e in &mut events {
+            e.txn = Some(txn);
+        }
+        let tree = build(txn, events);
+        assert_eq!(tree.roots.len(), 1);
+        assert!(tree.orphan_calls.is_empty());
+        let calls = &tree.roots[0].calls;
+        assert_eq!(calls.len() as u64, n);
+        assert!(calls.iter().all(|c| {
+            c.callee
+                .as_ref()
+                .is_some_and(|h| h.inbound.parent_span_id == c.outbound.span_id)
+        }));
+        assert_eq!(tree.render().lines().count() as u64, n + 1);
     }
 }

@@ -1,49 +1,95 @@
-//! Reading and verifying logs: the chain, the sequence and the checkpoints.
+//! Strict verification of one service's log: the chain, the signed records, the file set.
 //!
-//! [`verify_files`] streams one service's log files (rotated ones included, in any order: they
-//! are put in chain order by their first `seq`) and checks that every line is a whole, strict
-//! JSON record, that its `prev` is the SHA-256 of the line before it (the first line of the log
-//! links to [`GENESIS`]), that `seq` goes up by exactly one, and that
-//! every checkpoint's signature holds (with the key given; without one, checkpoints are checked
-//! against the key they name, which proves nothing against someone who can rewrite the file,
-//! and the report says so). A changed, deleted, swapped or inserted record breaks the chain or
-//! the sequence at that line; a log cut before its last checkpoint breaks the link between
-//! files or the sequence; a torn last line is reported, never accepted. The first failure is
-//! returned, naming the file, the line and the seq.
+//! [`Verifier`] streams a service's files (the live file and its rotated ones, given in any
+//! order: they are put in order by the signed generation of their first record, never by
+//! their names) and fails at the first problem, naming the file, the line, the seq and a
+//! stable [`FailureKind`]. [`verify_files`] is the verifier with its defaults.
+//!
+//! # What is detected
+//! With the service's public key (`--key`):
+//! - a changed, deleted, inserted, swapped or moved record: `broken_chain` / `bad_sequence`;
+//!   a torn last line: `torn_line`; a line that is not a strict record: `malformed`; a line
+//!   over 1 MiB: `line_too_long`;
+//! - a signed record whose signature does not verify, that is signed by another key, or
+//!   whose `count`, generation, `prev_sig` chain or retention statement does not match what
+//!   precedes it: `bad_checkpoint` (the signature covers every field of the record);
+//! - a file that does not begin with a signed `open` record, or a log without any signed
+//!   record (a file replaced by forged events): `no_checkpoint`;
+//! - events after the last signed record (a forged event appended, or a live file):
+//!   `unsigned_tail`, unless the open tail is allowed ([`Verifier::allow_open_tail`]);
+//! - a log that does not end with a `close` record (cut just after an earlier checkpoint, or
+//!   cut and re-chained with forged events: the forger cannot sign a `close`): `truncated`,
+//!   unless the open tail is allowed;
+//! - a set whose last file ends with `rotate` (the live file was deleted):
+//!   `missing_live_file`, always;
+//! - a missing, repeated or reordered generation: `generation_gap`; a set starting after
+//!   generation 0 is accepted only if a signed record of the set says the writer deleted the
+//!   older files (retention, `retained`) or the caller allows it
+//!   ([`Verifier::from_generation`]);
+//! - a service other than the one expected ([`Verifier::service`]), or files of several
+//!   services in one set: `service_mismatch`;
+//! - with a witness ([`Verifier::witness`]), a log cut back before a witnessed signed record,
+//!   even when the tail is allowed open: `witness_mismatch`.
+//!
+//! A `recover` record (written by the sink after a crash) is accepted where the writer puts
+//! it: after the records a crash left unsigned, which it then signs. Nothing else unsigned is
+//! accepted.
+//!
+//! # What is not detected
+//! - Without `--key`, the records are checked against the key they name: anyone who can
+//!   rewrite the files can make a new key and re-sign. The report says so.
+//! - A log cut back to an earlier *clean* end (a `close` record followed by nothing) looks
+//!   like a log that was shut down there; with `--allow-open-tail`, a live log cut back after
+//!   any signed record looks like one that was written up to there. Only a witness holding a
+//!   later signed record detects these cuts.
+//! - Events written after the last signed record before a crash are signed by the `recover`
+//!   record as they are found at restart: whoever changed them in between is not detected.
+//! - Events name their own `service` field (the queue writes its own `secmesh-audit` events);
+//!   the service check is on the signed records.
 //!
 //! # Example
 //! ```
+//! use secmesh_audit::chain::AuditKey;
 //! use secmesh_audit::event::{AuditEvent, Direction};
 //! use secmesh_audit::sink::{JsonLinesConfig, JsonLinesSink, Sink};
-//! use secmesh_audit::verify::{verify_files, FailureKind};
+//! use secmesh_audit::verify::{FailureKind, Verifier};
 //!
 //! let dir = tempfile::tempdir()?;
 //! let path = dir.path().join("a.jsonl");
-//! let mut sink = JsonLinesSink::open(&path, JsonLinesConfig::default())?;
+//! let key = AuditKey::generate()?;
+//! let public = key.public_key().to_vec();
+//! let mut sink = JsonLinesSink::open(&path, JsonLinesConfig::default().with_key(key))?;
 //! sink.write_batch(&mut vec![AuditEvent::now("a", Direction::In); 3])?;
-//! drop(sink);
-//! assert!(verify_files(&[&path], None).is_ok());
+//! drop(sink); // writes the `close` record
+//! let report = Verifier::new(Some(&public)).service("a").verify_files(&[&path])?;
+//! assert_eq!((report.events, report.checkpoints), (3, 2));
 //!
-//! let text = std::fs::read_to_string(&path)?.replace("\"dir\":\"in\"", "\"dir\":\"out\"");
+//! // A forged event appended after the `close` (line 5): an unsigned tail.
+//! let mut text = std::fs::read_to_string(&path)?;
+//! let forged = text.lines().nth(1).unwrap().replace("\"seq\":2", "\"seq\":6");
+//! text.push_str(&forged);
+//! text.push('\n');
 //! std::fs::write(&path, text)?;
-//! let err = verify_files(&[&path], None).unwrap_err();
-//! assert_eq!((err.line, err.kind), (2, FailureKind::BrokenChain));
+//! let err = Verifier::new(Some(&public)).verify_files(&[&path]).unwrap_err();
+//! assert_eq!((err.line, err.kind), (6, FailureKind::BrokenChain));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 use std::fmt;
-use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
-use crate::chain::{self, GENESIS};
+use crate::checkpoint::Checkpoint;
 use crate::event::AuditEvent;
+use crate::reader::{LineReader, Next};
+use crate::walk::Walk;
+
+pub use crate::reader::{ReadError, for_each_event, read_events};
 
 /// What is wrong at the first bad line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum FailureKind {
-    /// The file could not be read.
+    /// The file could not be read (or is not a regular file).
     Io,
     /// The line is not a strict JSON record of this format.
     Malformed,
@@ -54,8 +100,25 @@ pub enum FailureKind {
     BrokenChain,
     /// `seq` does not follow the line before: records were removed, inserted or swapped.
     BadSequence,
-    /// A checkpoint's signature does not verify, or is by another key than the one given.
+    /// A signed record's signature does not verify, is by another key than the one given, or
+    /// what it states does not match the log.
     BadCheckpoint,
+    /// Events after the last signed record.
+    UnsignedTail,
+    /// No signed record where one is required.
+    NoCheckpoint,
+    /// Another service than the one expected, or several in one set.
+    ServiceMismatch,
+    /// A generation of the set is missing, repeated or out of order.
+    GenerationGap,
+    /// The set ends with a rotated file: the live file is missing.
+    MissingLiveFile,
+    /// The witness holds a signed record the log does not.
+    WitnessMismatch,
+    /// The log does not end with a `close` record.
+    Truncated,
+    /// A line longer than [`MAX_LINE`](crate::reader::MAX_LINE).
+    LineTooLong,
 }
 
 impl FailureKind {
@@ -68,6 +131,14 @@ impl FailureKind {
             FailureKind::BrokenChain => "broken_chain",
             FailureKind::BadSequence => "bad_sequence",
             FailureKind::BadCheckpoint => "bad_checkpoint",
+            FailureKind::UnsignedTail => "unsigned_tail",
+            FailureKind::NoCheckpoint => "no_checkpoint",
+            FailureKind::ServiceMismatch => "service_mismatch",
+            FailureKind::GenerationGap => "generation_gap",
+            FailureKind::MissingLiveFile => "missing_live_file",
+            FailureKind::WitnessMismatch => "witness_mismatch",
+            FailureKind::Truncated => "truncated",
+            FailureKind::LineTooLong => "line_too_long",
         }
     }
 }
@@ -77,7 +148,7 @@ impl FailureKind {
 pub struct VerifyFailure {
     /// The file.
     pub file: PathBuf,
-    /// 1-based line number in that file.
+    /// 1-based line number in that file (0: the file as a whole).
     pub line: u64,
     /// The `seq` of that line, when it could be read.
     pub seq: Option<u64>,
@@ -111,14 +182,25 @@ impl std::error::Error for VerifyFailure {}
 pub struct Report {
     /// Event records.
     pub events: u64,
-    /// Checkpoints verified.
+    /// Signed records verified (every kind).
     pub checkpoints: u64,
-    /// The seq of the last checkpoint, if any.
+    /// The seq of the last signed record, if any.
     pub last_checkpoint: Option<u64>,
-    /// Records after the last checkpoint (protected by the chain only).
+    /// Records after the last signed record (protected by the chain only; accepted only with
+    /// an open tail allowed).
     pub after_last_checkpoint: u64,
-    /// Whether checkpoints were checked against a key given by the caller.
+    /// Whether the records were checked against a key given by the caller.
     pub key_checked: bool,
+    /// The service the signed records name.
+    pub service: Option<String>,
+    /// The generations of the files verified (first, last).
+    pub generations: Option<(u64, u64)>,
+    /// Whether the log ends with a `close` record.
+    pub closed: bool,
+    /// `recover` records (restarts after a crash).
+    pub recoveries: u64,
+    /// Witnessed signed records of this service found in the log.
+    pub witnessed: u64,
 }
 
 /// One parsed line.
@@ -126,37 +208,30 @@ pub struct Report {
 pub enum Record {
     /// An event.
     Event(Box<AuditEvent>),
-    /// A checkpoint.
-    Checkpoint {
-        /// Its seq.
-        seq: u64,
-    },
+    /// A signed record.
+    Checkpoint(Box<Checkpoint>),
 }
 
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Checkpoint {
-    #[allow(dead_code)]
-    v: u32,
-    #[allow(dead_code)]
-    kind: String,
-    seq: u64,
-    prev: String,
-    #[allow(dead_code)]
-    count: u64,
-    key: String,
-    sig: String,
+impl Record {
+    /// Its seq.
+    pub fn seq(&self) -> u64 {
+        match self {
+            Record::Event(e) => e.seq,
+            Record::Checkpoint(c) => c.seq,
+        }
+    }
 }
 
 /// Parse one line (without newline) into its record and `prev`. Strict: no duplicate keys,
-/// no unknown fields in checkpoints.
+/// no unknown fields in signed records.
 pub fn parse_line(line: &[u8]) -> Result<(Record, String), String> {
     secmesh_core::json::check_object(line, secmesh_core::json::DEFAULT_MAX_DEPTH)
         .map_err(|e| e.to_string())?;
     let v: serde_json::Value = serde_json::from_slice(line).map_err(|e| e.to_string())?;
-    if v.get("kind").and_then(|k| k.as_str()) == Some("checkpoint") {
-        let c: Checkpoint = serde_json::from_value(v).map_err(|e| e.to_string())?;
-        return Ok((Record::Checkpoint { seq: c.seq }, c.prev));
+    if v.get("kind").is_some() {
+        let c = Checkpoint::parse(line)?;
+        let prev = c.prev.clone();
+        return Ok((Record::Checkpoint(Box::new(c)), prev));
     }
     let prev = v
         .get("prev")
@@ -171,202 +246,126 @@ pub fn parse_line(line: &[u8]) -> Result<(Record, String), String> {
     Ok((Record::Event(Box::new(ev)), prev))
 }
 
-/// Split bytes into lines; the bool says whether the last line ended with a newline.
-fn split_lines(bytes: &[u8]) -> (Vec<&[u8]>, bool) {
-    let complete = bytes.is_empty() || bytes.ends_with(b"\n");
-    let mut lines: Vec<&[u8]> = bytes.split(|b| *b == b'\n').collect();
-    if lines.last().is_some_and(|l| l.is_empty()) {
-        lines.pop();
-    }
-    (lines, complete)
+/// Where witnessed records come from.
+#[derive(Clone, Debug)]
+pub(crate) enum WitnessSource {
+    File(PathBuf),
+    Bytes(Vec<u8>),
 }
 
-fn read_lines(path: &Path) -> io::Result<(Vec<Vec<u8>>, bool)> {
-    let mut bytes = Vec::new();
-    File::open(path)?.read_to_end(&mut bytes)?;
-    let (lines, complete) = split_lines(&bytes);
-    Ok((lines.into_iter().map(<[u8]>::to_vec).collect(), complete))
+/// Verification options; see the module docs for what each rule detects.
+#[derive(Clone, Debug, Default)]
+#[must_use]
+pub struct Verifier<'k> {
+    pub(crate) key: Option<&'k [u8]>,
+    pub(crate) service: Option<String>,
+    pub(crate) allow_open_tail: bool,
+    pub(crate) from_generation: Option<u64>,
+    pub(crate) witness: Option<WitnessSource>,
 }
 
-fn first_seq(path: &Path) -> u64 {
-    File::open(path)
-        .ok()
-        .and_then(|f| BufReader::new(f).split(b'\n').next())
-        .and_then(Result::ok)
-        .and_then(|l| serde_json::from_slice::<serde_json::Value>(&l).ok())
-        .and_then(|v| v["seq"].as_u64())
-        .unwrap_or(u64::MAX)
-}
-
-/// The running state of a verification across the files of one log.
-struct Chain<'k> {
-    key: Option<&'k [u8]>,
-    prev_hash: Option<[u8; 32]>,
-    last_seq: Option<u64>,
-    report: Report,
-}
-
-impl Chain<'_> {
-    fn check(&mut self, path: &Path, bytes: &[u8]) -> Result<(), VerifyFailure> {
-        let fail = |line: u64, seq: Option<u64>, kind: FailureKind, detail: String| VerifyFailure {
-            file: path.to_path_buf(),
-            line,
-            seq,
-            kind,
-            detail,
-        };
-        let (lines, complete) = split_lines(bytes);
-        let n = lines.len();
-        for (i, line) in lines.into_iter().enumerate() {
-            let lineno = i as u64 + 1;
-            let last_and_torn = i + 1 == n && !complete;
-            let (record, prev) = match parse_line(line) {
-                Ok(r) => r,
-                Err(e) if last_and_torn => {
-                    return Err(fail(
-                        lineno,
-                        None,
-                        FailureKind::TornLine,
-                        format!("the last line is cut off ({e})"),
-                    ));
-                }
-                Err(e) => return Err(fail(lineno, None, FailureKind::Malformed, e)),
-            };
-            let seq = match &record {
-                Record::Event(ev) => ev.seq,
-                Record::Checkpoint { seq } => *seq,
-            };
-            if last_and_torn {
-                return Err(fail(
-                    lineno,
-                    Some(seq),
-                    FailureKind::TornLine,
-                    "the last line has no newline: a torn write".into(),
-                ));
-            }
-            let expected_prev = self
-                .prev_hash
-                .map_or_else(|| GENESIS.to_owned(), |h| chain::to_hex(&h));
-            if prev != expected_prev {
-                return Err(fail(
-                    lineno,
-                    Some(seq),
-                    FailureKind::BrokenChain,
-                    "`prev` is not the hash of the record before".into(),
-                ));
-            }
-            let expected_seq = self.last_seq.map_or(1, |s| s.saturating_add(1));
-            if seq != expected_seq {
-                return Err(fail(
-                    lineno,
-                    Some(seq),
-                    FailureKind::BadSequence,
-                    format!("seq {seq} where {expected_seq} was due"),
-                ));
-            }
-            match record {
-                Record::Event(_) => {
-                    self.report.events += 1;
-                    self.report.after_last_checkpoint += 1;
-                }
-                Record::Checkpoint { .. } => {
-                    let c: Checkpoint = serde_json::from_slice(line).map_err(|e| {
-                        fail(lineno, Some(seq), FailureKind::Malformed, e.to_string())
-                    })?;
-                    let named = chain::parse_public_key(&c.key).map_err(|e| {
-                        fail(lineno, Some(seq), FailureKind::BadCheckpoint, e.to_string())
-                    })?;
-                    if self.key.is_some_and(|k| k != named.as_slice()) {
-                        return Err(fail(
-                            lineno,
-                            Some(seq),
-                            FailureKind::BadCheckpoint,
-                            "signed by another key than the one given".into(),
-                        ));
-                    }
-                    let hash = self.prev_hash.unwrap_or([0; 32]);
-                    if !chain::verify_checkpoint(&named, &hash, seq, &c.sig) {
-                        return Err(fail(
-                            lineno,
-                            Some(seq),
-                            FailureKind::BadCheckpoint,
-                            "the signature does not verify".into(),
-                        ));
-                    }
-                    self.report.checkpoints += 1;
-                    self.report.last_checkpoint = Some(seq);
-                    self.report.after_last_checkpoint = 0;
-                }
-            }
-            self.prev_hash = Some(chain::hash_line(line));
-            self.last_seq = Some(seq);
+impl<'k> Verifier<'k> {
+    /// Strict verification; `key` is the raw 32-byte Ed25519 public key the records must be
+    /// signed with (without it, the key each record names is used, which proves little).
+    pub fn new(key: Option<&'k [u8]>) -> Verifier<'k> {
+        Verifier {
+            key,
+            ..Verifier::default()
         }
-        Ok(())
+    }
+
+    /// The service the log must belong to.
+    pub fn service(mut self, name: impl Into<String>) -> Self {
+        self.service = Some(name.into());
+        self
+    }
+
+    /// Accept a log that does not end with a `close` record (a live file): the events after
+    /// the last signed record are counted in [`Report::after_last_checkpoint`].
+    pub fn allow_open_tail(mut self, allow: bool) -> Self {
+        self.allow_open_tail = allow;
+        self
+    }
+
+    /// Accept a set whose oldest file has generation `g` or lower even if no signed record
+    /// says the older ones were deleted by retention (they were archived elsewhere).
+    pub fn from_generation(mut self, g: u64) -> Self {
+        self.from_generation = Some(g);
+        self
+    }
+
+    /// A witness file: copies of signed records, one JSON line each; every one of this
+    /// service's must be in the log, signature-identical.
+    pub fn witness(mut self, path: impl Into<PathBuf>) -> Self {
+        self.witness = Some(WitnessSource::File(path.into()));
+        self
+    }
+
+    /// A witness held in memory.
+    pub fn witness_bytes(mut self, bytes: impl Into<Vec<u8>>) -> Self {
+        self.witness = Some(WitnessSource::Bytes(bytes.into()));
+        self
+    }
+
+    /// Verify a set of files (any order).
+    pub fn verify_files<P: AsRef<Path>>(&self, paths: &[P]) -> Result<Report, VerifyFailure> {
+        let mut files = Vec::with_capacity(paths.len());
+        for p in paths {
+            let path = p.as_ref().to_path_buf();
+            let order = first_record_order(&path)?;
+            files.push((order, path));
+        }
+        files.sort_by_key(|(order, _)| *order);
+        let mut walk = Walk::new(self);
+        for (_, path) in &files {
+            let mut r = LineReader::open(path).map_err(|e| io_failure(path, e.to_string()))?;
+            walk.file(path, &mut r)?;
+        }
+        walk.finish()
+    }
+
+    /// Verify one file's bytes held in memory.
+    pub fn verify_bytes(&self, bytes: &[u8]) -> Result<Report, VerifyFailure> {
+        let mut walk = Walk::new(self);
+        walk.file(Path::new("<memory>"), &mut LineReader::new(bytes))?;
+        walk.finish()
     }
 }
 
-/// Verify one service's log files (see the module docs). `key` is the raw 32-byte Ed25519
-/// public key the checkpoints must be signed with.
+/// Verify one service's log files with the strict defaults (see the module docs). `key` is
+/// the raw 32-byte Ed25519 public key the records must be signed with.
 pub fn verify_files<P: AsRef<Path>>(
     paths: &[P],
     key: Option<&[u8]>,
 ) -> Result<Report, VerifyFailure> {
-    let mut files: Vec<PathBuf> = paths.iter().map(|p| p.as_ref().to_path_buf()).collect();
-    files.sort_by_key(|p| first_seq(p));
-    let mut chain = Chain {
-        key,
-        prev_hash: None,
-        last_seq: None,
-        report: Report {
-            key_checked: key.is_some(),
-            ..Report::default()
-        },
-    };
-    for path in &files {
-        let mut bytes = Vec::new();
-        File::open(path)
-            .and_then(|mut f| f.read_to_end(&mut bytes))
-            .map_err(|e| VerifyFailure {
-                file: path.clone(),
-                line: 0,
-                seq: None,
-                kind: FailureKind::Io,
-                detail: e.to_string(),
-            })?;
-        chain.check(path, &bytes)?;
-    }
-    Ok(chain.report)
+    Verifier::new(key).verify_files(paths)
 }
 
 /// Verify a whole log held in memory (one file's bytes), as [`verify_files`] does.
 pub fn verify_bytes(bytes: &[u8], key: Option<&[u8]>) -> Result<Report, VerifyFailure> {
-    let mut chain = Chain {
-        key,
-        prev_hash: None,
-        last_seq: None,
-        report: Report {
-            key_checked: key.is_some(),
-            ..Report::default()
-        },
-    };
-    chain.check(Path::new("<memory>"), bytes)?;
-    Ok(chain.report)
+    Verifier::new(key).verify_bytes(bytes)
 }
 
-/// Read every event of some log files, without verifying (for trace and tail). Lines that do
-/// not parse are skipped and counted.
-pub fn read_events<P: AsRef<Path>>(paths: &[P]) -> io::Result<(Vec<AuditEvent>, u64)> {
-    let mut out = Vec::new();
-    let mut bad = 0;
-    for p in paths {
-        let (lines, _) = read_lines(p.as_ref())?;
-        for line in lines {
-            match parse_line(&line) {
-                Ok((Record::Event(ev), _)) => out.push(*ev),
-                Ok(_) => {}
-                Err(_) => bad += 1,
-            }
-        }
+pub(crate) fn io_failure(path: &Path, detail: String) -> VerifyFailure {
+    VerifyFailure {
+        file: path.to_path_buf(),
+        line: 0,
+        seq: None,
+        kind: FailureKind::Io,
+        detail,
     }
-    Ok((out, bad))
+}
+
+/// The order of a file in its set: the generation its first (signed `open`) record states,
+/// then its first seq; files that cannot be read are reported here.
+fn first_record_order(path: &Path) -> Result<(u64, u64), VerifyFailure> {
+    let mut r = LineReader::open(path).map_err(|e| io_failure(path, e.to_string()))?;
+    match r.next_line().map_err(|e| io_failure(path, e.to_string()))? {
+        Next::Line { .. } => Ok(match parse_line(r.line()) {
+            Ok((Record::Checkpoint(c), _)) => (c.r#gen, c.seq),
+            Ok((Record::Event(e), _)) => (0, e.seq),
+            Err(_) => (u64::MAX, u64::MAX),
+        }),
+        Next::TooLong | Next::Eof => Ok((u64::MAX, u64::MAX)),
+    }
 }

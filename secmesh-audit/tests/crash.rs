@@ -1,5 +1,7 @@
 //! A writer killed with SIGKILL mid-stream loses nothing it acknowledged under fsync-per-batch,
-//! the chain verifies up to the last whole record, and a torn last line is reported.
+//! the chain verifies up to the last whole record, a torn last line is reported, and a restart
+//! sets the torn tail aside, signs what the crash left unsigned with a `recover` record, and
+//! the log verifies strictly again.
 #![allow(clippy::unwrap_used)]
 
 use std::io::{BufRead, BufReader, Write};
@@ -8,8 +10,9 @@ use std::process::{Command, Stdio};
 use secmesh_audit::Auditor;
 use secmesh_audit::chain::AuditKey;
 use secmesh_audit::event::{AuditEvent, Direction};
+use secmesh_audit::sink::Sink;
 use secmesh_audit::sink::{Fsync, JsonLinesConfig, JsonLinesSink};
-use secmesh_audit::verify::{FailureKind, read_events, verify_files};
+use secmesh_audit::verify::{FailureKind, Verifier, read_events, verify_files};
 
 const CHILD: &str = "SECMESH_AUDIT_CRASH_CHILD";
 
@@ -85,17 +88,52 @@ fn sigkill_loses_nothing_acknowledged() {
         );
     }
 
-    match verify_files(&[&log], Some(key.public_key())) {
-        Ok(report) => assert!(report.events >= acked),
-        Err(f) => {
-            // Only a torn last line is acceptable, and it is reported, not accepted.
-            assert_eq!(f.kind, FailureKind::TornLine, "{f}");
-            let text = std::fs::read(&log).unwrap();
-            let whole = &text[..=text.iter().rposition(|b| *b == b'\n').unwrap()];
-            let repaired = dir.path().join("repaired.jsonl");
-            std::fs::write(&repaired, whole).unwrap();
-            let report = verify_files(&[&repaired], Some(key.public_key())).unwrap();
+    // Strict verification refuses the crashed log: an unsigned tail, or a torn last line.
+    let f = verify_files(&[&log], Some(key.public_key())).unwrap_err();
+    assert!(
+        matches!(f.kind, FailureKind::TornLine | FailureKind::UnsignedTail),
+        "{f}"
+    );
+    let open_tail = Verifier::new(Some(key.public_key())).allow_open_tail(true);
+    let torn = match open_tail.verify_files(&[&log]) {
+        Ok(report) => {
             assert!(report.events >= acked);
+            false
         }
+        Err(f) => {
+            assert_eq!(f.kind, FailureKind::TornLine, "{f}");
+            true
+        }
+    };
+
+    // Restart on the same file: the torn tail is set aside, the rest is signed by `recover`.
+    let before = std::fs::read(&log).unwrap();
+    let config = JsonLinesConfig::default().with_key(AuditKey::from_pem(&key.to_pem()).unwrap());
+    let mut sink = JsonLinesSink::open(&log, config).unwrap();
+    sink.write_batch(&mut [AuditEvent::now("crash", Direction::In)])
+        .unwrap();
+    sink.close().unwrap();
+    let report = verify_files(&[&log], Some(key.public_key())).unwrap();
+    assert_eq!(report.recoveries, 1);
+    assert!(report.closed);
+    assert!(report.events > acked);
+    let aside: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().contains(".torn-"))
+        .collect();
+    if torn {
+        assert_eq!(aside.len(), 1, "the torn tail is kept");
+        let kept = std::fs::read(&aside[0]).unwrap();
+        let whole = before.iter().rposition(|b| *b == b'\n').unwrap() + 1;
+        assert_eq!(
+            kept,
+            &before[whole..],
+            "exactly the torn bytes are set aside"
+        );
+        assert!(std::fs::read(&log).unwrap().starts_with(&before[..whole]));
+    } else {
+        assert!(aside.is_empty());
+        assert!(std::fs::read(&log).unwrap().starts_with(&before));
     }
 }

@@ -52,8 +52,9 @@ fn a_sound_log_verifies_with_its_checkpoints() {
     let path = write_log(dir.path(), 12, &key);
     let report = verify_files(&[&path], Some(key.public_key())).unwrap();
     assert_eq!(report.events, 12);
-    // After every 5 events, plus the closing checkpoint.
-    assert_eq!(report.checkpoints, 3);
+    // The open record, one every 5 lines, and the closing record.
+    assert_eq!(report.checkpoints, 4);
+    assert!(report.closed);
     assert_eq!(report.after_last_checkpoint, 0);
     assert!(report.key_checked);
 }
@@ -64,12 +65,14 @@ fn changed_deleted_swapped_inserted_records_are_found() {
     let key = AuditKey::generate().unwrap();
     let path = write_log(dir.path(), 12, &key);
     let original = lines(&path);
+    // Line 1 is the `open` record; event i is on line i + 2 up to the first checkpoint.
+    assert!(original[0].contains("\"kind\":\"open\""));
 
-    // Changed: line 3's object.
+    // Changed: line 4's object.
     let mut l = original.clone();
-    l[2] = l[2].replace("orders/2", "orders/9");
+    l[3] = l[3].replace("orders/2", "orders/9");
     write_lines(&path, &l);
-    assert_eq!(failure(&path, &key), (4, FailureKind::BrokenChain));
+    assert_eq!(failure(&path, &key), (5, FailureKind::BrokenChain));
 
     // Deleted: line 3.
     let mut l = original.clone();
@@ -96,8 +99,8 @@ fn changed_deleted_swapped_inserted_records_are_found() {
 
     // A record re-chained by someone without the key: the chain holds, the checkpoint fails.
     let mut l = original.clone();
-    let forged = l[0].replace("orders/0", "orders/X");
-    l[0] = forged;
+    let forged = l[1].replace("orders/0", "orders/X");
+    l[1] = forged;
     for i in 1..l.len() {
         let prev =
             secmesh_audit::chain::to_hex(&secmesh_audit::chain::hash_line(l[i - 1].as_bytes()));
@@ -106,7 +109,7 @@ fn changed_deleted_swapped_inserted_records_are_found() {
         l[i] = serde_json::to_string(&v).unwrap();
     }
     write_lines(&path, &l);
-    assert_eq!(failure(&path, &key), (6, FailureKind::BadCheckpoint));
+    assert_eq!(failure(&path, &key), (7, FailureKind::BadCheckpoint));
 
     // Signed by another key.
     write_lines(&path, &original);
@@ -151,14 +154,14 @@ fn rotation_continues_the_chain_and_a_missing_file_is_found() {
     let report = verify_files(&files, Some(key.public_key())).unwrap();
     assert_eq!(report.events, 60);
 
-    // A rotated file missing from the set: the next one does not link.
+    // A rotated file missing from the set: the next generation does not follow.
     let without: Vec<PathBuf> = files
         .iter()
         .filter(|p| !p.to_string_lossy().ends_with(".jsonl.2"))
         .cloned()
         .collect();
     let f = verify_files(&without, Some(key.public_key())).unwrap_err();
-    assert_eq!((f.line, f.kind), (1, FailureKind::BrokenChain));
+    assert_eq!((f.line, f.kind), (1, FailureKind::GenerationGap), "{f}");
 }
 
 #[test]
@@ -173,4 +176,7 @@ fn reopening_continues_the_log() {
     drop(sink);
     let report = verify_files(&[&path], Some(key.public_key())).unwrap();
     assert_eq!(report.events, 5);
+    // open, close; open, close.
+    assert_eq!(report.checkpoints, 4);
+    assert_eq!(report.recoveries, 0);
 }

@@ -1,22 +1,44 @@
 //! `secmesh audit verify|trace|tail|keygen`.
 
-use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use secmesh_audit::chain::{AuditKey, parse_public_key};
+use secmesh_audit::checkpoint::{Checkpoint, CheckpointKind};
 use secmesh_audit::event::{AuditEvent, Decision, Direction};
-use secmesh_audit::verify::{Record, parse_line, read_events, verify_files};
+use secmesh_audit::reader::MAX_LINE;
+use secmesh_audit::verify::{Record, Verifier, for_each_event, parse_line};
 use secmesh_core::TxnId;
+use secmesh_fs::escape_for_terminal;
 
-use crate::io::{REJECTED, USAGE, fail, read_text, write_private, write_public};
+use crate::io::{REJECTED, USAGE, fail, write_private, write_public};
 
 /// `secmesh audit ...`
 #[derive(Subcommand, Debug)]
 pub(crate) enum AuditCommand {
-    /// Verify the hash chain and signed checkpoints of one service's log files.
+    /// Verify the hash chain and signed records of one service's log files, strictly.
+    ///
+    /// With --key, the log must begin every file with a signed `open` record, chain every
+    /// signed record to the one before, and end with a `close` record (a clean shutdown).
+    /// Detected: changed, deleted, inserted, swapped or moved records (broken_chain,
+    /// bad_sequence); torn or malformed lines (torn_line, malformed, line_too_long); forged or
+    /// edited signed records, including their count (bad_checkpoint); a file or log without a
+    /// signed record, e.g. replaced by forged events (no_checkpoint); events after the last
+    /// signed record (unsigned_tail); a log cut after an earlier checkpoint, with or without
+    /// forged events re-chained after it (truncated or unsigned_tail); a rotated set whose
+    /// live file was deleted (missing_live_file); missing, repeated or reordered generations
+    /// (generation_gap); another service's log (service_mismatch, with --service); a log cut
+    /// back before a witnessed record (witness_mismatch, with --witness).
+    ///
+    /// Not detected: without --key, a rewriter can re-sign with a key of their own (the
+    /// output says so); a log cut back to an earlier clean `close`, or with --allow-open-tail
+    /// after any signed record, unless a witness holds a later record; events written after
+    /// the last signed record before a crash, changed before the restart signed them.
+    /// A set may start after generation 0 only where a signed record says the writer's
+    /// retention removed the older files, or with --from-generation.
     Verify(VerifyArgs),
     /// Rebuild one transaction's path through the services from their logs.
     Trace(TraceArgs),
@@ -32,6 +54,20 @@ pub(crate) struct VerifyArgs {
     /// The audit public key (base64url raw Ed25519, or SPKI PEM) checkpoints must be signed with.
     #[arg(long)]
     key: Option<PathBuf>,
+    /// The service the log must belong to.
+    #[arg(long)]
+    service: Option<String>,
+    /// Accept a log that does not end with a `close` record (a live file); events after the
+    /// last signed record are counted, not refused.
+    #[arg(long)]
+    allow_open_tail: bool,
+    /// Accept a set starting at this generation or lower (older files archived elsewhere).
+    #[arg(long)]
+    from_generation: Option<u64>,
+    /// A witness file (signed records, one JSON line each): every one of this service's
+    /// must be in the log.
+    #[arg(long)]
+    witness: Option<PathBuf>,
     /// The log files (a service's live file and its rotated ones, in any order).
     #[arg(required = true)]
     files: Vec<PathBuf>,
@@ -82,20 +118,37 @@ pub(crate) fn run(cmd: AuditCommand) -> ExitCode {
 
 fn verify(args: VerifyArgs) -> ExitCode {
     let key = match &args.key {
-        Some(p) => match read_text(p)
+        Some(p) => match secmesh_fs::read_to_string(p, secmesh_fs::SMALL)
+            .map_err(|e| e.to_string())
             .and_then(|t| parse_public_key(&t).map_err(|e| format!("{}: {e}", p.display())))
         {
             Ok(k) => Some(k),
-            Err(e) => return fail(USAGE, e),
+            Err(e) => return fail(USAGE, escape_for_terminal(&e)),
         },
         None => None,
     };
-    for f in &args.files {
+    for f in args.files.iter().chain(&args.witness) {
         if !f.is_file() {
-            return fail(USAGE, format!("cannot read {}", f.display()));
+            return fail(
+                USAGE,
+                format!(
+                    "cannot read {}: not a regular file",
+                    escape_for_terminal(&f.to_string_lossy())
+                ),
+            );
         }
     }
-    match verify_files(&args.files, key.as_deref()) {
+    let mut verifier = Verifier::new(key.as_deref()).allow_open_tail(args.allow_open_tail);
+    if let Some(s) = args.service {
+        verifier = verifier.service(s);
+    }
+    if let Some(g) = args.from_generation {
+        verifier = verifier.from_generation(g);
+    }
+    if let Some(w) = args.witness {
+        verifier = verifier.witness(w);
+    }
+    match verifier.verify_files(&args.files) {
         Ok(r) => {
             println!(
                 "ok: {} events, {} checkpoints{}{}",
@@ -114,29 +167,58 @@ fn verify(args: VerifyArgs) -> ExitCode {
             );
             ExitCode::SUCCESS
         }
-        Err(f) => fail(REJECTED, f),
+        Err(f) => fail(REJECTED, escape_for_terminal(&f.to_string())),
     }
 }
 
 fn trace(args: TraceArgs) -> ExitCode {
-    let (events, _bad) = match read_events(&args.files) {
-        Ok(e) => e,
-        Err(e) => return fail(USAGE, format!("cannot read the logs: {e}")),
-    };
+    // Stream the logs, keeping only this transaction's events: memory follows the
+    // transaction, not the logs.
+    let mut events = Vec::new();
+    if let Err(e) = for_each_event(&args.files, |ev| {
+        if ev.txn == Some(args.txn) {
+            events.push(ev);
+        }
+    }) {
+        return fail(USAGE, format!("cannot read the logs: {e}"));
+    }
     let tree = secmesh_audit::trace::build(args.txn, events);
     if tree.roots.is_empty() && tree.orphan_calls.is_empty() {
         return fail(REJECTED, format!("no events of transaction {}", args.txn));
     }
-    if args.json {
+    let mut out = std::io::stdout().lock();
+    let written = if args.json {
         match serde_json::to_string(&tree) {
-            Ok(s) => println!("{s}"),
+            Ok(s) => writeln!(out, "{}", escape_json_for_terminal(&s)),
             Err(e) => return fail(USAGE, e),
         }
     } else {
-        println!("transaction {}", args.txn);
-        print!("{}", tree.render());
-    }
+        writeln!(out, "transaction {}", args.txn)
+            .and_then(|()| write!(out, "{}", escape_for_terminal(&tree.render())))
+    };
+    let _ = written.and_then(|()| out.flush()); // a closed pipe (`| head`) is not an error
     ExitCode::SUCCESS
+}
+
+/// JSON text with the characters that must not reach a terminal raw (C1 controls, DEL,
+/// bidirectional controls; JSON already escapes C0) written as `\uXXXX` escapes: still the
+/// same JSON, since they can only occur inside strings.
+fn escape_json_for_terminal(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(secmesh_fs::is_unsafe_char) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 16);
+    for c in s.chars() {
+        if secmesh_fs::is_unsafe_char(c) {
+            let mut units = [0u16; 2];
+            for u in c.encode_utf16(&mut units) {
+                out.push_str(&format!("\\u{u:04x}"));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 fn line_of(ev: &AuditEvent) -> String {
@@ -173,16 +255,37 @@ fn line_of(ev: &AuditEvent) -> String {
     )
 }
 
+fn signed_line(c: &Checkpoint) -> String {
+    match c.kind {
+        CheckpointKind::Checkpoint => format!("-- checkpoint #{}", c.seq),
+        CheckpointKind::Open | CheckpointKind::Rotate => {
+            format!("-- {} #{} (generation {})", c.kind.as_str(), c.seq, c.r#gen)
+        }
+        CheckpointKind::Recover => format!(
+            "-- recover #{} ({} bytes set aside{})",
+            c.seq,
+            c.torn_bytes.unwrap_or(0),
+            c.torn_file
+                .as_deref()
+                .map(|f| format!(" to {f}"))
+                .unwrap_or_default()
+        ),
+        _ => format!("-- {} #{}", c.kind.as_str(), c.seq),
+    }
+}
+
 fn tail(args: TailArgs) -> ExitCode {
-    let file = match std::fs::File::open(&args.file) {
+    let file = match secmesh_fs::open_regular(&args.file) {
         Ok(f) => f,
-        Err(e) => return fail(USAGE, format!("cannot read {}: {e}", args.file.display())),
+        Err(e) => return fail(USAGE, format!("cannot read {e}")),
     };
     let mut reader = BufReader::new(file);
     let mut out = std::io::stdout().lock();
     let mut pending = Vec::new();
     loop {
-        match reader.read_until(b'\n', &mut pending) {
+        // Never more than one bounded line in memory.
+        let room = (MAX_LINE + 1).saturating_sub(pending.len()) as u64;
+        match (&mut reader).take(room).read_until(b'\n', &mut pending) {
             Ok(0) => {
                 if args.no_follow {
                     return ExitCode::SUCCESS;
@@ -196,13 +299,21 @@ fn tail(args: TailArgs) -> ExitCode {
                 let line = &pending[..pending.len() - 1];
                 let text = match parse_line(line) {
                     Ok((Record::Event(ev), _)) => line_of(&ev),
-                    Ok((Record::Checkpoint { seq }, _)) => format!("-- checkpoint #{seq}"),
+                    Ok((Record::Checkpoint(c), _)) => signed_line(&c),
                     Err(e) => format!("!! unreadable record: {e}"),
                 };
+                let text = escape_for_terminal(&text);
                 if writeln!(out, "{text}").and_then(|()| out.flush()).is_err() {
                     return ExitCode::SUCCESS; // the reader went away (e.g. `| head`)
                 }
                 pending.clear();
+            }
+            Ok(_) if pending.len() > MAX_LINE => {
+                let _ = out.flush();
+                return fail(
+                    REJECTED,
+                    format!("a record longer than {MAX_LINE} bytes: not an audit log"),
+                );
             }
             Ok(_) => {
                 // A partial line: wait for the rest (or report it when not following).
@@ -212,7 +323,15 @@ fn tail(args: TailArgs) -> ExitCode {
                 }
                 std::thread::sleep(Duration::from_millis(200));
             }
-            Err(e) => return fail(USAGE, format!("cannot read {}: {e}", args.file.display())),
+            Err(e) => {
+                return fail(
+                    USAGE,
+                    format!(
+                        "cannot read {}: {e}",
+                        escape_for_terminal(&args.file.to_string_lossy())
+                    ),
+                );
+            }
         }
     }
 }
@@ -223,7 +342,7 @@ fn rotated(path: &Path, reader: &mut BufReader<std::fs::File>) -> bool {
         return false;
     };
     match std::fs::metadata(path) {
-        Ok(m) if m.len() < pos => match std::fs::File::open(path) {
+        Ok(m) if m.len() < pos => match secmesh_fs::open_regular(path) {
             Ok(f) => {
                 *reader = BufReader::new(f);
                 let _ = reader.seek(SeekFrom::Start(0));
