@@ -13,7 +13,9 @@ use secmesh_core::ExpiryClass;
 use secmesh_core::policy::{Decision, Effect, Format, Grant, Policy, Request, parse_scope};
 use secmesh_core::svo::{Object, Subject, Verb};
 
-use crate::io::{REJECTED, USAGE, fail, read_text};
+use crate::io::{
+    DOCUMENT, REJECTED, USAGE, fail, json_for_terminal, path_shown, read_text_limited, shown,
+};
 
 /// The `policy` subcommands.
 #[derive(clap::Subcommand, Debug)]
@@ -82,10 +84,10 @@ fn format_of(path: &Path) -> Format {
 
 /// Read and compile a policy file; the error names the file and the position.
 fn load(path: &Path) -> Result<Policy, String> {
-    let text = read_text(path)?;
+    let text = read_text_limited(path, DOCUMENT)?;
     Policy::parse(&text, format_of(path)).map_err(|e| match e.position() {
-        Some(pos) => format!("{}:{pos}: {}", path.display(), e.message()),
-        None => format!("{}: {e}", path.display()),
+        Some(pos) => format!("{}:{pos}: {}", path_shown(path), e.message()),
+        None => format!("{}: {e}", path_shown(path)),
     })
 }
 
@@ -143,7 +145,7 @@ fn check(args: &CheckArgs) -> ExitCode {
     }
     let req = req.with_attributes(&attrs);
     let decision = policy.decide(&req);
-    println!("{}", decision_json(&decision));
+    println!("{}", json_for_terminal(&decision_json(&decision)));
     if decision.is_allowed() {
         ExitCode::SUCCESS
     } else {
@@ -181,9 +183,9 @@ fn lint(args: &LintArgs) -> ExitCode {
         Err(e) => return fail(USAGE, e),
     };
     let findings = policy.lint();
-    let file = args.file.display();
+    let file = path_shown(&args.file);
     for f in &findings {
-        println!("{file}: warning: {f}");
+        println!("{file}: warning: {}", shown(f));
     }
     let rules = policy.rules().len();
     if findings.is_empty() {
