@@ -13,7 +13,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 use super::engine::Request;
 use super::model::{Effect, Rule};
-use super::pattern::VerbPattern;
+use super::pattern::{ObjectPattern, VerbPattern};
 
 /// FNV-1a: fast for the short keys here (verbs and path segments). The keys come from the
 /// policy, so lookups with request data cannot degrade the table.
@@ -161,6 +161,65 @@ impl Index {
             }
         }
         (best != u32::MAX).then_some(best)
+    }
+}
+
+impl Lists {
+    /// The candidate lists for a subject: the rules with a subject glob that is not exact, and
+    /// (when the subject is one exact string) the rules filed under it.
+    fn for_subject<'a>(&'a self, exact_subject: Option<&str>) -> [Option<&'a Vec<u32>>; 2] {
+        let by = exact_subject.and_then(|s| self.by_subject.get(s));
+        [Some(&self.any_subject), by]
+    }
+}
+
+impl Index {
+    /// The smallest rule index below `below` with `effect`, filed under a verb tree that can
+    /// hold a rule covering `verb` (its own and the any-verb tree; the any-verb tree alone for
+    /// `*`), at a node on the path of `object`'s literal prefix,
+    /// for which `pred` holds. `exact_subject` is the subject when it is one exact string:
+    /// rules whose subjects are all exact can only cover that, and are looked up by it.
+    ///
+    /// Every rule that covers a rule with that first verb, first object pattern and first
+    /// subject is among the candidates, so lint asks `pred` (the full inclusion test) only of
+    /// rules that share the path, not of every rule.
+    pub(crate) fn first_candidate(
+        &self,
+        verb: &VerbPattern,
+        object: &ObjectPattern,
+        exact_subject: Option<&str>,
+        effect: Effect,
+        below: u32,
+        mut pred: impl FnMut(u32) -> bool,
+    ) -> Option<u32> {
+        let mut best = below;
+        let own = match verb {
+            VerbPattern::Exact(v) => self.by_verb.get(&**v),
+            VerbPattern::Any => None,
+        };
+        for root in [own, Some(&self.any_verb)].into_iter().flatten() {
+            let mut node = Some(root);
+            let mut path = object.literal_prefix();
+            while let Some(n) = node {
+                let lists = match effect {
+                    Effect::Allow => &n.allow,
+                    Effect::Deny => &n.deny,
+                };
+                for list in lists.for_subject(exact_subject).into_iter().flatten() {
+                    for &i in list {
+                        if i >= best {
+                            break;
+                        }
+                        if pred(i) {
+                            best = i;
+                            break;
+                        }
+                    }
+                }
+                node = path.next().and_then(|seg| n.children.get(seg));
+            }
+        }
+        (best < below).then_some(best)
     }
 }
 
