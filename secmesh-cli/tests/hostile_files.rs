@@ -184,14 +184,27 @@ fn standard_input_is_read_bounded() {
         jwks.to_str().unwrap(),
     ]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    // `-` reads standard input: /dev/zero there is cut at the limit, not read for ever.
-    for (stdin, why) in [("/dev/zero", "standard input: larger than the limit")] {
+    // `-` reads standard input: /dev/zero there is cut at the limit, not read for ever; a
+    // file one byte over is refused; one exactly at the limit is read (and is no token).
+    let over = dir.path().join("over");
+    std::fs::write(&over, vec![b'a'; usize::try_from(SMALL).unwrap() + 1]).unwrap();
+    let at = dir.path().join("at");
+    std::fs::write(&at, vec![b'a'; usize::try_from(SMALL).unwrap()]).unwrap();
+    for (stdin, code, why) in [
+        (
+            Path::new("/dev/zero"),
+            2,
+            "standard input: larger than the limit",
+        ),
+        (&over, 2, "standard input: larger than the limit"),
+        (&at, 1, "too_large"),
+    ] {
         let o = secmesh_in(
             Command::new(env!("CARGO_BIN_EXE_secmesh"))
                 .args(["token", "verify", "--jwks", jwks.to_str().unwrap(), "-"])
                 .stdin(std::fs::File::open(stdin).unwrap()),
         );
-        assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+        assert_eq!(o.status.code(), Some(code), "{}", stderr(&o));
         assert!(stderr(&o).contains(why), "{}", stderr(&o));
     }
     // A file named `-` is still reachable as `./-`.
