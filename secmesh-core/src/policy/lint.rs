@@ -11,8 +11,8 @@
 //!
 //! Lint is not quadratic: rules are indexed the way the engine indexes them, and each rule is
 //! tested only against the rules that could cover it (same verb or `*`, an object prefix on
-//! its path, its subject or a subject glob), with a budget of [`MAX_COMPARISONS`] inclusion
-//! tests for policies whose rules all overlap ([`LintReport::is_complete`]).
+//! its path, its subject or a subject glob), with a budget of [`MAX_LINT_WORK`] pattern tests
+//! for policies whose rules all overlap ([`LintReport::is_complete`]).
 //!
 //! # Example
 //! ```
@@ -160,8 +160,35 @@ fn covers(d: &Rule, r: &Rule) -> bool {
         && all_covered(&d.subjects, &r.subjects, |a, b| a.covers(b))
 }
 
-/// The most rule-to-rule inclusion tests one lint makes (see [`Policy::lint_report`]).
-pub const MAX_COMPARISONS: usize = 10_000_000;
+/// The most work one lint does, in units of one pattern-to-pattern test (see
+/// [`Policy::lint_report`]): an inclusion test of two rules costs the products of the
+/// lengths of their lists (subjects, verbs, objects, callers, attributes), up to a million
+/// for rules with lists of 1024 entries.
+pub const MAX_LINT_WORK: usize = 50_000_000;
+
+/// The most pattern-to-pattern tests an inclusion test of `d` and `r` makes.
+fn cost(d: &Rule, r: &Rule) -> usize {
+    let product = |a: usize, b: usize| a.saturating_mul(b);
+    let callers = match (&d.callers, &r.callers) {
+        (Some(a), Some(b)) => product(a.len(), b.len()),
+        _ => 0,
+    };
+    let attributes: usize = d
+        .attributes
+        .iter()
+        .map(|(_, g)| product(r.attributes.len(), g.len().max(1)))
+        .fold(0, usize::saturating_add);
+    [
+        1,
+        callers,
+        attributes,
+        product(d.verbs.len(), r.verbs.len()),
+        product(d.objects.len(), r.objects.len()),
+        product(d.subjects.len(), r.subjects.len()),
+    ]
+    .into_iter()
+    .fold(0, usize::saturating_add)
+}
 
 /// The outcome of [`Policy::lint_report`]: the findings, and whether every coverage question
 /// was answered.
@@ -169,6 +196,7 @@ pub const MAX_COMPARISONS: usize = 10_000_000;
 pub struct LintReport {
     findings: Vec<Finding>,
     comparisons: usize,
+    work: usize,
     complete: bool,
 }
 
@@ -188,8 +216,13 @@ impl LintReport {
         self.comparisons
     }
 
+    /// The work spent on them, in pattern-to-pattern tests (at most the budget).
+    pub fn work(&self) -> usize {
+        self.work
+    }
+
     /// Whether every rule was checked against every candidate that could cover it. When
-    /// `false`, the budget of comparisons ran out (a policy of very many rules that overlap
+    /// `false`, the budget of work ran out (a policy of very many rules that overlap
     /// on the same verbs, object prefixes and subjects): the findings are all true, but
     /// rules that never decide may be missing.
     pub fn is_complete(&self) -> bool {
@@ -203,7 +236,7 @@ impl Policy {
         self.lint_report().into_findings()
     }
 
-    /// Lint the policy with at most [`MAX_COMPARISONS`] inclusion tests.
+    /// Lint the policy with at most [`MAX_LINT_WORK`] units of work.
     ///
     /// Rules are indexed like the engine indexes them (by verb, by literal object prefix, by
     /// exact subject); a rule is tested only against the rules that share its first verb's
@@ -212,16 +245,18 @@ impl Policy {
     /// subject lint in time linear in the number of rules; heavy overlap is bounded by the
     /// budget.
     pub fn lint_report(&self) -> LintReport {
-        self.lint_with_budget(MAX_COMPARISONS)
+        self.lint_with_budget(MAX_LINT_WORK)
     }
 
-    /// [`lint_report`](Self::lint_report) with another budget of inclusion tests.
-    pub fn lint_with_budget(&self, max_comparisons: usize) -> LintReport {
+    /// [`lint_report`](Self::lint_report) with another budget of work (units of
+    /// [`MAX_LINT_WORK`]).
+    pub fn lint_with_budget(&self, max_work: usize) -> LintReport {
         let rules = self.rules();
         let live = |r: &Rule| never_matches(r).is_none();
         let enforce = Index::build(rules, |r| live(r) && r.mode == Mode::Enforce);
         let shadow = Index::build(rules, |r| live(r) && r.mode == Mode::Shadow);
         let mut comparisons = 0usize;
+        let mut work = 0usize;
         let mut complete = true;
         let mut out = Vec::new();
         for (i, r) in rules.iter().enumerate() {
@@ -246,12 +281,17 @@ impl Policy {
             let mut first_covering = |effect: Effect, below: usize| {
                 let below = u32::try_from(below).unwrap_or(u32::MAX);
                 index.first_candidate(verb, object, subject.exact(), effect, below, |d| {
-                    if comparisons >= max_comparisons {
+                    let Some(d) = rules.get(d as usize) else {
+                        return false;
+                    };
+                    let w = work.saturating_add(cost(d, r));
+                    if w > max_work {
                         complete = false;
                         return false;
                     }
+                    work = w;
                     comparisons += 1;
-                    rules.get(d as usize).is_some_and(|d| covers(d, r))
+                    covers(d, r)
                 })
             };
             if r.effect == Effect::Allow
@@ -268,6 +308,7 @@ impl Policy {
         LintReport {
             findings: out,
             comparisons,
+            work,
             complete,
         }
     }
@@ -452,10 +493,27 @@ mod tests {
         let full = policy.lint_report();
         assert!(full.is_complete() && full.findings().is_empty());
         assert_eq!(full.comparisons(), 300 * 299 / 2);
+        // Each test costs 5 units: one per list pair and one for the rule.
+        assert_eq!(full.work(), 5 * 300 * 299 / 2);
         let cut = policy.lint_with_budget(1000);
         assert!(!cut.is_complete());
-        assert_eq!(cut.comparisons(), 1000);
+        assert_eq!((cut.comparisons(), cut.work()), (200, 1000));
         assert!(cut.findings().is_empty());
+        // Long lists cost what they cost: rules of 1024 subjects that all share the path and
+        // all differ in their last subject stop at the budget, not after 10^11 glob tests.
+        let subjects: Vec<String> = (0..1023).map(|i| format!("'user:s{i}'")).collect();
+        let subjects = subjects.join(",");
+        let text: String = (0..200)
+            .map(|i| {
+                format!(
+                    "[[rule]]\nid = 'r{i}'\neffect = 'allow'\nsubjects = [{subjects},'user:x{i}']\nverbs = ['read']\nobjects = ['**']\n\n"
+                )
+            })
+            .collect();
+        let policy = Policy::from_toml(&text).unwrap();
+        let cut = policy.lint_with_budget(20_000_000);
+        assert!(!cut.is_complete());
+        assert!(cut.comparisons() < 20, "{}", cut.comparisons());
     }
 
     fn lint(text: &str) -> Vec<String> {

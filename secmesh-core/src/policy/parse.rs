@@ -203,8 +203,9 @@ impl<'de> Deserialize<'de> for Attributes {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Attributes, A::Error> {
                 let mut out: Vec<(Box<str>, Vec<Glob>)> = Vec::new();
+                let mut seen = HashSet::new();
                 while let Some(RawId(name)) = map.next_key()? {
-                    if out.iter().any(|(n, _)| **n == *name) {
+                    if !seen.insert(name.clone()) {
                         return Err(serde::de::Error::custom(format_args!(
                             "duplicate attribute `{name}`"
                         )));
