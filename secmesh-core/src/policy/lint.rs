@@ -164,7 +164,7 @@ fn covers(d: &Rule, r: &Rule) -> bool {
 /// [`Policy::lint_report`]): an inclusion test of two rules costs the products of the
 /// lengths of their lists (subjects, verbs, objects, callers, attributes), up to a million
 /// for rules with lists of 1024 entries.
-pub const MAX_LINT_WORK: usize = 50_000_000;
+pub const MAX_LINT_WORK: usize = 20_000_000;
 
 /// The most pattern-to-pattern tests an inclusion test of `d` and `r` makes.
 fn cost(d: &Rule, r: &Rule) -> usize {
