@@ -7,7 +7,7 @@ use clap::{Args, Subcommand};
 use secmesh_core::{SpiffeId, TrustDomain};
 use secmesh_tls::ca::{Ca, CaError};
 
-use crate::io::{REJECTED, USAGE, fail, read_text, write_private, write_public};
+use crate::io::{REJECTED, USAGE, fail, path_shown, read_text, write_private, write_public};
 
 /// `secmesh ca ...`
 #[derive(Subcommand, Debug)]
@@ -84,9 +84,9 @@ fn serial_of(path: &std::path::Path) -> Result<String, String> {
     let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
     let der = base64::engine::general_purpose::STANDARD
         .decode(body)
-        .map_err(|_| format!("{} is not a PEM certificate", path.display()))?;
+        .map_err(|_| format!("{} is not a PEM certificate", path_shown(path)))?;
     let (_, cert) = x509_parser::parse_x509_certificate(&der)
-        .map_err(|_| format!("{} is not a certificate", path.display()))?;
+        .map_err(|_| format!("{} is not a certificate", path_shown(path)))?;
     Ok(cert
         .raw_serial()
         .iter()
@@ -98,7 +98,7 @@ pub(crate) fn run(cmd: CaCommand) -> ExitCode {
     match cmd {
         CaCommand::Init { dir, trust_domain } => match Ca::init(&dir, trust_domain) {
             Ok(ca) => {
-                println!("{}", dir.join("ca.crt").display());
+                println!("{}", path_shown(&dir.join("ca.crt")));
                 let _ = ca;
                 ExitCode::SUCCESS
             }

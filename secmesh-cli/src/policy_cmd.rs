@@ -1,5 +1,10 @@
 //! `secmesh policy check` and `secmesh policy lint`.
 //!
+//! Policy files are read bounded (16 MiB, regular files only); a policy holds at most 10,000
+//! rules, and lint is indexed (linear in the rules for policies whose rules differ by verb,
+//! object prefix or subject, with a budget of comparisons otherwise). Rule ids, paths and
+//! messages are printed escaped for the terminal.
+//!
 //! `check` decides one request against a policy file and prints one JSON object,
 //! `{"decision":"allow"|"deny","rule":ID|null,"reason":TEXT,"shadow":{"decision":..,"rule":..}|null}`,
 //! exiting 0 on allow, 1 on deny and 2 on an invalid policy or usage. `lint` reports rules that
@@ -13,7 +18,9 @@ use secmesh_core::ExpiryClass;
 use secmesh_core::policy::{Decision, Effect, Format, Grant, Policy, Request, parse_scope};
 use secmesh_core::svo::{Object, Subject, Verb};
 
-use crate::io::{REJECTED, USAGE, fail, read_text};
+use crate::io::{
+    DOCUMENT, REJECTED, USAGE, fail, json_for_terminal, path_shown, read_text_limited, shown,
+};
 
 /// The `policy` subcommands.
 #[derive(clap::Subcommand, Debug)]
@@ -82,10 +89,10 @@ fn format_of(path: &Path) -> Format {
 
 /// Read and compile a policy file; the error names the file and the position.
 fn load(path: &Path) -> Result<Policy, String> {
-    let text = read_text(path)?;
+    let text = read_text_limited(path, DOCUMENT)?;
     Policy::parse(&text, format_of(path)).map_err(|e| match e.position() {
-        Some(pos) => format!("{}:{pos}: {}", path.display(), e.message()),
-        None => format!("{}: {e}", path.display()),
+        Some(pos) => format!("{}:{pos}: {}", path_shown(path), e.message()),
+        None => format!("{}: {e}", path_shown(path)),
     })
 }
 
@@ -143,7 +150,7 @@ fn check(args: &CheckArgs) -> ExitCode {
     }
     let req = req.with_attributes(&attrs);
     let decision = policy.decide(&req);
-    println!("{}", decision_json(&decision));
+    println!("{}", json_for_terminal(&decision_json(&decision)));
     if decision.is_allowed() {
         ExitCode::SUCCESS
     } else {
@@ -180,10 +187,18 @@ fn lint(args: &LintArgs) -> ExitCode {
         Ok(p) => p,
         Err(e) => return fail(USAGE, e),
     };
-    let findings = policy.lint();
-    let file = args.file.display();
-    for f in &findings {
-        println!("{file}: warning: {f}");
+    let report = policy.lint_report();
+    let findings = report.findings();
+    let file = path_shown(&args.file);
+    if !report.is_complete() {
+        eprintln!(
+            "{file}: note: stopped comparing rules after {} inclusion tests (very many rules \
+             overlap); rules covered by earlier ones may be missing below",
+            report.comparisons()
+        );
+    }
+    for f in findings {
+        println!("{file}: warning: {}", shown(f));
     }
     let rules = policy.rules().len();
     if findings.is_empty() {

@@ -12,7 +12,10 @@ use secmesh_tokens::{
     Algorithm, Issuer, Jwk, JwkSet, KeyError, KeySet, MintRequest, SigningKey, Verifier, jws,
 };
 
-use crate::io::{REJECTED, USAGE, arg_or_stdin, fail, read_text, write_private, write_public};
+use crate::io::{
+    REJECTED, USAGE, arg_or_stdin, fail, json_for_terminal, path_shown, read_text, write_private,
+    write_public,
+};
 
 /// `secmesh keygen` options.
 #[derive(Args, Debug)]
@@ -193,7 +196,7 @@ fn load_signing_key(path: &std::path::Path, alg: Algorithm) -> Result<SigningKey
     } else {
         SigningKey::from_pkcs8_pem(alg, &text)
     };
-    parsed.map_err(|e| format!("cannot use key {} for {alg}: {e}", path.display()))
+    parsed.map_err(|e| format!("cannot use key {} for {alg}: {e}", path_shown(path)))
 }
 
 fn mint(args: MintArgs) -> ExitCode {
@@ -219,7 +222,8 @@ fn mint(args: MintArgs) -> ExitCode {
     }
     if let Some(path) = &args.cnf_cert {
         match read_text(path).and_then(|pem| {
-            secmesh_tls::svid::thumbprint_pem(&pem).map_err(|e| format!("{}: {e}", path.display()))
+            secmesh_tls::svid::thumbprint_pem(&pem)
+                .map_err(|e| format!("{}: {e}", path_shown(path)))
         }) {
             Ok(thumb) => req = req.cnf_x5t_s256(thumb),
             Err(e) => return fail(USAGE, e),
@@ -236,7 +240,8 @@ fn mint(args: MintArgs) -> ExitCode {
 
 fn verify(args: VerifyArgs) -> ExitCode {
     let keys = match read_text(&args.jwks).and_then(|t| {
-        KeySet::from_json(&t).map_err(|e| format!("invalid key set {}: {e}", args.jwks.display()))
+        KeySet::from_json(&t)
+            .map_err(|e| format!("invalid key set {}: {e}", path_shown(&args.jwks)))
     }) {
         Ok(k) => k,
         Err(e) => return fail(USAGE, e),
@@ -262,7 +267,7 @@ fn verify(args: VerifyArgs) -> ExitCode {
     match verifier.verify(&token) {
         Ok(verified) => match serde_json::to_string(verified.claims()) {
             Ok(json) => {
-                println!("{json}");
+                println!("{}", json_for_terminal(&json));
                 ExitCode::SUCCESS
             }
             Err(e) => fail(USAGE, format!("cannot encode claims: {e}")),
@@ -291,7 +296,7 @@ fn inspect(arg: &str) -> ExitCode {
                 "claims": claims,
             });
             eprintln!("warning: UNVERIFIED token: nothing below was checked");
-            println!("{out}");
+            println!("{}", json_for_terminal(&out.to_string()));
             ExitCode::SUCCESS
         }
         Err(e) => fail(REJECTED, &e),
@@ -307,7 +312,7 @@ pub(crate) fn run_jws(cmd: JwsCommand) -> ExitCode {
     if serde_json::from_str::<serde_json::Value>(&text).is_err() {
         return fail(
             USAGE,
-            format!("{} is not JSON (a JWK or a JWKS)", jwk.display()),
+            format!("{} is not JSON (a JWK or a JWKS)", path_shown(&jwk)),
         );
     }
     // A key that is well-formed JSON but unusable (weak, ROCA, mixed set, unsupported) makes
@@ -325,9 +330,20 @@ pub(crate) fn run_jws(cmd: JwsCommand) -> ExitCode {
     };
     match jws::verify_compact(&compact, &keys) {
         Ok(verified) => {
-            use std::io::Write;
+            use std::io::{IsTerminal, Write};
             let mut out = std::io::stdout().lock();
-            match out.write_all(verified.payload()).and_then(|()| out.flush()) {
+            // The payload byte for byte, except to a terminal, which gets it escaped.
+            let payload = if out.is_terminal() {
+                let text = String::from_utf8_lossy(verified.payload());
+                std::borrow::Cow::Owned(
+                    secmesh_fs::escape_for_terminal(&text)
+                        .into_owned()
+                        .into_bytes(),
+                )
+            } else {
+                std::borrow::Cow::Borrowed(verified.payload())
+            };
+            match out.write_all(&payload).and_then(|()| out.flush()) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => fail(USAGE, format!("cannot write payload: {e}")),
             }

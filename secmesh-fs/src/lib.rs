@@ -16,6 +16,10 @@
 //!   (never world-readable, not even for an instant), writes it to a temporary file in the same
 //!   directory, syncs it and renames it into place; it refuses to replace an existing file
 //!   unless told to.
+//! - **Standard input on request.** [`Input`] is what a command-line argument names: a file,
+//!   or standard input when the argument is `-`. [`read_input`] reads either with the same
+//!   bound (standard input is whatever the caller's shell connected, so only its size is
+//!   checked).
 //!
 //! Errors are typed and name the file, escaped so that a hostile file name cannot drive a
 //! terminal.
@@ -111,11 +115,44 @@ impl FileError {
     }
 }
 
-/// A path shown with control characters and bidirectional overrides escaped.
-struct Shown<'a>(&'a Path);
+impl From<FileError> for io::Error {
+    /// The error as an [`io::Error`] for callers whose own error names the path already: the
+    /// message leaves the path out (`not a regular file (a FIFO)`), the kind says what
+    /// happened (`InvalidInput` for a file of the wrong type, `FileTooLarge`, `InvalidData`,
+    /// `AlreadyExists`, or the operating system's own error).
+    fn from(e: FileError) -> io::Error {
+        let (kind, msg) = match e {
+            FileError::Io { source, .. } => return source,
+            FileError::NotRegular { kind, .. } => (
+                io::ErrorKind::InvalidInput,
+                format!("not a regular file (a {kind})"),
+            ),
+            FileError::TooLarge { limit, .. } => (
+                io::ErrorKind::FileTooLarge,
+                format!("larger than the limit of {limit} bytes"),
+            ),
+            FileError::NotText { .. } => (io::ErrorKind::InvalidData, "not UTF-8 text".to_owned()),
+            FileError::Exists { .. } => (
+                io::ErrorKind::AlreadyExists,
+                "already exists (refusing to overwrite it)".to_owned(),
+            ),
+        };
+        io::Error::new(kind, msg)
+    }
+}
+
+/// The name errors give standard input (read through [`Input::Stdin`]).
+pub const STDIN_NAME: &str = "standard input";
+
+/// A path shown with control characters and bidirectional overrides escaped; `-` (standard
+/// input in [`read_input`]'s errors) is shown as [`STDIN_NAME`].
+pub struct Shown<'a>(pub &'a Path);
 
 impl fmt::Display for Shown<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0 == Path::new("-") {
+            return f.write_str(STDIN_NAME);
+        }
         for c in self.0.to_string_lossy().chars() {
             if is_unsafe_char(c) {
                 write!(f, "{}", c.escape_unicode())?;
@@ -202,10 +239,52 @@ pub fn open_regular(path: impl AsRef<Path>) -> Result<File, FileError> {
     Ok(file)
 }
 
+/// Open `path` for appending, creating it (mode `0644` before the umask) if absent, if it is a
+/// regular file: a FIFO with no reader is refused instead of blocking the open, a device
+/// instead of being written to.
+pub fn open_append(path: impl AsRef<Path>) -> Result<File, FileError> {
+    let path = path.as_ref();
+    let mut opts = OpenOptions::new();
+    opts.append(true).create(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY);
+    }
+    let file = match opts.open(path) {
+        Ok(f) => f,
+        // A FIFO without a reader refuses a non-blocking open for writing.
+        #[cfg(unix)]
+        Err(e) if e.raw_os_error() == Some(libc::ENXIO) => {
+            return Err(FileError::NotRegular {
+                path: path.to_path_buf(),
+                kind: "FIFO",
+            });
+        }
+        Err(e) => return Err(FileError::io(path)(e)),
+    };
+    let meta = file.metadata().map_err(FileError::io(path))?;
+    if !meta.is_file() {
+        return Err(FileError::NotRegular {
+            path: path.to_path_buf(),
+            kind: kind_of(meta.file_type()),
+        });
+    }
+    Ok(file)
+}
+
 /// Read a whole regular file of at most `limit` bytes.
 pub fn read(path: impl AsRef<Path>, limit: u64) -> Result<Vec<u8>, FileError> {
     let path = path.as_ref();
     let file = open_regular(path)?;
+    // A file that says it is too large is refused without reading it (a 2 GiB sparse file
+    // costs nothing); one that grows while read is still cut at `limit + 1`.
+    if file.metadata().is_ok_and(|m| m.len() > limit) {
+        return Err(FileError::TooLarge {
+            path: path.to_path_buf(),
+            limit,
+        });
+    }
     read_bounded(file, limit).map_err(|e| match e {
         Bounded::TooLarge => FileError::TooLarge {
             path: path.to_path_buf(),
@@ -223,6 +302,63 @@ pub fn read_to_string(path: impl AsRef<Path>, limit: u64) -> Result<String, File
     let path = path.as_ref();
     String::from_utf8(read(path, limit)?).map_err(|_| FileError::NotText {
         path: path.to_path_buf(),
+    })
+}
+
+/// What a command-line argument names: a file, or standard input (`-`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Input<'a> {
+    /// A file: a regular file only, as [`read`] reads it.
+    File(&'a Path),
+    /// Standard input, as the caller's shell connected it; only its size is checked.
+    Stdin,
+}
+
+impl<'a> Input<'a> {
+    /// `-` is standard input, anything else a file (`./-` names a file called `-`).
+    pub fn from_arg(arg: &'a Path) -> Input<'a> {
+        if arg == Path::new("-") {
+            Input::Stdin
+        } else {
+            Input::File(arg)
+        }
+    }
+
+    /// The path errors name: the file, or `-` for standard input (shown as
+    /// [`STDIN_NAME`]).
+    pub fn path(&self) -> &Path {
+        match self {
+            Input::File(p) => p,
+            Input::Stdin => Path::new("-"),
+        }
+    }
+}
+
+/// Read a whole [`Input`] of at most `limit` bytes: a regular file as [`read`] does, or
+/// standard input, reading at most `limit + 1` bytes of it.
+pub fn read_input(input: Input<'_>, limit: u64) -> Result<Vec<u8>, FileError> {
+    match input {
+        Input::File(p) => read(p, limit),
+        Input::Stdin => {
+            let path = input.path();
+            read_bounded(io::stdin().lock(), limit).map_err(|e| match e {
+                Bounded::TooLarge => FileError::TooLarge {
+                    path: path.to_path_buf(),
+                    limit,
+                },
+                Bounded::Io(source) => FileError::Io {
+                    path: path.to_path_buf(),
+                    source,
+                },
+            })
+        }
+    }
+}
+
+/// [`read_input`] as UTF-8 text.
+pub fn read_input_to_string(input: Input<'_>, limit: u64) -> Result<String, FileError> {
+    String::from_utf8(read_input(input, limit)?).map_err(|_| FileError::NotText {
+        path: input.path().to_path_buf(),
     })
 }
 
@@ -295,7 +431,11 @@ fn write_with_mode(
     })?;
     let mut tmp_name = std::ffi::OsString::from(".");
     tmp_name.push(name);
-    tmp_name.push(format!(".tmp-{}", std::process::id()));
+    // The process id and a per-process counter: two threads writing the same file never
+    // share (or remove) each other's temporary file.
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    tmp_name.push(format!(".tmp-{}-{n}", std::process::id()));
     let tmp = path.with_file_name(tmp_name);
     let mut opts = OpenOptions::new();
     opts.write(true).create_new(true);
@@ -306,7 +446,7 @@ fn write_with_mode(
     }
     #[cfg(not(unix))]
     let _ = mode;
-    // A stale temporary file of an earlier crash of this process id is ours to replace.
+    // A stale temporary file of an earlier crash of a process with this id is ours to replace.
     let _ = std::fs::remove_file(&tmp);
     let written = opts.open(&tmp).and_then(|mut f| {
         #[cfg(unix)]
@@ -385,6 +525,36 @@ mod tests {
     }
 
     #[test]
+    #[cfg(unix)]
+    fn appends_to_regular_files_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("log");
+        open_append(&p).unwrap().write_all(b"a\n").unwrap();
+        open_append(&p).unwrap().write_all(b"b\n").unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"a\nb\n");
+        assert!(matches!(
+            open_append(dir.path()),
+            Err(FileError::NotRegular { .. } | FileError::Io { .. })
+        ));
+        assert!(matches!(
+            open_append("/dev/null"),
+            Err(FileError::NotRegular {
+                kind: "character device",
+                ..
+            })
+        ));
+        let fifo = dir.path().join("fifo");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        if made.is_ok_and(|s| s.success()) {
+            // No reader: a blocking open would hang here forever.
+            assert!(matches!(
+                open_append(&fifo),
+                Err(FileError::NotRegular { kind: "FIFO", .. })
+            ));
+        }
+    }
+
+    #[test]
     fn limits_are_exact() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("f");
@@ -423,6 +593,50 @@ mod tests {
         assert_eq!(mode, 0o600);
         // Nothing is left behind.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn sparse_files_are_refused_without_reading() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("sparse");
+        let f = File::create(&p).unwrap();
+        f.set_len(2 << 30).unwrap();
+        drop(f);
+        assert!(matches!(
+            read(&p, SMALL),
+            Err(FileError::TooLarge { limit: SMALL, .. })
+        ));
+        assert!(matches!(
+            read_input(Input::from_arg(&p), DOCUMENT),
+            Err(FileError::TooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn inputs_and_io_errors() {
+        assert_eq!(Input::from_arg(Path::new("-")), Input::Stdin);
+        assert_eq!(
+            Input::from_arg(Path::new("./-")),
+            Input::File(Path::new("./-"))
+        );
+        let e = FileError::TooLarge {
+            path: Input::Stdin.path().to_path_buf(),
+            limit: 5,
+        };
+        assert_eq!(
+            e.to_string(),
+            "standard input: larger than the limit of 5 bytes"
+        );
+        let io: io::Error = e.into();
+        assert_eq!(io.kind(), io::ErrorKind::FileTooLarge);
+        assert_eq!(io.to_string(), "larger than the limit of 5 bytes");
+        let io: io::Error = FileError::NotRegular {
+            path: PathBuf::from("/dev/zero"),
+            kind: "character device",
+        }
+        .into();
+        assert_eq!(io.kind(), io::ErrorKind::InvalidInput);
+        assert!(!io.to_string().contains("/dev/zero"));
     }
 
     #[test]

@@ -2,6 +2,9 @@
 //!
 //! A CA lives in a directory: `ca.key` (PKCS#8 PEM, mode 0600), `ca.crt`, `issued.log` (one
 //! line per certificate: serial, SPIFFE ID, not-after) and `revoked.log` (serial and time).
+//! Every file is read through `secmesh_fs` (regular files only, bounded: a device, a FIFO or a
+//! huge file in the directory is an error, never a hang) and the keys are written with mode
+//! 0600 whatever the umask.
 //! It issues leaf certificates that follow the X.509-SVID rules — exactly one URI SAN, CA false,
 //! key usage critical with digitalSignature, extended key usage serverAuth and clientAuth — for
 //! SPIFFE IDs of its own trust domain only, and signs CRLs of what it revoked. Keys are ECDSA
@@ -42,13 +45,17 @@ use time::{Duration, OffsetDateTime};
 #[non_exhaustive]
 pub enum CaError {
     /// Reading or writing the CA directory failed.
-    #[error("{path}: {source}")]
+    #[error("{}: {source}", secmesh_fs::Shown(path))]
     Io {
         /// The file.
         path: PathBuf,
         /// The error.
         source: std::io::Error,
     },
+    /// A file of the CA directory could not be read or written: not a regular file, too
+    /// large, not text, or already there.
+    #[error(transparent)]
+    File(#[from] secmesh_fs::FileError),
     /// The directory already holds a CA (init) or holds none (open).
     #[error("{0}")]
     State(String),
@@ -119,18 +126,30 @@ impl fmt::Debug for Ca {
     }
 }
 
+/// The largest key, certificate or trust-domain file read.
+const SMALL: u64 = secmesh_fs::SMALL;
+/// The largest `issued.log` or `revoked.log` read (some 200,000 lines).
+const LOG: u64 = secmesh_fs::DOCUMENT;
+
 fn write_private(path: &Path, contents: &[u8]) -> Result<(), CaError> {
-    let mut opts = fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
+    secmesh_fs::write_private(path, contents, secmesh_fs::Overwrite::No).map_err(CaError::from)
+}
+
+fn write_public(path: &Path, contents: &[u8]) -> Result<(), CaError> {
+    secmesh_fs::write_public(path, contents, secmesh_fs::Overwrite::Yes).map_err(CaError::from)
+}
+
+/// Read a text file of the CA directory; `None` when it does not exist.
+fn read_optional(path: &Path, limit: u64) -> Result<Option<String>, CaError> {
+    match secmesh_fs::read_to_string(path, limit) {
+        Ok(t) => Ok(Some(t)),
+        Err(secmesh_fs::FileError::Io { source, .. })
+            if source.kind() == std::io::ErrorKind::NotFound =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
     }
-    let mut f = opts.open(path).map_err(io(path))?;
-    f.write_all(contents)
-        .and_then(|()| f.sync_all())
-        .map_err(io(path))
 }
 
 fn random_serial() -> Result<[u8; 16], CaError> {
@@ -165,7 +184,7 @@ impl Ca {
         if dir.join("ca.key").exists() {
             return Err(CaError::State(format!(
                 "{} already holds a CA",
-                dir.display()
+                secmesh_fs::Shown(&dir)
             )));
         }
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(gen_err)?;
@@ -195,10 +214,8 @@ impl Ca {
         let cert = params.self_signed(&key).map_err(gen_err)?;
         write_private(&dir.join("ca.key"), key.serialize_pem().as_bytes())?;
         let cert_pem = cert.pem();
-        let crt = dir.join("ca.crt");
-        fs::write(&crt, &cert_pem).map_err(io(&crt))?;
-        let td_file = dir.join("trust-domain");
-        fs::write(&td_file, td.as_str()).map_err(io(&td_file))?;
+        write_public(&dir.join("ca.crt"), cert_pem.as_bytes())?;
+        write_public(&dir.join("trust-domain"), td.as_str().as_bytes())?;
         Ok(Ca {
             dir,
             td,
@@ -211,16 +228,11 @@ impl Ca {
     pub fn open(dir: impl AsRef<Path>) -> Result<Ca, CaError> {
         let dir = dir.as_ref().to_path_buf();
         let read = |name: &str| {
-            let p = dir.join(name);
-            fs::read_to_string(&p).map_err(|e| {
-                if e.kind() == std::io::ErrorKind::NotFound {
-                    CaError::State(format!(
-                        "{} holds no CA (run `secmesh ca init`)",
-                        dir.display()
-                    ))
-                } else {
-                    io(&p)(e)
-                }
+            read_optional(&dir.join(name), SMALL)?.ok_or_else(|| {
+                CaError::State(format!(
+                    "{} holds no CA (run `secmesh ca init`)",
+                    secmesh_fs::Shown(&dir)
+                ))
             })
         };
         let key = KeyPair::from_pem(&read("ca.key")?).map_err(gen_err)?;
@@ -309,11 +321,7 @@ impl Ca {
         let cert = params.signed_by(&key, &self.issuer()?).map_err(gen_err)?;
         let serial_hex = hex(&serial);
         let log = self.dir.join("issued.log");
-        let mut f = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .map_err(io(&log))?;
+        let mut f = secmesh_fs::open_append(&log)?;
         writeln!(f, "{serial_hex} {id} {}", params.not_after.unix_timestamp()).map_err(io(&log))?;
         Ok(Issued {
             serial: serial_hex,
@@ -324,31 +332,23 @@ impl Ca {
     }
 
     fn issued_serials(&self) -> Result<Vec<String>, CaError> {
-        let log = self.dir.join("issued.log");
-        match fs::read_to_string(&log) {
-            Ok(t) => Ok(t
-                .lines()
-                .filter_map(|l| l.split(' ').next().map(str::to_owned))
-                .collect()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-            Err(e) => Err(io(&log)(e)),
-        }
+        let text = read_optional(&self.dir.join("issued.log"), LOG)?.unwrap_or_default();
+        Ok(text
+            .lines()
+            .filter_map(|l| l.split(' ').next().map(str::to_owned))
+            .collect())
     }
 
     /// The revoked serials and when.
     pub fn revoked(&self) -> Result<Vec<(String, i64)>, CaError> {
-        let log = self.dir.join("revoked.log");
-        match fs::read_to_string(&log) {
-            Ok(t) => Ok(t
-                .lines()
-                .filter_map(|l| {
-                    let (s, at) = l.split_once(' ')?;
-                    Some((s.to_owned(), at.parse().ok()?))
-                })
-                .collect()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-            Err(e) => Err(io(&log)(e)),
-        }
+        let text = read_optional(&self.dir.join("revoked.log"), LOG)?.unwrap_or_default();
+        Ok(text
+            .lines()
+            .filter_map(|l| {
+                let (s, at) = l.split_once(' ')?;
+                Some((s.to_owned(), at.parse().ok()?))
+            })
+            .collect())
     }
 
     /// Revoke a certificate this CA issued, by serial (hex). Revoking twice is harmless.
@@ -361,11 +361,7 @@ impl Ca {
             return Ok(());
         }
         let log = self.dir.join("revoked.log");
-        let mut f = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .map_err(io(&log))?;
+        let mut f = secmesh_fs::open_append(&log)?;
         writeln!(f, "{serial} {}", OffsetDateTime::now_utc().unix_timestamp()).map_err(io(&log))
     }
 

@@ -314,10 +314,12 @@ fn stamps(files: &TlsFiles) -> Vec<Option<(SystemTime, u64)>> {
         .collect()
 }
 
+/// Read a certificate, key, bundle or CRL file: a regular file only (a device, a FIFO, a
+/// directory is refused without hanging), at most 16 MiB.
 fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
-    fs::read(path).map_err(|source| TlsError::Io {
+    secmesh_fs::read(path, secmesh_fs::DOCUMENT).map_err(|e| TlsError::Io {
         path: path.to_path_buf(),
-        source,
+        source: e.into(),
     })
 }
 

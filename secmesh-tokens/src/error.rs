@@ -182,6 +182,12 @@ pub enum KeyError {
     /// A key set needs `kid`s to choose between its keys.
     #[error("a key in a set of several has no kid")]
     MissingKid,
+    /// A key set holds more keys than [`MAX_KEYS`](crate::key::MAX_KEYS).
+    #[error("the key set holds more than {max} keys")]
+    TooManyKeys {
+        /// The limit.
+        max: usize,
+    },
     /// The JWK or JWKS JSON is malformed.
     #[error("invalid JWK: {0}")]
     Jwk(String),

@@ -233,3 +233,59 @@ fn debug_never_shows_key_material() {
     let ed = SigningKey::from_pkcs8_pem(Algorithm::EdDsa, &fixture("ed25519.pkcs8v1.pem")).unwrap();
     assert_eq!(format!("{ed:?}"), "SigningKey { alg: EdDsa, .. }");
 }
+
+/// A JWKS of `n` Ed25519 keys named `k0..`, the kid of key `dup` (if any) repeating `k0`, and
+/// keys from `skip_from` on marked `use: enc` (left out, but their kids still count).
+fn many_keys(n: usize, dup: Option<usize>, skip_from: usize) -> String {
+    let x = "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo";
+    let keys: Vec<String> = (0..n)
+        .map(|i| {
+            let kid = if Some(i) == dup { 0 } else { i };
+            let use_ = if i >= skip_from { "enc" } else { "sig" };
+            format!(
+                r#"{{"kty":"OKP","crv":"Ed25519","alg":"EdDSA","use":"{use_}","kid":"k{kid}","x":"{x}"}}"#
+            )
+        })
+        .collect();
+    format!(r#"{{"keys":[{}]}}"#, keys.join(","))
+}
+
+#[test]
+fn key_sets_are_bounded_and_linear() {
+    use secmesh_tokens::key::MAX_KEYS;
+    // Exactly at the limit: loads, and every kid is found.
+    let set = KeySet::from_json(&many_keys(MAX_KEYS, None, usize::MAX)).unwrap();
+    assert_eq!(set.len(), MAX_KEYS);
+    assert!(set.get(Some("k999")).is_ok());
+    assert!(set.get(Some("k1000")).is_err());
+    // One over, far over (the rest is skipped, not built), over with skipped keys, and as a
+    // JwkSet built in code: a typed error.
+    for json in [
+        many_keys(MAX_KEYS + 1, None, usize::MAX),
+        many_keys(200_000, None, usize::MAX),
+        many_keys(MAX_KEYS + 1, None, 10),
+    ] {
+        assert!(matches!(
+            KeySet::from_json(&json),
+            Err(KeyError::TooManyKeys { max: MAX_KEYS })
+        ));
+        assert!(matches!(
+            KeySet::from_jwks_json(&json),
+            Err(KeyError::TooManyKeys { max: MAX_KEYS })
+        ));
+    }
+    let mut set = KeySet::from_json(&many_keys(MAX_KEYS, None, 500)).unwrap();
+    assert_eq!((set.len(), set.skipped().len()), (500, 500));
+    let extra = SigningKey::generate(Algorithm::EdDsa).unwrap();
+    assert!(matches!(
+        set.insert(extra.verifying_key(Some("extra".into()))),
+        Err(KeyError::TooManyKeys { .. })
+    ));
+    // A duplicate kid anywhere (first among usable keys, last, among skipped ones) is found.
+    for (dup, skip_from) in [(1, usize::MAX), (MAX_KEYS - 1, usize::MAX), (900, 800)] {
+        assert!(matches!(
+            KeySet::from_json(&many_keys(MAX_KEYS, Some(dup), skip_from)),
+            Err(KeyError::DuplicateKid(k)) if k == "k0"
+        ));
+    }
+}

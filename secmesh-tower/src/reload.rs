@@ -7,6 +7,11 @@
 //! read or parse is reported (tracing, and [`PolicyWatcher::last_error`]) and the last good
 //! policy stays. [`PolicyWatcher::reload_now`] is the explicit trigger.
 //!
+//! The file is hostile like any input: it is read through `secmesh_fs`, so a replacement by a
+//! FIFO (no hang: the open does not block), a device or a symlink to one, a directory, or a
+//! file larger than [`MAX_POLICY_LEN`](secmesh_core::policy::parse::MAX_POLICY_LEN) is a read error
+//! and the last good policy stays.
+//!
 //! # Example
 //! ```
 //! use std::time::Duration;
@@ -36,6 +41,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use secmesh_core::policy::parse::MAX_POLICY_LEN;
 use secmesh_core::policy::{Format, PolicyError, SharedPolicy};
 
 /// Why a reload failed; the previous policy stays in force.
@@ -43,7 +49,7 @@ use secmesh_core::policy::{Format, PolicyError, SharedPolicy};
 #[non_exhaustive]
 pub enum ReloadError {
     /// The file could not be read.
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {}: {source}", secmesh_fs::Shown(path))]
     Io {
         /// The policy file.
         path: PathBuf,
@@ -51,7 +57,7 @@ pub enum ReloadError {
         source: std::io::Error,
     },
     /// The file is not a valid policy.
-    #[error("invalid policy {path}: {source}")]
+    #[error("invalid policy {}: {source}", secmesh_fs::Shown(path))]
     Invalid {
         /// The policy file.
         path: PathBuf,
@@ -77,10 +83,11 @@ impl State {
 
     fn reload(&self) -> Result<(), ReloadError> {
         let stamp = self.stamp();
-        let result = std::fs::read(&self.path)
-            .map_err(|source| ReloadError::Io {
+        let limit = u64::try_from(MAX_POLICY_LEN).unwrap_or(u64::MAX);
+        let result = secmesh_fs::read(&self.path, limit)
+            .map_err(|e| ReloadError::Io {
                 path: self.path.clone(),
-                source,
+                source: e.into(),
             })
             .and_then(|bytes| {
                 self.shared
@@ -96,7 +103,7 @@ impl State {
         let mut last = self.last_error.lock().unwrap_or_else(|p| p.into_inner());
         match &result {
             Ok(()) => {
-                tracing::info!(target: "secmesh::policy", path = %self.path.display(), "policy loaded");
+                tracing::info!(target: "secmesh::policy", path = %secmesh_fs::Shown(&self.path), "policy loaded");
                 *last = None;
             }
             Err(e) => {

@@ -63,3 +63,93 @@ async fn a_missing_file_at_start_is_an_error() {
     .unwrap_err();
     assert!(err.to_string().contains("absent.toml"));
 }
+
+/// Reload in a blocking task with a deadline (a bound, not a timing): a hang fails the test.
+async fn reload_bounded(watcher: &std::sync::Arc<PolicyWatcher>) -> Result<(), String> {
+    let w = watcher.clone();
+    let task = tokio::task::spawn_blocking(move || w.reload_now().map_err(|e| e.to_string()));
+    tokio::time::timeout(Duration::from_secs(60), task)
+        .await
+        .expect("reload hung")
+        .unwrap()
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_replacements_keep_the_last_good_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("policy.toml");
+    std::fs::write(&path, rules(2)).unwrap();
+    let shared = SharedPolicy::default();
+    let watcher = std::sync::Arc::new(
+        PolicyWatcher::spawn(&path, shared.clone(), Duration::from_millis(20)).unwrap(),
+    );
+    let max = secmesh_core::policy::parse::MAX_POLICY_LEN;
+    type Make = Box<dyn Fn(&std::path::Path)>;
+    let variants: Vec<(&str, Make, &str)> = vec![
+        (
+            "symlink to /dev/zero",
+            Box::new(|p| std::os::unix::fs::symlink("/dev/zero", p).unwrap()),
+            "not a regular file",
+        ),
+        (
+            "FIFO without a writer",
+            Box::new(|p| {
+                assert!(
+                    std::process::Command::new("mkfifo")
+                        .arg(p)
+                        .status()
+                        .unwrap()
+                        .success()
+                )
+            }),
+            "not a regular file (a FIFO)",
+        ),
+        (
+            "directory",
+            Box::new(|p| std::fs::create_dir(p).unwrap()),
+            "not a regular file (a directory)",
+        ),
+        (
+            "2 GiB sparse file",
+            Box::new(|p| {
+                std::fs::File::create(p).unwrap().set_len(2 << 30).unwrap();
+            }),
+            "larger than the limit",
+        ),
+        (
+            "one byte over the limit",
+            Box::new(move |p| std::fs::write(p, vec![b'\n'; max + 1]).unwrap()),
+            "larger than the limit",
+        ),
+        (
+            "more rules than a policy may hold",
+            Box::new(|p| std::fs::write(p, rules(10_001)).unwrap()),
+            "more than 10000 rules",
+        ),
+    ];
+    for (label, make, why) in &variants {
+        // Replaced by rename, as a deployment would, or in place.
+        let _ = std::fs::remove_file(&path);
+        let _ = std::fs::remove_dir(&path);
+        make(&path);
+        let err = reload_bounded(&watcher).await.unwrap_err();
+        assert!(err.contains(why), "{label}: {err}");
+        assert!(err.contains("policy.toml"), "{label}: {err}");
+        assert_eq!(shared.current().rules().len(), 2, "{label}: last good kept");
+        // The watcher's own tick meets the same file and reports it, without hanging.
+        assert!(
+            eventually(|| watcher.last_error().is_some_and(|e| e.contains(why))).await,
+            "{label}"
+        );
+        assert_eq!(shared.current().rules().len(), 2, "{label}: last good kept");
+    }
+    // A file exactly at the limit is read (and judged: blank lines are an empty policy).
+    let _ = std::fs::remove_file(&path);
+    let mut text = rules(4).into_bytes();
+    text.resize(max, b'\n');
+    std::fs::write(&path, &text).unwrap();
+    reload_bounded(&watcher).await.unwrap();
+    assert_eq!(shared.current().rules().len(), 4);
+    assert!(watcher.last_error().is_none());
+}

@@ -13,7 +13,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 use super::engine::Request;
 use super::model::{Effect, Rule};
-use super::pattern::VerbPattern;
+use super::pattern::{ObjectPattern, VerbPattern};
 
 /// FNV-1a: fast for the short keys here (verbs and path segments). The keys come from the
 /// policy, so lookups with request data cannot degrade the table.
@@ -57,10 +57,14 @@ fn push(list: &mut Vec<u32>, idx: u32) {
 }
 
 impl Lists {
-    fn file(&mut self, rule: &Rule, idx: u32) {
+    /// File `rule`; `spread` is how many (verb, object) nodes it is filed at: its exact
+    /// subjects multiply that, and past [`MAX_FILINGS`] it goes to `any_subject` instead.
+    fn file(&mut self, rule: &Rule, idx: u32, spread: usize) {
         let exact: Option<Vec<&str>> = rule.subjects.iter().map(|g| g.exact()).collect();
         match exact {
-            Some(subjects) if !subjects.is_empty() => {
+            Some(subjects)
+                if !subjects.is_empty() && subjects.len().saturating_mul(spread) <= MAX_FILINGS =>
+            {
                 for s in subjects {
                     push(self.by_subject.entry(s.into()).or_default(), idx);
                 }
@@ -87,14 +91,20 @@ struct Node {
 }
 
 impl Node {
-    fn file(&mut self, prefix: &mut dyn Iterator<Item = &str>, rule: &Rule, idx: u32) {
+    fn file(
+        &mut self,
+        prefix: &mut dyn Iterator<Item = &str>,
+        rule: &Rule,
+        idx: u32,
+        spread: usize,
+    ) {
         let mut node = self;
         for seg in prefix {
             node = node.children.entry(seg.into()).or_default();
         }
         match rule.effect {
-            Effect::Allow => node.allow.file(rule, idx),
-            Effect::Deny => node.deny.file(rule, idx),
+            Effect::Allow => node.allow.file(rule, idx, spread),
+            Effect::Deny => node.deny.file(rule, idx, spread),
         }
     }
 
@@ -105,6 +115,13 @@ impl Node {
         }
     }
 }
+
+/// The most places one rule is filed at: (verb, object pattern) pairs, times its subjects
+/// when they are all exact. A rule with more (lists of up to 1024 verbs, objects and subjects
+/// would make a billion) is filed once, at the root of the any-verb tree (or under no subject),
+/// where every request looks, so that building the index stays linear in the size of the
+/// policy; `matches` still decides.
+const MAX_FILINGS: usize = 256;
 
 /// The index over the rules of one mode.
 #[derive(Debug, Default)]
@@ -123,13 +140,22 @@ impl Index {
             }
             // MAX_RULES keeps indices far below u32::MAX.
             let idx = u32::try_from(i).unwrap_or(u32::MAX);
+            let spread = rule.verbs.len().saturating_mul(rule.objects.len());
+            if spread > MAX_FILINGS {
+                // Filed once where every request looks: a candidate for all of them, checked
+                // in full by `matches`, instead of thousands of filings.
+                index
+                    .any_verb
+                    .file(&mut std::iter::empty(), rule, idx, usize::MAX);
+                continue;
+            }
             for verb in &rule.verbs {
                 let root = match verb {
                     VerbPattern::Any => &mut index.any_verb,
                     VerbPattern::Exact(v) => index.by_verb.entry(v.clone()).or_default(),
                 };
                 for object in &rule.objects {
-                    root.file(&mut object.literal_prefix(), rule, idx);
+                    root.file(&mut object.literal_prefix(), rule, idx, spread);
                 }
             }
         }
@@ -164,6 +190,65 @@ impl Index {
     }
 }
 
+impl Lists {
+    /// The candidate lists for a subject: the rules with a subject glob that is not exact, and
+    /// (when the subject is one exact string) the rules filed under it.
+    fn for_subject<'a>(&'a self, exact_subject: Option<&str>) -> [Option<&'a Vec<u32>>; 2] {
+        let by = exact_subject.and_then(|s| self.by_subject.get(s));
+        [Some(&self.any_subject), by]
+    }
+}
+
+impl Index {
+    /// The smallest rule index below `below` with `effect`, filed under a verb tree that can
+    /// hold a rule covering `verb` (its own and the any-verb tree; the any-verb tree alone for
+    /// `*`), at a node on the path of `object`'s literal prefix,
+    /// for which `pred` holds. `exact_subject` is the subject when it is one exact string:
+    /// rules whose subjects are all exact can only cover that, and are looked up by it.
+    ///
+    /// Every rule that covers a rule with that first verb, first object pattern and first
+    /// subject is among the candidates, so lint asks `pred` (the full inclusion test) only of
+    /// rules that share the path, not of every rule.
+    pub(crate) fn first_candidate(
+        &self,
+        verb: &VerbPattern,
+        object: &ObjectPattern,
+        exact_subject: Option<&str>,
+        effect: Effect,
+        below: u32,
+        mut pred: impl FnMut(u32) -> bool,
+    ) -> Option<u32> {
+        let mut best = below;
+        let own = match verb {
+            VerbPattern::Exact(v) => self.by_verb.get(&**v),
+            VerbPattern::Any => None,
+        };
+        for root in [own, Some(&self.any_verb)].into_iter().flatten() {
+            let mut node = Some(root);
+            let mut path = object.literal_prefix();
+            while let Some(n) = node {
+                let lists = match effect {
+                    Effect::Allow => &n.allow,
+                    Effect::Deny => &n.deny,
+                };
+                for list in lists.for_subject(exact_subject).into_iter().flatten() {
+                    for &i in list {
+                        if i >= best {
+                            break;
+                        }
+                        if pred(i) {
+                            best = i;
+                            break;
+                        }
+                    }
+                }
+                node = path.next().and_then(|seg| n.children.get(seg));
+            }
+        }
+        (best < below).then_some(best)
+    }
+}
+
 /// Lower `best` to the first rule of `list` (sorted) below it that matches.
 fn scan(list: &[u32], rules: &[Rule], req: &Request<'_>, best: &mut u32) {
     for &i in list {
@@ -174,5 +259,61 @@ fn scan(list: &[u32], rules: &[Rule], req: &Request<'_>, best: &mut u32) {
             *best = i;
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::policy::{Effect, Policy, Request};
+    use crate::svo::{Object, Subject, Verb};
+
+    /// Rules with 1024 verbs, 1024 objects and 1024 exact subjects would be filed a billion
+    /// times each; they are filed once and still decide exactly.
+    #[test]
+    fn rules_with_long_lists_are_filed_once_and_decide_exactly() {
+        let list = |f: &dyn Fn(usize) -> String| {
+            (0..1024)
+                .map(|i| format!("'{}'", f(i)))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let verbs = list(&|i| format!("v{i}"));
+        let objects = list(&|i| format!("o{i}/x"));
+        let subjects = list(&|i| format!("user:u{i}"));
+        let mut text = String::new();
+        for r in 0..20 {
+            let effect = if r == 19 { "deny" } else { "allow" };
+            text.push_str(&format!(
+                "[[rule]]\nid = 'r{r}'\neffect = '{effect}'\nsubjects = [{subjects}]\nverbs = [{verbs}]\nobjects = [{objects}]\ncallers = ['c{r}']\n\n"
+            ));
+        }
+        // And one small rule filed the usual way.
+        text.push_str("[[rule]]\nid = 'small'\neffect = 'allow'\nsubjects = ['user:u5']\nverbs = ['read']\nobjects = ['o5/**']\n");
+        let policy = Policy::from_toml(&text).unwrap();
+        let sub: Subject = "user:u1023".parse().unwrap();
+        let verb: Verb = "v1023".parse().unwrap();
+        let obj: Object = "o1023/x".parse().unwrap();
+        let decide = |caller: &str, sub: &Subject, verb: &Verb, obj: &Object| {
+            let d = policy.decide(&Request::new(sub, verb, obj).with_caller(caller));
+            (d.effect(), d.rule().map(str::to_owned))
+        };
+        assert_eq!(
+            decide("c7", &sub, &verb, &obj),
+            (Effect::Allow, Some("r7".to_owned()))
+        );
+        assert_eq!(decide("c19", &sub, &verb, &obj).0, Effect::Deny);
+        assert_eq!(decide("c20", &sub, &verb, &obj).0, Effect::Deny);
+        let other: Object = "o1024/x".parse().unwrap();
+        assert_eq!(decide("c7", &sub, &verb, &other).0, Effect::Deny);
+        let u5: Subject = "user:u5".parse().unwrap();
+        let read: Verb = "read".parse().unwrap();
+        let o5: Object = "o5/a".parse().unwrap();
+        assert_eq!(
+            decide("c0", &u5, &read, &o5),
+            (Effect::Allow, Some("small".to_owned()))
+        );
+        // Lint compares such rules at a million pattern tests a pair: it stops at its budget.
+        let report = policy.lint_report();
+        assert!(!report.is_complete() && report.work() <= crate::policy::lint::MAX_LINT_WORK);
     }
 }

@@ -73,7 +73,7 @@ pub mod shared;
 
 pub use engine::{Decision, Policy, Reason, Request, ShadowDecision};
 pub use grant::{Grant, GrantError, parse_scope};
-pub use lint::{Finding, FindingKind};
+pub use lint::{Finding, FindingKind, LintReport};
 pub use model::{Effect, Mode, Rule, RuleId};
 pub use parse::{Format, PolicyError, Position};
 pub use pattern::{Glob, ObjectPattern, PatternError, VerbPattern};

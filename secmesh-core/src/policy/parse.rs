@@ -40,8 +40,9 @@ use crate::class::ExpiryClass;
 
 /// The largest policy text accepted, in bytes.
 pub const MAX_POLICY_LEN: usize = 16 << 20;
-/// The most rules one policy may hold.
-pub const MAX_RULES: usize = 100_000;
+/// The most rules one policy may hold; a policy with more is refused ("more than 10000 rules
+/// in one policy"), with the position of the first rule past the limit.
+pub const MAX_RULES: usize = 10_000;
 /// The longest rule id accepted, in bytes.
 pub const MAX_ID_LEN: usize = 256;
 /// The most patterns in one list of one rule.
@@ -202,8 +203,9 @@ impl<'de> Deserialize<'de> for Attributes {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Attributes, A::Error> {
                 let mut out: Vec<(Box<str>, Vec<Glob>)> = Vec::new();
+                let mut seen = HashSet::new();
                 while let Some(RawId(name)) = map.next_key()? {
-                    if out.iter().any(|(n, _)| **n == *name) {
+                    if !seen.insert(name.clone()) {
                         return Err(serde::de::Error::custom(format_args!(
                             "duplicate attribute `{name}`"
                         )));
@@ -318,7 +320,7 @@ impl<'de> Deserialize<'de> for RuleList {
                 while let Some(rule) = seq.next_element_seed(RuleSeed { seen: &mut seen })? {
                     if rules.len() == MAX_RULES {
                         return Err(serde::de::Error::custom(format_args!(
-                            "more than {MAX_RULES} rules"
+                            "more than {MAX_RULES} rules in one policy"
                         )));
                     }
                     rules.push(rule);
@@ -642,6 +644,43 @@ mode = "shadow"
         let list = vec!["\"a\""; MAX_LIST_LEN + 1].join(",");
         let text = rule_with("").replace("subjects = [\"*\"]", &format!("subjects = [{list}]"));
         assert!(toml_err(&text).message().contains("more than"));
+    }
+
+    #[test]
+    fn rule_count_is_bounded() {
+        let rules = |n: usize| -> String {
+            (0..n)
+                .map(|i| {
+                    format!("[[rule]]\nid = \"r{i}\"\neffect = \"allow\"\nsubjects = [\"*\"]\nverbs = [\"read\"]\nobjects = [\"a/{i}\"]\n")
+                })
+                .collect()
+        };
+        assert_eq!(
+            Policy::from_toml(&rules(MAX_RULES)).unwrap().rules().len(),
+            MAX_RULES
+        );
+        for n in [MAX_RULES + 1, MAX_RULES + 500] {
+            let e = toml_err(&rules(n));
+            assert!(
+                e.message().contains("more than 10000 rules in one policy"),
+                "{e}"
+            );
+            assert!(e.position().is_some(), "{e}");
+        }
+        let json = |n: usize| -> String {
+            let one: Vec<String> = (0..n)
+                .map(|i| {
+                    format!(r#"{{"id":"r{i}","effect":"deny","subjects":["*"],"verbs":["*"],"objects":["a/{i}"]}}"#)
+                })
+                .collect();
+            format!(r#"{{"rule":[{}]}}"#, one.join(","))
+        };
+        assert_eq!(
+            Policy::from_json(&json(MAX_RULES)).unwrap().rules().len(),
+            MAX_RULES
+        );
+        let e = Policy::from_json(&json(MAX_RULES + 1)).unwrap_err();
+        assert!(e.message().contains("more than 10000 rules"), "{e}");
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use super::MAX_KEYS;
 use crate::error::KeyError;
 
 /// One JSON Web Key. Unknown members are ignored; `Debug` never prints private members.
@@ -105,13 +106,68 @@ pub struct JwkSet {
     pub keys: Vec<Jwk>,
 }
 
+/// A JWKS as read: at most [`MAX_KEYS`] keys are kept; past that the rest are skipped over
+/// without being built and the set is refused.
+#[derive(Deserialize)]
+struct BoundedSet {
+    keys: BoundedKeys,
+}
+
+struct BoundedKeys {
+    keys: Vec<Jwk>,
+    too_many: bool,
+}
+
+impl<'de> Deserialize<'de> for BoundedKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = BoundedKeys;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an array of JWKs")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<BoundedKeys, A::Error> {
+                let mut keys = Vec::new();
+                while keys.len() < MAX_KEYS {
+                    match seq.next_element()? {
+                        Some(k) => keys.push(k),
+                        None => {
+                            return Ok(BoundedKeys {
+                                keys,
+                                too_many: false,
+                            });
+                        }
+                    }
+                }
+                let mut too_many = false;
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {
+                    too_many = true;
+                }
+                Ok(BoundedKeys { keys, too_many })
+            }
+        }
+        d.deserialize_seq(V)
+    }
+}
+
 impl JwkSet {
-    /// Parse a JWKS from JSON, strictly.
+    /// Parse a JWKS from JSON, strictly: no duplicate members, and at most [`MAX_KEYS`] keys
+    /// ([`KeyError::TooManyKeys`]).
     pub fn from_json(json: &str) -> Result<JwkSet, KeyError> {
         secmesh_core::json::check_object(json.as_bytes(), secmesh_core::json::DEFAULT_MAX_DEPTH)
             .map_err(|e| KeyError::Jwk(e.to_string()))?;
         // Each key object is checked too: the set check above covers nested duplicates.
-        serde_json::from_str(json).map_err(|e| KeyError::Jwk(e.to_string()))
+        let set: BoundedSet =
+            serde_json::from_str(json).map_err(|e| KeyError::Jwk(e.to_string()))?;
+        if set.keys.too_many {
+            return Err(KeyError::TooManyKeys { max: MAX_KEYS });
+        }
+        Ok(JwkSet {
+            keys: set.keys.keys,
+        })
     }
 
     /// The set as JSON.

@@ -715,12 +715,26 @@ pub struct Skipped {
     pub reason: String,
 }
 
+/// The most keys (usable and skipped together) one [`KeySet`] or JWKS may hold. A real set
+/// holds a handful (the current key and the ones rotating in and out); a larger one is refused
+/// with [`KeyError::TooManyKeys`] before any key is parsed.
+pub const MAX_KEYS: usize = 1000;
+
+/// Where a `kid` of a [`KeySet`] is.
+#[derive(Clone, Copy, Debug)]
+enum Slot {
+    Key(usize),
+    Skipped(usize),
+}
+
 /// Verification keys chosen by `kid`: no duplicate kids, not mixing symmetric and asymmetric
-/// keys, and (when there are several) every key named.
+/// keys, and (when there are several) every key named; at most [`MAX_KEYS`]. Loading is linear
+/// in the number of keys and choosing a key by `kid` is one hash lookup.
 #[derive(Clone, Debug, Default)]
 pub struct KeySet {
     keys: Vec<VerifyingKey>,
     skipped: Vec<Skipped>,
+    by_kid: std::collections::HashMap<String, Slot>,
 }
 
 impl KeySet {
@@ -731,31 +745,57 @@ impl KeySet {
 
     /// A set of one key.
     pub fn single(key: VerifyingKey) -> KeySet {
-        KeySet {
-            keys: vec![key],
-            skipped: Vec::new(),
+        let mut set = KeySet::new();
+        if let Some(kid) = &key.kid {
+            set.by_kid.insert(kid.clone(), Slot::Key(0));
+        }
+        set.keys.push(key);
+        set
+    }
+
+    fn check_room(&self) -> Result<(), KeyError> {
+        if self.keys.len() + self.skipped.len() >= MAX_KEYS {
+            return Err(KeyError::TooManyKeys { max: MAX_KEYS });
+        }
+        Ok(())
+    }
+
+    fn check_new_kid(&self, kid: Option<&String>) -> Result<(), KeyError> {
+        match kid {
+            Some(kid) if self.by_kid.contains_key(kid) => Err(KeyError::DuplicateKid(kid.clone())),
+            _ => Ok(()),
         }
     }
 
     /// Add a key, refusing a duplicate `kid`, a symmetric key beside asymmetric ones (or the
-    /// reverse), and an unnamed key beside others.
+    /// reverse), an unnamed key beside others, and a key past [`MAX_KEYS`].
     pub fn insert(&mut self, key: VerifyingKey) -> Result<(), KeyError> {
         if let Some(first) = self.keys.first() {
             if first.is_symmetric() != key.is_symmetric() {
                 return Err(KeyError::MixedSet("symmetric and asymmetric keys"));
             }
-            if key.kid.is_none() || self.keys.iter().any(|k| k.kid.is_none()) {
+            // An unnamed key is only ever alone, so the first key tells.
+            if key.kid.is_none() || first.kid.is_none() {
                 return Err(KeyError::MissingKid);
             }
         }
+        self.check_new_kid(key.kid.as_ref())?;
+        self.check_room()?;
         if let Some(kid) = &key.kid {
-            let dup = self.keys.iter().any(|k| k.kid.as_ref() == Some(kid))
-                || self.skipped.iter().any(|s| s.kid.as_ref() == Some(kid));
-            if dup {
-                return Err(KeyError::DuplicateKid(kid.clone()));
-            }
+            self.by_kid.insert(kid.clone(), Slot::Key(self.keys.len()));
         }
         self.keys.push(key);
+        Ok(())
+    }
+
+    fn skip(&mut self, skipped: Skipped) -> Result<(), KeyError> {
+        self.check_new_kid(skipped.kid.as_ref())?;
+        self.check_room()?;
+        if let Some(kid) = &skipped.kid {
+            self.by_kid
+                .insert(kid.clone(), Slot::Skipped(self.skipped.len()));
+        }
+        self.skipped.push(skipped);
         Ok(())
     }
 
@@ -772,6 +812,9 @@ impl KeySet {
         if asym.iter().any(|k| k.d.is_some()) && asym.iter().any(|k| k.d.is_none()) {
             return Err(KeyError::MixedSet("public and private keys"));
         }
+        if set.keys.len() > MAX_KEYS {
+            return Err(KeyError::TooManyKeys { max: MAX_KEYS });
+        }
         let mut out = KeySet::new();
         for jwk in &set.keys {
             match VerifyingKey::from_jwk(jwk) {
@@ -785,17 +828,11 @@ impl KeySet {
                     let Some(unsupported) = skip else {
                         return Err(e);
                     };
-                    if let Some(kid) = &jwk.kid
-                        && (out.keys.iter().any(|k| k.kid() == Some(kid))
-                            || out.skipped.iter().any(|s| s.kid.as_ref() == Some(kid)))
-                    {
-                        return Err(KeyError::DuplicateKid(kid.clone()));
-                    }
-                    out.skipped.push(Skipped {
+                    out.skip(Skipped {
                         kid: jwk.kid.clone(),
                         unsupported,
                         reason: e.to_string(),
-                    });
+                    })?;
                 }
             }
         }
@@ -820,6 +857,7 @@ impl KeySet {
         let set = JwkSet::from_json(json);
         match set {
             Ok(set) => KeySet::from_jwk_set(&set),
+            Err(e @ KeyError::TooManyKeys { .. }) => Err(e),
             Err(_) => {
                 let jwk = Jwk::from_json(json)?;
                 KeySet::from_jwk_set(&JwkSet { keys: vec![jwk] })
@@ -857,18 +895,28 @@ impl KeySet {
     /// The key for a token's `kid`: the key with that kid; with no kid, the only key of a set
     /// of one.
     pub fn get(&self, kid: Option<&str>) -> Result<&VerifyingKey, VerifyError> {
-        let found = match kid {
-            Some(kid) => self.keys.iter().find(|k| k.kid() == Some(kid)),
-            None if self.keys.len() == 1 && self.skipped.is_empty() => self.keys.first(),
-            None => None,
+        let skipped = match kid {
+            Some(kid) => match self.by_kid.get(kid) {
+                Some(Slot::Key(i)) => {
+                    if let Some(k) = self.keys.get(*i) {
+                        return Ok(k);
+                    }
+                    None
+                }
+                Some(Slot::Skipped(i)) => self.skipped.get(*i),
+                None => None,
+            },
+            None if self.keys.len() == 1 && self.skipped.is_empty() => {
+                if let Some(k) = self.keys.first() {
+                    return Ok(k);
+                }
+                None
+            }
+            None => self
+                .skipped
+                .iter()
+                .find(|s| s.kid.is_none() || self.keys.is_empty()),
         };
-        if let Some(k) = found {
-            return Ok(k);
-        }
-        let skipped = self
-            .skipped
-            .iter()
-            .find(|s| s.kid.as_deref() == kid || (kid.is_none() && self.keys.is_empty()));
         Err(match (skipped, kid) {
             (Some(s), _) if s.unsupported => {
                 VerifyError::new(ErrorKind::Unsupported, s.reason.clone())
