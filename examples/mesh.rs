@@ -58,6 +58,7 @@ use secmesh_tower::context::RequestContext;
 use secmesh_tower::deny::{DenialResponse, GrpcStatus, ProblemJson};
 use secmesh_tower::extract::{Claims, Peer};
 use secmesh_tower::propagate::PropagateLayer;
+use secmesh_tower::serve::{PlainServer, ServerLimits};
 use secmesh_tower::tls::{TlsConnector, TlsServer};
 use secmesh_tower::{AuthenticateLayer, AuthorizeLayer};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -680,7 +681,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let inventory_addr = {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
-        let server = TlsServer::new(inventory.workload.server_config(ClientAuth::Required));
+        let server = TlsServer::from_workload(&inventory.workload, ClientAuth::Required);
         tokio::spawn(server.serve(listener, inventory_svc));
         addr
     };
@@ -704,7 +705,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         ExpiryClass::Fast,
     );
     tokio::spawn(
-        TlsServer::new(payments.workload.server_config(ClientAuth::Required))
+        TlsServer::from_workload(&payments.workload, ClientAuth::Required)
             .serve(payments_listener, payments_app),
     );
 
@@ -744,7 +745,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .layer(AuthorizeLayer::new(policy.clone()).max_class(ExpiryClass::Slow));
     let orders_app = orders.secure(api.merge(batch), &mesh_keys, ExpiryClass::Slow);
     tokio::spawn(
-        TlsServer::new(orders.workload.server_config(ClientAuth::Required))
+        TlsServer::from_workload(&orders.workload, ClientAuth::Required)
             .serve(orders_listener, orders_app),
     );
 
@@ -766,7 +767,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .layer(AuditLayer::new(gateway.auditor.clone(), gateway.name));
     let gateway_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let gateway_addr = gateway_listener.local_addr()?;
-    tokio::spawn(async move { axum::serve(gateway_listener, gateway_app).await });
+    // The library's plain-HTTP server: header-read, idle and connection limits (the demo's
+    // edge listens on loopback; a real edge sits behind a TLS-terminating proxy).
+    tokio::spawn(
+        PlainServer::new()
+            .limits(ServerLimits::default())
+            .serve(gateway_listener, gateway_app),
+    );
 
     println!("secmesh demo mesh on 127.0.0.1 (trust domain {TRUST_DOMAIN}, mutual TLS inside)");
     println!("  gateway   http://{gateway_addr}   (edge: IdP bearer tokens)");
@@ -940,7 +947,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     println!(
-        "verify again with: cargo run -p secmesh-cli -- audit verify --key {} {}",
+        "verify again with: cargo run -p secmesh-cli -- audit verify --key {} {}*",
         opts.audit_dir.join("audit-key.pub").display(),
         opts.audit_dir.join("orders.jsonl").display()
     );
