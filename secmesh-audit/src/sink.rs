@@ -37,6 +37,12 @@ pub trait Sink: Send + 'static {
     fn tick(&mut self) -> io::Result<()> {
         Ok(())
     }
+
+    /// Make everything written so far durable (flush and fsync), whatever the sink's own
+    /// fsync policy; the queue calls it once per batch that holds a durable event.
+    fn sync(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// When the JSON-lines sink makes writes durable.
@@ -329,6 +335,10 @@ impl Sink for JsonLinesSink {
         if self.checkpoint_due() {
             self.push_checkpoint()?;
         }
+        self.flush_buf(true)
+    }
+
+    fn sync(&mut self) -> io::Result<()> {
         self.flush_buf(true)
     }
 }
