@@ -42,6 +42,13 @@ pub enum Denial {
         /// Why, in words (e.g. `missing grant`, `no rule`).
         reason: String,
     },
+    /// The request cannot be served now because its audit event cannot be recorded (the queue
+    /// is full, or the sink cannot write) under a fail-closed or durable audit layer
+    /// (503 / UNAVAILABLE).
+    Unavailable {
+        /// Why the audit log cannot take the event.
+        audit: secmesh_audit::AuditError,
+    },
 }
 
 impl Denial {
@@ -68,6 +75,7 @@ impl Denial {
         match self {
             Denial::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
             Denial::Forbidden { .. } => StatusCode::FORBIDDEN,
+            Denial::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -76,6 +84,7 @@ impl Denial {
         match self {
             Denial::Unauthenticated { .. } => 16,
             Denial::Forbidden { .. } => 7,
+            Denial::Unavailable { .. } => 14,
         }
     }
 
@@ -89,6 +98,7 @@ impl Denial {
                 reason,
             } => format!("{reason} (rule {rule})"),
             Denial::Forbidden { rule: None, reason } => reason.clone(),
+            Denial::Unavailable { audit } => format!("the audit log cannot record it: {audit}"),
         }
     }
 }
@@ -126,6 +136,7 @@ fn grpc_response<B: Default>(denial: &Denial) -> Response<B> {
     let msg = match denial {
         Denial::Unauthenticated { .. } => "unauthenticated",
         Denial::Forbidden { .. } => "permission denied",
+        Denial::Unavailable { .. } => "unavailable",
     };
     h.insert("grpc-message", HeaderValue::from_static(msg));
     res.extensions_mut().insert(denial.clone());
@@ -165,6 +176,7 @@ impl<B: From<String> + Default> DenialResponse<B> for ProblemJson {
                     )
                 }
                 Denial::Forbidden { .. } => ("Forbidden", String::new()),
+                Denial::Unavailable { .. } => ("Service Unavailable", String::new()),
             };
             let status = denial.status();
             let body = serde_json::json!({
