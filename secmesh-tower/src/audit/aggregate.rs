@@ -194,3 +194,197 @@ impl Drop for Aggregator {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::net::SocketAddr;
+    use std::path::Path;
+
+    use http::{Request, Response, StatusCode};
+    use secmesh_audit::sink::{JsonLinesConfig, JsonLinesSink};
+    use secmesh_audit::verify::{read_events, verify_files};
+    use secmesh_tokens::{Algorithm, KeySet, SigningKey, Verifier};
+    use tower::{ServiceBuilder, ServiceExt, service_fn};
+
+    use super::*;
+    use crate::AuthenticateLayer;
+    use crate::audit::AuditLayer;
+
+    /// How a refused request names its source.
+    #[derive(Clone, Copy)]
+    enum From {
+        Ip,
+        Workload,
+        Nothing,
+    }
+
+    fn request(from: From, n: u32) -> Request<String> {
+        let mut req = Request::get(format!("/orders/{n}"))
+            .body(String::new())
+            .unwrap();
+        let ip = std::net::Ipv4Addr::from(0x0a00_0000 + n);
+        match from {
+            From::Ip => {
+                req.extensions_mut()
+                    .insert(axum::extract::ConnectInfo(SocketAddr::from((ip, 40_000))));
+            }
+            From::Workload => {
+                let id = format!("spiffe://mesh.test/ns/a/sa/w{n}");
+                req.extensions_mut().insert(secmesh_core::PeerIdentity {
+                    spiffe_id: id.parse().unwrap(),
+                    x5t_s256: String::new(),
+                });
+            }
+            From::Nothing => {}
+        }
+        req
+    }
+
+    /// `total` unauthenticated requests from `sources` distinct sources (round robin) through
+    /// an audit + authenticate stack writing to a real log; returns the events.
+    async fn flood(
+        dir: &Path,
+        layer: impl FnOnce(AuditLayer) -> AuditLayer,
+        from: From,
+        sources: u32,
+        total: u32,
+    ) -> Vec<AuditEvent> {
+        let path = dir.join("svc.jsonl");
+        let sink = JsonLinesSink::open(&path, JsonLinesConfig::default()).unwrap();
+        let auditor = Auditor::builder(sink).spawn();
+        let key = SigningKey::generate(Algorithm::EdDsa).unwrap();
+        let verifier = Verifier::new(KeySet::single(key.verifying_key(Some("k".into()))));
+        let svc = ServiceBuilder::new()
+            .layer(layer(AuditLayer::new(auditor.clone(), "svc")))
+            .layer(AuthenticateLayer::from_verifier(verifier, 16))
+            .service(service_fn(|_req: Request<String>| async {
+                Ok::<_, std::convert::Infallible>(Response::new(String::from("ok")))
+            }));
+        for i in 0..total {
+            let res = svc
+                .clone()
+                .oneshot(request(from, i % sources))
+                .await
+                .unwrap();
+            assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+        }
+        drop(svc);
+        auditor.shutdown();
+        let report = verify_files(&[&path], None).unwrap();
+        let (events, bad) = read_events(&[&path]).unwrap();
+        assert_eq!(bad, 0);
+        assert_eq!(report.events, events.len() as u64, "the chain verifies");
+        events
+    }
+
+    /// The refusals the events stand for: 1 for a normal one, N for an aggregate.
+    fn refusals(events: &[AuditEvent]) -> u64 {
+        events
+            .iter()
+            .map(|e| {
+                assert_eq!(e.status, Some(401));
+                match e.reason.as_deref().unwrap().split_once(" further ") {
+                    Some((n, _)) => n.parse::<u64>().unwrap(),
+                    None => 1,
+                }
+            })
+            .sum()
+    }
+
+    #[tokio::test]
+    async fn a_flood_from_one_source_becomes_a_few_counted_events() {
+        for from in [From::Ip, From::Workload, From::Nothing] {
+            let dir = tempfile::tempdir().unwrap();
+            let start = Instant::now();
+            let events = flood(dir.path(), |l| l, from, 1, 1000).await;
+            let windows = start.elapsed().as_secs() + 2;
+            assert_eq!(refusals(&events), 1000);
+            // At most a normal event and an aggregate per window.
+            assert!(
+                events.len() as u64 <= 2 * windows,
+                "{} events in {windows} windows",
+                events.len()
+            );
+            let agg = events
+                .iter()
+                .find(|e| e.reason.as_deref().unwrap().contains("further"));
+            let agg = agg.unwrap();
+            match from {
+                From::Ip => assert_eq!(agg.peer.as_deref(), Some("10.0.0.0")),
+                From::Workload => {
+                    assert_eq!(agg.caller.as_deref(), Some("spiffe://mesh.test/ns/a/sa/w0"));
+                }
+                From::Nothing => assert!(agg.reason.as_deref().unwrap().contains("from unknown")),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn many_sources_are_bounded_and_overflow_under_other() {
+        let dir = tempfile::tempdir().unwrap();
+        // 3 refusals each from 100 sources, with room for 10 sources per window.
+        let events = flood(
+            dir.path(),
+            |l| l.aggregate_unauthenticated(Duration::from_secs(3600), 10),
+            From::Ip,
+            100,
+            300,
+        )
+        .await;
+        assert_eq!(refusals(&events), 300);
+        // 10 sources told apart and `other`: one normal event and one aggregate each.
+        assert_eq!(events.len(), 22, "{events:#?}");
+        assert!(
+            events
+                .iter()
+                .any(|e| e.reason.as_deref().unwrap().contains("from other in 3600s"))
+        );
+    }
+
+    #[tokio::test]
+    async fn without_aggregation_every_refusal_is_an_event() {
+        let dir = tempfile::tempdir().unwrap();
+        let events = flood(dir.path(), AuditLayer::no_aggregation, From::Ip, 1, 50).await;
+        assert_eq!(events.len(), 50);
+    }
+
+    #[tokio::test]
+    async fn a_window_is_written_when_it_ends_without_another_request() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("svc.jsonl");
+        let sink = JsonLinesSink::open(&path, JsonLinesConfig::default()).unwrap();
+        let auditor = Auditor::builder(sink).spawn();
+        let key = SigningKey::generate(Algorithm::EdDsa).unwrap();
+        let verifier = Verifier::new(KeySet::single(key.verifying_key(Some("k".into()))));
+        let svc = ServiceBuilder::new()
+            .layer(
+                AuditLayer::new(auditor.clone(), "svc")
+                    .aggregate_unauthenticated(Duration::from_millis(100), 16),
+            )
+            .layer(AuthenticateLayer::from_verifier(verifier, 16))
+            .service(service_fn(|_req: Request<String>| async {
+                Ok::<_, std::convert::Infallible>(Response::new(String::new()))
+            }));
+        for _ in 0..5 {
+            svc.clone().oneshot(request(From::Ip, 7)).await.unwrap();
+        }
+        // The layer stays alive and idle: the timer writes the window's count.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            auditor.flush().unwrap();
+            let (events, _) = read_events(&[&path]).unwrap();
+            if refusals(&events) == 5 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the window's count was never written"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        drop(svc);
+        auditor.shutdown();
+    }
+}
