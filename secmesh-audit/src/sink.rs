@@ -320,22 +320,45 @@ impl JsonLinesSink {
     }
 }
 
+impl JsonLinesSink {
+    /// Run `f`; if it fails, roll back to the last good record: the file truncated to its
+    /// last whole line, the unwritten buffer dropped (memory stays bounded), the chain state
+    /// restored, so that the next write continues the chain as if the batch never happened.
+    fn or_roll_back(&mut self, f: impl FnOnce(&mut Self) -> io::Result<()>) -> io::Result<()> {
+        let saved = (self.prev, self.seq, self.events, self.since_checkpoint);
+        let size = self.size;
+        let result = f(self);
+        if result.is_err() {
+            self.buf.clear();
+            if self.file.set_len(size).is_ok() {
+                self.size = size;
+            }
+            (self.prev, self.seq, self.events, self.since_checkpoint) = saved;
+        }
+        result
+    }
+}
+
 impl Sink for JsonLinesSink {
     fn write_batch(&mut self, events: &mut [AuditEvent]) -> io::Result<()> {
-        for ev in events.iter_mut() {
-            self.push_event(ev)?;
-            if self.checkpoint_due() {
-                self.push_checkpoint()?;
+        self.or_roll_back(|s| {
+            for ev in events.iter_mut() {
+                s.push_event(ev)?;
+                if s.checkpoint_due() {
+                    s.push_checkpoint()?;
+                }
             }
-        }
-        self.flush_buf(false)
+            s.flush_buf(false)
+        })
     }
 
     fn tick(&mut self) -> io::Result<()> {
-        if self.checkpoint_due() {
-            self.push_checkpoint()?;
-        }
-        self.flush_buf(true)
+        self.or_roll_back(|s| {
+            if s.checkpoint_due() {
+                s.push_checkpoint()?;
+            }
+            s.flush_buf(true)
+        })
     }
 
     fn sync(&mut self) -> io::Result<()> {
