@@ -5,7 +5,8 @@
 //! across services by the transaction id and the trace's span ids.
 //!
 //! - [`event`]: the event model (serde, stable field names, schema version 1).
-//! - [`Auditor`] ([`queue`]): a bounded non-blocking queue to a writer thread that batches,
+//! - [`Auditor`] ([`queue`]): a bounded non-blocking queue to a writer thread that batches
+//!   (group commit for [durable](Durability::Durable) events, recovery from a failing sink),
 //!   with an explicit [`FullPolicy`] (block, drop and count, fail closed) and draining
 //!   shutdown.
 //! - [`sink`]: the JSON-lines file sink (hash chain, signed records, a witness, rotation with
@@ -33,4 +34,4 @@ pub mod trace;
 pub mod verify;
 mod walk;
 
-pub use queue::{AuditError, Auditor, AuditorBuilder, FullPolicy};
+pub use queue::{AuditError, Auditor, AuditorBuilder, Durability, FullPolicy, Submit};

@@ -1,41 +1,87 @@
 //! The [`Auditor`]: a bounded queue from the request path to a writer thread.
 //!
-//! `record` hands the event to a bounded channel and returns; a dedicated writer thread takes
-//! events in batches and gives them to the [`Sink`]. When the queue is full the user's
-//! [`FullPolicy`] decides, explicitly: block the caller (backpressure, nothing lost; the
-//! default), drop and count (the count is exposed and written as an event of its own), or fail
-//! closed (`record` returns [`AuditError::QueueFull`] and the caller refuses the request).
-//! [`Auditor::flush`] waits until everything recorded before it is written under the sink's
+//! Events reach the writer in one of two ways:
+//!
+//! - [`Auditor::submit`] returns a [`Submit`] future, for async code. With
+//!   [`Durability::Queued`] it resolves once the event is in the queue; with
+//!   [`Durability::Durable`] once the event is written *and* synced to stable storage, so that
+//!   a caller that waits for it before answering never answers a request whose event a crash
+//!   can lose. When the queue is full under [`FullPolicy::Block`] the future waits for room
+//!   without parking the thread (the writer wakes waiters whenever it drains).
+//! - [`Auditor::record`] queues from synchronous code; under [`FullPolicy::Block`] it blocks
+//!   the calling thread while the queue is full.
+//!
+//! The writer thread takes everything queued (up to a batch), writes it with one call to the
+//! [`Sink`], and, when any event of the batch asked for a durable acknowledgement, syncs the
+//! sink **once** for the whole batch before it acknowledges: group commit, so that one fsync
+//! serves many concurrent requests.
+//!
+//! When the queue is full, the user's [`FullPolicy`] decides, explicitly: wait for room
+//! (backpressure, nothing lost; the default), drop and count (the count is exposed and written
+//! as an event of its own), or fail closed ([`AuditError::QueueFull`]: the caller refuses the
+//! request).
+//!
+//! # When the sink fails (a full disk)
+//!
+//! A failed write loses the batch (its events are counted in [`Auditor::write_errors`]; their
+//! durable acknowledgements fail with [`AuditError::NotDurable`]) and marks the auditor
+//! unhealthy ([`Auditor::is_healthy`], [`Auditor::last_write_error`]). The change is logged
+//! once (`tracing` error), not once per event. While unhealthy and idle, the writer probes the
+//! sink every [`probe_interval`](AuditorBuilder::probe_interval) (default 250 ms) by writing
+//! the loss report; when a write succeeds again the auditor is healthy again (logged once, at
+//! info), and the first record written after the outage is the report "lost N events: the
+//! audit sink could not write them (ERROR)" (service `secmesh-audit`, decision `error`), so the
+//! loss is in the chain itself. Memory stays bounded throughout: the queue bounds the events
+//! waiting, a failed batch is discarded, and the sink drops its unwritten buffer.
+//!
+//! [`Auditor::flush`] waits until everything queued before it is written under the sink's
 //! durability policy; [`Auditor::shutdown`] drains and stops the writer.
 //!
 //! # Example
 //! ```
 //! use secmesh_audit::event::{AuditEvent, Direction};
 //! use secmesh_audit::sink::{JsonLinesConfig, JsonLinesSink};
-//! use secmesh_audit::{Auditor, FullPolicy};
+//! use secmesh_audit::{Auditor, Durability, FullPolicy};
 //!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let dir = tempfile::tempdir()?;
 //! let sink = JsonLinesSink::open(dir.path().join("orders.jsonl"), JsonLinesConfig::default())?;
 //! let auditor = Auditor::builder(sink).capacity(10_000).full_policy(FullPolicy::Block).spawn();
-//! auditor.record(AuditEvent::now("orders", Direction::In))?;
-//! auditor.flush()?;
-//! auditor.shutdown();
+//! // From async code: resolves once the event is on disk.
+//! auditor.submit(AuditEvent::now("orders", Direction::In), Durability::Durable).await?;
 //! let text = std::fs::read_to_string(dir.path().join("orders.jsonl"))?;
 //! assert_eq!(text.lines().count(), 1);
-//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! // From synchronous code.
+//! auditor.record(AuditEvent::now("orders", Direction::Out))?;
+//! auditor.flush()?;
+//! assert!(auditor.is_healthy());
+//! auditor.shutdown();
+//! let text = std::fs::read_to_string(dir.path().join("orders.jsonl"))?;
+//! assert_eq!(text.lines().count(), 2);
+//! # Ok(())
+//! # }
 //! ```
 
+mod submit;
+mod writer;
+
 use std::fmt;
+use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError, TrySendError};
+use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::{JoinHandle, Thread};
 use std::time::Duration;
 
-use crate::event::{AuditEvent, Decision, Direction};
+use tokio::sync::{Notify, oneshot};
+
+use crate::event::AuditEvent;
 use crate::sink::Sink;
 
-/// What `record` does when the queue is full.
+pub use submit::Submit;
+
+/// What `record` and `submit` do when the queue is full.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum FullPolicy {
@@ -44,12 +90,23 @@ pub enum FullPolicy {
     Block,
     /// Drop the event and count it; the count is written as an event when there is room.
     DropAndCount,
-    /// Refuse: `record` returns [`AuditError::QueueFull`] and the caller refuses the request.
+    /// Refuse: [`AuditError::QueueFull`], and the caller refuses the request.
     FailClosed,
 }
 
-/// Why an event was not queued.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+/// When a [`Submit`] resolves.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Durability {
+    /// Once the event is queued (the writer writes it soon; a crash can lose it).
+    #[default]
+    Queued,
+    /// Once the event is written and synced (group commit: one sync per batch).
+    Durable,
+}
+
+/// Why an event was not queued, or not made durable.
+#[derive(Clone, Copy, Debug, thiserror::Error, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum AuditError {
     /// The queue is full and the policy is fail-closed.
@@ -58,10 +115,16 @@ pub enum AuditError {
     /// The writer has stopped.
     #[error("the audit writer has stopped")]
     Closed,
+    /// The sink could not write or sync the event: it is lost (and counted and reported).
+    #[error("the audit event could not be written durably")]
+    NotDurable,
 }
 
+/// The acknowledgement a durable event carries to the writer.
+type Ack = oneshot::Sender<Result<(), AuditError>>;
+
 enum Msg {
-    Event(Box<AuditEvent>),
+    Event(Box<AuditEvent>, Option<Ack>),
     Flush(SyncSender<()>),
     Stop,
 }
@@ -84,6 +147,15 @@ struct Shared {
     /// Wake a sleeping writer only once this many events wait (else its tick takes them), so
     /// that a fast writer is not woken, at the cost of a system call, for every event.
     wake_at: usize,
+    /// Woken (all waiters) each time the writer takes events from the queue.
+    room: Arc<Notify>,
+    /// Events handed over by dropped or detached [`Submit`]s while the queue was full: at most
+    /// one per live `Submit`, so bounded by the requests in flight, which hold them anyway.
+    overflow: Mutex<Vec<AuditEvent>>,
+    /// Whether the last write (or probe) of the sink succeeded.
+    healthy: AtomicBool,
+    /// The error that made the sink unhealthy.
+    last_error: Mutex<Option<Arc<io::Error>>>,
 }
 
 impl Shared {
@@ -98,26 +170,31 @@ impl Shared {
         self.pending.fetch_sub(1, Ordering::SeqCst);
     }
 
-    /// Wake a sleeping writer when enough events wait.
-    fn queued(&self, pending: usize) {
-        if pending >= self.wake_at
-            && self.idle.load(Ordering::SeqCst)
-            && let Some(t) = self.thread.get()
-        {
+    /// Wake a sleeping writer when enough events wait, or at once when `now`.
+    fn queued(&self, pending: usize, now: bool) {
+        if (now || pending >= self.wake_at) && self.idle.load(Ordering::SeqCst) {
+            self.wake();
+        }
+    }
+
+    fn wake(&self) {
+        if let Some(t) = self.thread.get() {
             t.unpark();
         }
     }
-}
 
-impl Shared {
+    /// Count a drop under [`FullPolicy::DropAndCount`].
+    fn count_drop(&self) {
+        self.dropped.fetch_add(1, Ordering::Relaxed);
+        self.unreported.fetch_add(1, Ordering::Relaxed);
+    }
+
     fn stop(&self) {
         let tx = self.tx.lock().ok().and_then(|mut tx| tx.take());
         if let Some(tx) = tx {
             // Queued behind every event recorded so far: the writer drains them first.
             let _ = tx.send(Msg::Stop);
-            if let Some(t) = self.thread.get() {
-                t.unpark();
-            }
+            self.wake();
         }
         let handle = self.writer.lock().ok().and_then(|mut w| w.take());
         if let Some(h) = handle {
@@ -132,6 +209,16 @@ impl Drop for Shared {
     }
 }
 
+/// The outcome of one attempt to queue an event.
+enum Queue {
+    /// Queued; the acknowledgement to wait for, when durable.
+    Queued(Option<oneshot::Receiver<Result<(), AuditError>>>),
+    /// No room: the event back.
+    Full(Box<AuditEvent>),
+    /// The writer has stopped.
+    Closed,
+}
+
 /// Records audit events from any thread or task. Cheap to clone; the writer stops (after
 /// draining) when the last clone is dropped or [`shutdown`](Self::shutdown) is called.
 #[derive(Clone)]
@@ -144,7 +231,9 @@ impl fmt::Debug for Auditor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Auditor")
             .field("policy", &self.shared.policy)
+            .field("healthy", &self.is_healthy())
             .field("dropped", &self.dropped())
+            .field("write_errors", &self.write_errors())
             .finish_non_exhaustive()
     }
 }
@@ -157,6 +246,7 @@ pub struct AuditorBuilder<S> {
     policy: FullPolicy,
     batch: usize,
     tick: Duration,
+    probe: Duration,
 }
 
 impl<S: Sink> AuditorBuilder<S> {
@@ -185,9 +275,16 @@ impl<S: Sink> AuditorBuilder<S> {
         self
     }
 
+    /// How often an idle writer whose sink failed tries it again (default 250 ms).
+    pub fn probe_interval(mut self, every: Duration) -> Self {
+        self.probe = every.max(Duration::from_millis(1));
+        self
+    }
+
     /// Start the writer thread.
     pub fn spawn(self) -> Auditor {
         let (tx, rx) = mpsc::sync_channel(self.capacity);
+        let room = Arc::new(Notify::new());
         let shared = Arc::new(Shared {
             tx: Mutex::new(Some(tx.clone())),
             policy: self.policy,
@@ -200,12 +297,25 @@ impl<S: Sink> AuditorBuilder<S> {
             pending: AtomicUsize::new(0),
             capacity: self.capacity,
             wake_at: self.batch.min(self.capacity / 2).max(1),
+            room: room.clone(),
+            overflow: Mutex::new(Vec::new()),
+            healthy: AtomicBool::new(true),
+            last_error: Mutex::new(None),
         });
-        let weak = Arc::downgrade(&shared);
-        let (sink, batch, tick) = (self.sink, self.batch, self.tick);
+        let writer = writer::Writer::new(
+            rx,
+            self.sink,
+            writer::Timing {
+                batch: self.batch,
+                tick: self.tick,
+                probe: self.probe,
+            },
+            Arc::downgrade(&shared),
+            room,
+        );
         let handle = std::thread::Builder::new()
             .name("secmesh-audit".into())
-            .spawn(move || writer(rx, sink, batch, tick, weak))
+            .spawn(move || writer.run())
             .ok();
         if let Some(h) = &handle {
             let _ = shared.thread.set(h.thread().clone());
@@ -214,107 +324,6 @@ impl<S: Sink> AuditorBuilder<S> {
             *w = handle;
         }
         Auditor { shared, tx }
-    }
-}
-
-fn writer<S: Sink>(
-    rx: Receiver<Msg>,
-    mut sink: S,
-    batch: usize,
-    tick: Duration,
-    shared: std::sync::Weak<Shared>,
-) {
-    let mut events: Vec<AuditEvent> = Vec::with_capacity(batch);
-    let mut flushes: Vec<SyncSender<()>> = Vec::new();
-    let mut stopping = false;
-    let mut closed = false;
-    while !stopping && !closed {
-        // Take what is queued, up to a batch (all of it when stopping), without blocking: the
-        // producers never have to wake a writer that is busy.
-        loop {
-            if events.len() >= batch && !stopping {
-                break;
-            }
-            match rx.try_recv() {
-                Ok(Msg::Event(ev)) => {
-                    events.push(*ev);
-                    if let Some(s) = shared.upgrade() {
-                        s.pending.fetch_sub(1, Ordering::SeqCst);
-                    }
-                }
-                Ok(Msg::Flush(done)) => flushes.push(done),
-                Ok(Msg::Stop) => stopping = true,
-                Err(TryRecvError::Empty) => break,
-                Err(TryRecvError::Disconnected) => {
-                    closed = true;
-                    break;
-                }
-            }
-        }
-        if events.is_empty() && flushes.is_empty() && !stopping && !closed {
-            // Nothing to do: sleep until woken or the tick (time-based checkpoints, fsync).
-            let Some(s) = shared.upgrade() else { break };
-            s.idle.store(true, Ordering::SeqCst);
-            drop(s);
-            match rx.try_recv() {
-                Ok(m) => {
-                    if let Some(s) = shared.upgrade() {
-                        s.idle.store(false, Ordering::SeqCst);
-                    }
-                    match m {
-                        Msg::Event(ev) => {
-                            events.push(*ev);
-                            if let Some(s) = shared.upgrade() {
-                                s.pending.fetch_sub(1, Ordering::SeqCst);
-                            }
-                        }
-                        Msg::Flush(done) => flushes.push(done),
-                        Msg::Stop => stopping = true,
-                    }
-                }
-                Err(TryRecvError::Disconnected) => closed = true,
-                Err(TryRecvError::Empty) => {
-                    std::thread::park_timeout(tick);
-                    if let Some(s) = shared.upgrade() {
-                        s.idle.store(false, Ordering::SeqCst);
-                    }
-                    if let Err(e) = sink.tick() {
-                        tracing::error!(target: "secmesh::audit", error = %e, "audit sink failed");
-                    }
-                    continue;
-                }
-            }
-        }
-        if let Some(s) = shared.upgrade() {
-            let n = s.unreported.swap(0, Ordering::Relaxed);
-            if n > 0 {
-                let mut ev = AuditEvent::now("secmesh-audit", Direction::In);
-                ev.decision = Decision::Error;
-                ev.reason = Some(format!("dropped {n} events: the audit queue was full"));
-                events.push(ev);
-            }
-        }
-        if !events.is_empty() {
-            if let Err(e) = sink.write_batch(&mut events) {
-                if let Some(s) = shared.upgrade() {
-                    s.write_errors
-                        .fetch_add(events.len() as u64, Ordering::Relaxed);
-                }
-                tracing::error!(target: "secmesh::audit", error = %e, lost = events.len(), "audit sink failed");
-            }
-            events.clear();
-        }
-        if !flushes.is_empty() {
-            if let Err(e) = sink.tick() {
-                tracing::error!(target: "secmesh::audit", error = %e, "audit sink failed");
-            }
-            for f in flushes.drain(..) {
-                let _ = f.send(());
-            }
-        }
-    }
-    if let Err(e) = sink.tick() {
-        tracing::error!(target: "secmesh::audit", error = %e, "audit sink failed at shutdown");
     }
 }
 
@@ -327,36 +336,78 @@ impl Auditor {
             policy: FullPolicy::Block,
             batch: 1024,
             tick: Duration::from_millis(10),
+            probe: Duration::from_millis(250),
         }
     }
 
-    /// Queue an event (see [`FullPolicy`] for a full queue).
-    pub fn record(&self, event: AuditEvent) -> Result<(), AuditError> {
-        let msg = Msg::Event(Box::new(event));
-        let pending = self.shared.reserve();
-        let sent = match self.shared.policy {
-            FullPolicy::Block => self.tx.send(msg).map_err(|_| AuditError::Closed),
-            FullPolicy::DropAndCount => match self.tx.try_send(msg) {
-                Ok(()) => Ok(()),
-                Err(TrySendError::Full(_)) => {
-                    self.shared.dropped.fetch_add(1, Ordering::Relaxed);
-                    self.shared.unreported.fetch_add(1, Ordering::Relaxed);
-                    // Not queued: do not count it as pending.
-                    self.shared.unreserve();
-                    return Ok(());
-                }
-                Err(TrySendError::Disconnected(_)) => Err(AuditError::Closed),
-            },
-            FullPolicy::FailClosed => self.tx.try_send(msg).map_err(|e| match e {
-                TrySendError::Full(_) => AuditError::QueueFull,
-                TrySendError::Disconnected(_) => AuditError::Closed,
-            }),
+    /// One attempt to queue, without waiting.
+    fn try_queue(&self, event: Box<AuditEvent>, durability: Durability) -> Queue {
+        let (ack, rx) = match durability {
+            Durability::Durable => {
+                let (tx, rx) = oneshot::channel();
+                (Some(tx), Some(rx))
+            }
+            _ => (None, None),
         };
-        match sent {
-            Ok(()) => self.shared.queued(pending),
-            Err(_) => self.shared.unreserve(),
+        let pending = self.shared.reserve();
+        match self.tx.try_send(Msg::Event(event, ack)) {
+            Ok(()) => {
+                self.shared.queued(pending, rx.is_some());
+                Queue::Queued(rx)
+            }
+            Err(e) => {
+                self.shared.unreserve();
+                match e {
+                    TrySendError::Full(Msg::Event(event, _)) => Queue::Full(event),
+                    _ => Queue::Closed,
+                }
+            }
         }
-        sent
+    }
+
+    /// Queue an event for the writer; the returned future resolves as `durability` says (see
+    /// [`Submit`]). The first attempt to queue happens here, before the future is polled.
+    pub fn submit(&self, event: AuditEvent, durability: Durability) -> Submit {
+        Submit::new(self.clone(), Box::new(event), durability)
+    }
+
+    /// Queue an event from synchronous code (see [`FullPolicy`] for a full queue; under
+    /// [`FullPolicy::Block`] this blocks the calling thread, so async code should use
+    /// [`submit`](Self::submit)).
+    pub fn record(&self, event: AuditEvent) -> Result<(), AuditError> {
+        match self.try_queue(Box::new(event), Durability::Queued) {
+            Queue::Queued(_) => Ok(()),
+            Queue::Closed => Err(AuditError::Closed),
+            Queue::Full(event) => match self.shared.policy {
+                FullPolicy::DropAndCount => {
+                    self.shared.count_drop();
+                    Ok(())
+                }
+                FullPolicy::FailClosed => Err(AuditError::QueueFull),
+                _ => {
+                    let pending = self.shared.reserve();
+                    match self.tx.send(Msg::Event(event, None)) {
+                        Ok(()) => {
+                            self.shared.queued(pending, false);
+                            Ok(())
+                        }
+                        Err(_) => {
+                            self.shared.unreserve();
+                            Err(AuditError::Closed)
+                        }
+                    }
+                }
+            },
+        }
+    }
+
+    /// Hand an event to the writer without waiting, even when the queue is full (it goes to
+    /// the overflow the writer takes first); for drop paths.
+    fn hand_over(&self, event: Box<AuditEvent>) {
+        if let Ok(mut overflow) = self.shared.overflow.lock() {
+            overflow.push(*event);
+        }
+        self.shared.wake();
     }
 
     /// Wait until every event recorded before this call is written (and synced, as the sink's
@@ -366,9 +417,7 @@ impl Auditor {
         self.tx
             .send(Msg::Flush(done_tx))
             .map_err(|_| AuditError::Closed)?;
-        if let Some(t) = self.shared.thread.get() {
-            t.unpark();
-        }
+        self.shared.wake();
         done_rx.recv().map_err(|_| AuditError::Closed)
     }
 
@@ -376,6 +425,20 @@ impl Auditor {
     /// [`FullPolicy::FailClosed`], before doing its work).
     pub fn is_full(&self) -> bool {
         self.shared.pending.load(Ordering::SeqCst) >= self.shared.capacity
+    }
+
+    /// Whether the sink's last write succeeded. False from a failed write until a write (or a
+    /// probe) succeeds again; a fail-closed caller refuses requests meanwhile.
+    pub fn is_healthy(&self) -> bool {
+        self.shared.healthy.load(Ordering::SeqCst)
+    }
+
+    /// The error that made the sink unhealthy, while it is (`None` when healthy).
+    pub fn last_write_error(&self) -> Option<Arc<io::Error>> {
+        if self.is_healthy() {
+            return None;
+        }
+        self.shared.last_error.lock().ok().and_then(|e| e.clone())
     }
 
     /// The policy for a full queue.
@@ -388,7 +451,7 @@ impl Auditor {
         self.shared.dropped.load(Ordering::Relaxed)
     }
 
-    /// Events the sink failed to write.
+    /// Events the sink failed to write (lost, and reported in the log once it works again).
     pub fn write_errors(&self) -> u64 {
         self.shared.write_errors.load(Ordering::Relaxed)
     }

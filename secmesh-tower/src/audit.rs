@@ -12,9 +12,39 @@
 //! `out` event when a call to another service completes; its span id is the one the callee
 //! sees as its parent, which is how `secmesh audit trace` links the two.
 //!
-//! Events go to a [`secmesh_audit::Auditor`]: the request path never does I/O. With the
-//! fail-closed queue policy a request that arrives while the queue is full is refused with 503
-//! before any work is done, and a response whose event cannot be queued becomes a 503.
+//! Events go to a [`secmesh_audit::Auditor`]: the request path never does I/O, and never
+//! parks its thread (a full queue under the block policy is waited for asynchronously).
+//!
+//! # Durability and a failing log
+//!
+//! - By default a response is released once its event is queued; a crash can lose the events
+//!   of the last few milliseconds. [`AuditLayer::durable`] releases it only once its event is
+//!   written and synced (group commit: one fsync serves every request answered meanwhile), so
+//!   that no answered request lacks its event after a crash.
+//! - Fail-closed (the auditor's [`FullPolicy::FailClosed`]): a request that arrives while the
+//!   queue is full or the sink cannot write is refused up front, before any work is done, with
+//!   [`Denial::Unavailable`] (503, gRPC UNAVAILABLE; answered by [`BareStatus`] or the
+//!   [`DenialResponse`] given to [`AuditLayer::denial`]), and a response whose event cannot
+//!   be queued becomes that refusal. It serves again by itself once the sink recovers (the
+//!   auditor probes it). A durable layer under the block policy refuses the same way while
+//!   the sink fails.
+//! - Drop-and-count serves regardless; events that cannot be queued or written are counted
+//!   ([`Auditor::dropped`], [`Auditor::write_errors`]) and reported in the log.
+//!
+//! # Unauthenticated floods
+//!
+//! Refusals without an authenticated subject (401, gRPC UNAUTHENTICATED) are aggregated per
+//! source, so that a flood of them cannot fill the disk one event per request. The source is
+//! the mTLS peer's SPIFFE ID, else the peer's IP address (from the TLS serving side or axum's
+//! `ConnectInfo`), else `unknown`. Time is cut into fixed windows (default 1 s): the first
+//! refusal from a source in a window is written as a normal event, the rest are counted and
+//! written as one event "N further unauthenticated refusals from SOURCE in 1s" (decision
+//! `deny`, status 401) when the window ends (on the next request, by a timer thread, or when
+//! the layer is dropped). At most 1,024 sources are told apart per window; refusals from
+//! further sources are counted under `other`. The events are ordinary chained records: the
+//! chain verifies as always. See [`AuditLayer::aggregate_unauthenticated`] and
+//! [`AuditLayer::no_aggregation`]. The counts of a window still open are lost in a crash, and
+//! the counted refusals' own details (path, time within the window) are not kept.
 //!
 //! # Example
 //! ```
@@ -54,23 +84,30 @@
 //! # }
 //! ```
 
+mod aggregate;
+mod future;
+
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use http::{Request, Response, StatusCode};
+use http::header::CONTENT_TYPE;
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 use pin_project::{pin_project, pinned_drop};
 use secmesh_audit::event::{AuditEvent, Decision as AuditDecision, Direction, Shadow};
-use secmesh_audit::{AuditError, Auditor};
+use secmesh_audit::{AuditError, Auditor, Durability, FullPolicy};
 use secmesh_core::policy::Effect;
 use secmesh_core::{PeerIdentity, SpanId, TraceParent};
 use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::context::RequestContext;
-use crate::deny::Denial;
+use crate::deny::{Denial, DenialResponse, GrpcStatus, is_grpc};
+use aggregate::Aggregator;
+use future::Answer;
+pub use future::ResponseFuture;
 
 /// What the inner layers learned about a request, for its audit event.
 #[derive(Debug, Default)]
@@ -164,58 +201,190 @@ fn from_context(ev: &mut AuditEvent, ctx: &RequestContext) {
 // ---------------------------------------------------------------------------------------------
 // Server side
 
+/// The audit layer's default answer to a request it refuses (503, or gRPC UNAVAILABLE for a
+/// gRPC caller): the status with an empty body and the [`Denial`] in the extensions, for any
+/// body type (axum's and tonic's alike). Use [`AuditLayer::denial`] to answer otherwise
+/// (e.g. [`ProblemJson`](crate::ProblemJson)).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct BareStatus;
+
+impl<B: Default> DenialResponse<B> for BareStatus {
+    fn response(&self, request_headers: &HeaderMap, denial: &Denial) -> Response<B> {
+        if is_grpc(request_headers) {
+            return GrpcStatus.response(request_headers, denial);
+        }
+        let mut res = Response::new(B::default());
+        *res.status_mut() = denial.status();
+        res.extensions_mut().insert(denial.clone());
+        res
+    }
+}
+
+/// Where unauthenticated refusals come from when the server does not say.
+pub(crate) const UNKNOWN: &str = "unknown";
+
 /// Writes an `in` event for every request. Put it outermost. Cheap to clone.
 #[derive(Clone, Debug)]
 #[must_use]
-pub struct AuditLayer {
+pub struct AuditLayer<D = BareStatus> {
     auditor: Auditor,
     service: Arc<str>,
+    durability: Durability,
+    aggregate: Option<Arc<Aggregator>>,
+    denial: D,
 }
 
 impl AuditLayer {
-    /// Audit requests to `service` into `auditor`.
+    /// Audit requests to `service` into `auditor` (responses released once their event is
+    /// queued; unauthenticated refusals aggregated per source and second).
     pub fn new(auditor: Auditor, service: impl Into<Arc<str>>) -> Self {
+        let service = service.into();
         AuditLayer {
+            aggregate: Some(Aggregator::new(
+                auditor.clone(),
+                service.clone(),
+                Duration::from_secs(1),
+                1024,
+            )),
             auditor,
-            service: service.into(),
+            service,
+            durability: Durability::Queued,
+            denial: BareStatus,
         }
     }
 }
 
-impl<S> Layer<S> for AuditLayer {
-    type Service = Audit<S>;
+impl<D> AuditLayer<D> {
+    /// Release each response only once its `in` event is written and synced (group commit:
+    /// one sync serves all the requests answered meanwhile). A crash then never loses the
+    /// event of an answered request. An event that cannot be made durable turns the response
+    /// into a 503 (gRPC UNAVAILABLE), except under the drop-and-count queue policy, which
+    /// serves and counts.
+    pub fn durable(self) -> Self {
+        self.durability(Durability::Durable)
+    }
+
+    /// When a response is released: once its event is queued (the default) or durable.
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
+        self
+    }
+
+    /// Aggregate unauthenticated refusals per source (peer address or SPIFFE ID) in windows
+    /// of `window`, telling at most `max_sources` sources apart per window (see the [module
+    /// docs](self)). The default is 1 s and 1,024 sources.
+    pub fn aggregate_unauthenticated(mut self, window: Duration, max_sources: usize) -> Self {
+        self.aggregate = Some(Aggregator::new(
+            self.auditor.clone(),
+            self.service.clone(),
+            window,
+            max_sources,
+        ));
+        self
+    }
+
+    /// Write an event for every unauthenticated refusal (no aggregation).
+    pub fn no_aggregation(mut self) -> Self {
+        self.aggregate = None;
+        self
+    }
+
+    /// Answer refused requests with `denial` instead of [`BareStatus`].
+    pub fn denial<D2>(self, denial: D2) -> AuditLayer<D2> {
+        AuditLayer {
+            auditor: self.auditor,
+            service: self.service,
+            durability: self.durability,
+            aggregate: self.aggregate,
+            denial,
+        }
+    }
+}
+
+impl<S, D: Clone> Layer<S> for AuditLayer<D> {
+    type Service = Audit<S, D>;
 
     fn layer(&self, inner: S) -> Self::Service {
         Audit {
             inner,
             auditor: self.auditor.clone(),
             service: self.service.clone(),
+            durability: self.durability,
+            aggregate: self.aggregate.clone(),
+            denial: self.denial.clone(),
         }
     }
 }
 
 /// The server-side audit service; see the [module docs](self).
 #[derive(Clone, Debug)]
-pub struct Audit<S> {
+pub struct Audit<S, D = BareStatus> {
     inner: S,
     auditor: Auditor,
     service: Arc<str>,
+    durability: Durability,
+    aggregate: Option<Arc<Aggregator>>,
+    denial: D,
+}
+
+impl<S, D> Audit<S, D> {
+    /// Why to refuse a request before any work is done for it: its event could not be
+    /// recorded as the configuration demands (fail-closed: a full queue or a failing sink;
+    /// durable and not drop-and-count: a failing sink).
+    fn refuse_up_front(&self) -> Option<AuditError> {
+        let policy = self.auditor.full_policy();
+        if policy == FullPolicy::FailClosed && self.auditor.is_full() {
+            return Some(AuditError::QueueFull);
+        }
+        let strict = policy == FullPolicy::FailClosed
+            || (self.durability == Durability::Durable && policy != FullPolicy::DropAndCount);
+        (strict && !self.auditor.is_healthy()).then_some(AuditError::NotDurable)
+    }
+
+    fn answer(&self, content_type: Option<HeaderValue>) -> Answer<D>
+    where
+        D: Clone,
+    {
+        Answer {
+            durability: self.durability,
+            policy: self.auditor.full_policy(),
+            denial: self.denial.clone(),
+            content_type,
+        }
+    }
 }
 
 /// The pending `in` event of one request.
-struct Pending {
+pub(crate) struct Pending {
     auditor: Auditor,
     event: AuditEvent,
     slot: AuditSlot,
     start: Instant,
+    aggregate: Option<Arc<Aggregator>>,
+}
+
+/// The source of a request for aggregation: the mTLS peer's SPIFFE ID, else the peer's IP.
+fn source(ev: &AuditEvent) -> String {
+    if let Some(id) = &ev.caller {
+        return id.clone();
+    }
+    match &ev.peer {
+        Some(p) => p
+            .parse::<std::net::SocketAddr>()
+            .map_or_else(|_| p.clone(), |a| a.ip().to_string()),
+        None => UNKNOWN.to_owned(),
+    }
 }
 
 impl Pending {
-    fn finish(
-        mut self,
-        status: Option<StatusCode>,
-        denial: Option<&Denial>,
-    ) -> Result<(), AuditError> {
+    /// The finished event, or `None` when it is an unauthenticated refusal counted by the
+    /// aggregation instead.
+    fn finish(mut self, status: Option<StatusCode>, denial: Option<&Denial>) -> Option<AuditEvent> {
+        if let (Some(Denial::Unauthenticated { .. }), Some(agg)) = (denial, &self.aggregate)
+            && !agg.admit(source(&self.event))
+        {
+            return None;
+        }
         let found = std::mem::take(&mut *self.slot.0.lock().unwrap_or_else(|p| p.into_inner()));
         let ev = &mut self.event;
         if let Some(ctx) = &found.ctx {
@@ -268,33 +437,33 @@ impl Pending {
                 }
             }
         }
-        self.auditor.record(self.event)
+        Some(self.event)
     }
 }
 
-impl<S, ReqB, ResB> Service<Request<ReqB>> for Audit<S>
+impl<S, D, ReqB, ResB> Service<Request<ReqB>> for Audit<S, D>
 where
     S: Service<Request<ReqB>, Response = Response<ResB>>,
-    ResB: Default,
+    D: DenialResponse<ResB>,
 {
     type Response = Response<ResB>;
     type Error = S::Error;
-    type Future = AuditFuture<S::Future>;
+    type Future = ResponseFuture<S::Future, ResB, D>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, mut req: Request<ReqB>) -> Self::Future {
-        if self.auditor.full_policy() == secmesh_audit::FullPolicy::FailClosed
-            && self.auditor.is_full()
-        {
-            // Fail closed up front: the request is refused before any work is done for it.
-            tracing::error!(target: "secmesh::audit", "audit queue full; refusing the request (fail-closed)");
-            return AuditFuture {
-                inner: None,
-                pending: None,
-            };
+        let content_type = req.headers().get(CONTENT_TYPE).cloned();
+        if let Some(audit) = self.refuse_up_front() {
+            // Refused before any work is done for it. (The state change of the queue or sink
+            // is logged once by the auditor, not here for every request.)
+            tracing::debug!(target: "secmesh::audit", error = %audit, "refusing the request: audit unavailable");
+            let res = self
+                .denial
+                .response(req.headers(), &Denial::Unavailable { audit });
+            return ResponseFuture::refused(res, self.answer(content_type));
         }
         let slot = AuditSlot::default();
         req.extensions_mut().insert(slot.clone());
@@ -317,75 +486,15 @@ where
         // Until authorize classifies it, the request is named by its method and path.
         event.verb = Some(req.method().as_str().to_owned());
         event.object = Some(req.uri().path().to_owned());
-        AuditFuture {
-            inner: Some(self.inner.call(req)),
-            pending: Some(Pending {
-                auditor: self.auditor.clone(),
-                event,
-                slot,
-                start: Instant::now(),
-            }),
-        }
-    }
-}
-
-/// Response future of [`Audit`]: writes the event when the response is ready, or when it is
-/// dropped before that.
-#[pin_project(PinnedDrop)]
-pub struct AuditFuture<F> {
-    /// `None` when the request was refused up front (fail-closed, queue full).
-    #[pin]
-    inner: Option<F>,
-    pending: Option<Pending>,
-}
-
-impl<F, B, E> Future for AuditFuture<F>
-where
-    F: Future<Output = Result<Response<B>, E>>,
-    B: Default,
-{
-    type Output = Result<Response<B>, E>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let Some(inner) = this.inner.as_pin_mut() else {
-            let mut res = Response::new(B::default());
-            *res.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
-            return Poll::Ready(Ok(res));
+        let pending = Pending {
+            auditor: self.auditor.clone(),
+            event,
+            slot,
+            start: Instant::now(),
+            aggregate: self.aggregate.clone(),
         };
-        let out = std::task::ready!(inner.poll(cx));
-        let Some(pending) = this.pending.take() else {
-            return Poll::Ready(out);
-        };
-        let recorded = match &out {
-            Ok(res) => pending.finish(Some(res.status()), res.extensions().get::<Denial>()),
-            Err(_) => pending.finish(None, None),
-        };
-        match recorded {
-            Err(AuditError::QueueFull) => {
-                // Fail closed: no audit record, no answer.
-                tracing::error!(target: "secmesh::audit", "audit queue full; refusing the response (fail-closed)");
-                let mut res = Response::new(B::default());
-                *res.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
-                Poll::Ready(Ok(res))
-            }
-            Err(e) => {
-                tracing::error!(target: "secmesh::audit", error = %e, "audit event not recorded");
-                Poll::Ready(out)
-            }
-            Ok(()) => Poll::Ready(out),
-        }
-    }
-}
-
-#[pinned_drop]
-impl<F> PinnedDrop for AuditFuture<F> {
-    fn drop(self: Pin<&mut Self>) {
-        if let Some(pending) = self.project().pending.take()
-            && let Err(e) = pending.finish(None, None)
-        {
-            tracing::error!(target: "secmesh::audit", error = %e, "audit event not recorded");
-        }
+        let answer = self.answer(content_type);
+        ResponseFuture::inner(self.inner.call(req), pending, answer)
     }
 }
 

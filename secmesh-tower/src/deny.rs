@@ -3,8 +3,11 @@
 //! A layer that refuses a request builds a [`Denial`] and asks a [`DenialResponse`] for the
 //! response. The default, [`ProblemJson`], answers HTTP callers with RFC 9457 problem+json and
 //! the RFC 6750 `WWW-Authenticate` header on 401, and gRPC callers (requests with
-//! `content-type: application/grpc*`) with `grpc-status` 16 (UNAUTHENTICATED) or 7
-//! (PERMISSION_DENIED) in a trailers-only response. Callers learn only the standard code; the
+//! `content-type: application/grpc*`) with `grpc-status` 16 (UNAUTHENTICATED), 7
+//! (PERMISSION_DENIED), 3 (INVALID_ARGUMENT), 12 (UNIMPLEMENTED) or 14 (UNAVAILABLE) in a
+//! trailers-only response. HTTP statuses: 401, 403, 400 (a path that is not a canonical
+//! object), 405 (a method that maps to no verb), 415 (not gRPC, to a gRPC-only service),
+//! 503 (the audit log cannot record the request under a fail-closed or durable audit layer). Callers learn only the standard code; the
 //! full reason stays in the response extensions (as the [`Denial`]) for the audit layer and in
 //! tracing. Implement [`DenialResponse`] to answer differently.
 //!
@@ -55,6 +58,13 @@ pub enum Denial {
     },
     /// A request that is not gRPC reached a gRPC-only service (415).
     UnsupportedMediaType,
+    /// The request cannot be served now because its audit event cannot be recorded (the queue
+    /// is full, or the sink cannot write) under a fail-closed or durable audit layer
+    /// (503 / UNAVAILABLE).
+    Unavailable {
+        /// Why the audit log cannot take the event.
+        audit: secmesh_audit::AuditError,
+    },
 }
 
 impl Denial {
@@ -91,6 +101,7 @@ impl Denial {
             Denial::BadRequest { .. } => StatusCode::BAD_REQUEST,
             Denial::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Denial::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Denial::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -101,6 +112,7 @@ impl Denial {
             Denial::Forbidden { .. } => 7,
             Denial::BadRequest { .. } | Denial::UnsupportedMediaType => 3,
             Denial::MethodNotAllowed { .. } => 12,
+            Denial::Unavailable { .. } => 14,
         }
     }
 
@@ -112,6 +124,7 @@ impl Denial {
             Denial::BadRequest { .. } => "Bad Request",
             Denial::MethodNotAllowed { .. } => "Method Not Allowed",
             Denial::UnsupportedMediaType => "Unsupported Media Type",
+            Denial::Unavailable { .. } => "Service Unavailable",
         }
     }
 
@@ -128,6 +141,7 @@ impl Denial {
             Denial::BadRequest { reason } => format!("bad request: {reason}"),
             Denial::MethodNotAllowed { method } => format!("method not allowed: {method}"),
             Denial::UnsupportedMediaType => "not a gRPC request to a gRPC-only service".to_owned(),
+            Denial::Unavailable { audit } => format!("the audit log cannot record it: {audit}"),
         }
     }
 }
