@@ -9,7 +9,7 @@
 //!
 //! The file is hostile like any input: it is read through `secmesh_fs`, so a replacement by a
 //! FIFO (no hang: the open does not block), a device or a symlink to one, a directory, or a
-//! file larger than [`MAX_POLICY_LEN`](secmesh_core::policy::parse::MAX_POLICY_LEN) is a read error
+//! file larger than [`MAX_POLICY_LEN`] is a read error
 //! and the last good policy stays.
 //!
 //! # Example
