@@ -24,7 +24,10 @@ fuzz_target!(|data: &[u8]| {
         }
         assert!(!seg.is_empty() && seg != "." && seg != "..", "{path:?}");
         for c in seg.chars() {
-            assert!(!matches!(c, '\\' | '%' | ';' | '?' | '#') && !is_forbidden_char(c), "{path:?}");
+            assert!(
+                !matches!(c, '\\' | '%' | ';' | '?' | '#') && !is_forbidden_char(c),
+                "{path:?}"
+            );
         }
         if i > 0 {
             reencoded.push('/');
@@ -37,5 +40,9 @@ fuzz_target!(|data: &[u8]| {
             }
         }
     }
-    assert_eq!(Object::from_path(&reencoded).as_ref(), Ok(&object), "{path:?}");
+    assert_eq!(
+        Object::from_path(&reencoded).as_ref(),
+        Ok(&object),
+        "{path:?}"
+    );
 });

@@ -153,29 +153,34 @@ impl fmt::Display for Grant<'_> {
 /// A malformed `scope` string.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("invalid scope: {0}")]
-pub struct ScopeError(&'static str);
+pub struct ScopeError(std::borrow::Cow<'static, str>);
 
 /// The `scope` claim: space-separated grants, each `verb:object-pattern`.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Scope(String);
 
 impl Scope {
-    /// Parse a scope string: grants separated by single spaces, each with a non-empty verb
-    /// and object around the first `:`, no control characters.
+    /// Parse a scope string: grants separated by single spaces, each in the one grant grammar
+    /// the authorizer uses ([`policy::Grant`](crate::policy::Grant): `verb:object-pattern`,
+    /// `**` only last), at most [`MAX_GRANTS`](crate::policy::grant::MAX_GRANTS) of them. A
+    /// scope that mints is a scope that authorizes: there is no grant that is accepted here and
+    /// refused on every request.
     pub fn new(s: impl Into<String>) -> Result<Scope, ScopeError> {
         let s = s.into();
         if s.is_empty() {
-            return Err(ScopeError("empty"));
+            return Err(ScopeError("empty".into()));
         }
-        for g in s.split(' ') {
-            let Some((verb, object)) = g.split_once(':') else {
-                return Err(ScopeError("a grant is not `verb:object`"));
-            };
-            if verb.is_empty() || object.is_empty() {
-                return Err(ScopeError("a grant has an empty verb or object"));
+        for (i, g) in s.split(' ').enumerate() {
+            if i == crate::policy::grant::MAX_GRANTS {
+                return Err(ScopeError(
+                    format!("more than {} grants", crate::policy::grant::MAX_GRANTS).into(),
+                ));
             }
-            if g.bytes().any(|b| b.is_ascii_control()) {
-                return Err(ScopeError("control character"));
+            if g.is_empty() {
+                return Err(ScopeError("grants are separated by single spaces".into()));
+            }
+            if let Err(e) = g.parse::<crate::policy::Grant>() {
+                return Err(ScopeError(format!("grant {}: {e}", i + 1).into()));
             }
         }
         Ok(Scope(s))
@@ -671,5 +676,40 @@ mod tests {
                 .as_str(),
             "read:x *:y/**"
         );
+    }
+
+    /// One grant grammar: what mints is what authorizes.
+    #[test]
+    fn scope_uses_the_authorizer_grammar() {
+        for bad in [
+            "read:a/**/b",
+            "read:a//b",
+            "read:",
+            ":a",
+            "read",
+            "read:a  write:b",
+            " read:a",
+            "read:a ",
+            "re ad:a",
+        ] {
+            assert!(Scope::new(bad).is_err(), "{bad:?}");
+            assert!(
+                crate::policy::parse_scope(bad).is_err()
+                    || bad.contains("  ")
+                    || bad.starts_with(' ')
+                    || bad.ends_with(' '),
+                "{bad:?}"
+            );
+        }
+        let many = vec!["read:a"; 257].join(" ");
+        assert!(Scope::new(many).is_err());
+        for good in [
+            "read:a/**",
+            "*:orders/{sub}/**",
+            "call:inventory.v1.Inventory/Reserve",
+        ] {
+            assert!(Scope::new(good).is_ok(), "{good}");
+            assert!(crate::policy::parse_scope(good).is_ok(), "{good}");
+        }
     }
 }

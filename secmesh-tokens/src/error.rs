@@ -191,6 +191,10 @@ pub enum KeyError {
     /// The JWK or JWKS JSON is malformed.
     #[error("invalid JWK: {0}")]
     Jwk(String),
+    /// A JWKS with no key at all: every token would fail with `unknown_kid`, so the set is
+    /// refused when it is loaded (at start-up), not on every request.
+    #[error("the key set holds no key")]
+    EmptySet,
 }
 
 /// Signing failed.

@@ -289,3 +289,15 @@ fn key_sets_are_bounded_and_linear() {
         ));
     }
 }
+
+/// An empty JWKS is refused when it is loaded, not on every request with `unknown_kid`.
+#[test]
+fn an_empty_key_set_is_refused_at_load() {
+    for json in [r#"{"keys":[]}"#, r#"{"keys": [ ]}"#] {
+        assert!(matches!(
+            KeySet::from_jwks_json(json),
+            Err(secmesh_tokens::KeyError::EmptySet)
+        ));
+        assert!(KeySet::from_json(json).is_err());
+    }
+}

@@ -815,6 +815,9 @@ impl KeySet {
         if set.keys.len() > MAX_KEYS {
             return Err(KeyError::TooManyKeys { max: MAX_KEYS });
         }
+        if set.keys.is_empty() {
+            return Err(KeyError::EmptySet);
+        }
         let mut out = KeySet::new();
         for jwk in &set.keys {
             match VerifyingKey::from_jwk(jwk) {
