@@ -14,7 +14,7 @@ use secmesh_audit::verify::{Record, Verifier, for_each_event, parse_line};
 use secmesh_core::TxnId;
 use secmesh_fs::escape_for_terminal;
 
-use crate::io::{REJECTED, USAGE, fail, write_private, write_public};
+use crate::io::{REJECTED, USAGE, fail, json_for_terminal, write_private, write_public};
 
 /// `secmesh audit ...`
 #[derive(Subcommand, Debug)]
@@ -189,7 +189,7 @@ fn trace(args: TraceArgs) -> ExitCode {
     let mut out = std::io::stdout().lock();
     let written = if args.json {
         match serde_json::to_string(&tree) {
-            Ok(s) => writeln!(out, "{}", escape_json_for_terminal(&s)),
+            Ok(s) => writeln!(out, "{}", json_for_terminal(&s)),
             Err(e) => return fail(USAGE, e),
         }
     } else {
@@ -198,27 +198,6 @@ fn trace(args: TraceArgs) -> ExitCode {
     };
     let _ = written.and_then(|()| out.flush()); // a closed pipe (`| head`) is not an error
     ExitCode::SUCCESS
-}
-
-/// JSON text with the characters that must not reach a terminal raw (C1 controls, DEL,
-/// bidirectional controls; JSON already escapes C0) written as `\uXXXX` escapes: still the
-/// same JSON, since they can only occur inside strings.
-fn escape_json_for_terminal(s: &str) -> std::borrow::Cow<'_, str> {
-    if !s.chars().any(secmesh_fs::is_unsafe_char) {
-        return std::borrow::Cow::Borrowed(s);
-    }
-    let mut out = String::with_capacity(s.len() + 16);
-    for c in s.chars() {
-        if secmesh_fs::is_unsafe_char(c) {
-            let mut units = [0u16; 2];
-            for u in c.encode_utf16(&mut units) {
-                out.push_str(&format!("\\u{u:04x}"));
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    std::borrow::Cow::Owned(out)
 }
 
 fn line_of(ev: &AuditEvent) -> String {
