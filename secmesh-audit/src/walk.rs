@@ -174,19 +174,8 @@ impl<'v, 'k> Walk<'v, 'k> {
                     ),
                 ));
             }
-            if c.r#gen != last.saturating_add(1) {
-                return Err(fail(
-                    FailureKind::GenerationGap,
-                    format!(
-                        "generation {} follows generation {last}: {}",
-                        c.r#gen,
-                        if c.r#gen > last {
-                            "generations are missing"
-                        } else {
-                            "a generation is repeated or out of order"
-                        }
-                    ),
-                ));
+            if let Some(detail) = generation_gap(last, c.r#gen) {
+                return Err(fail(FailureKind::GenerationGap, detail));
             }
         }
         if !anchor {
@@ -288,19 +277,8 @@ impl<'v, 'k> Walk<'v, 'k> {
                     self.report.generations = Some((c.r#gen, c.r#gen));
                 }
                 (State::Rotated, Some((first, last))) => {
-                    if c.r#gen != last.saturating_add(1) {
-                        return Err(fail(
-                            FailureKind::GenerationGap,
-                            format!(
-                                "generation {} follows generation {last}: {}",
-                                c.r#gen,
-                                if c.r#gen > last {
-                                    "generations are missing"
-                                } else {
-                                    "a generation is repeated or out of order"
-                                }
-                            ),
-                        ));
+                    if let Some(detail) = generation_gap(last, c.r#gen) {
+                        return Err(fail(FailureKind::GenerationGap, detail));
                     }
                     self.report.generations = Some((first, c.r#gen));
                 }
@@ -517,4 +495,18 @@ impl<'v, 'k> Walk<'v, 'k> {
             }
         }
     }
+}
+
+/// Why generation `next` may not follow generation `last`, or `None` when it is the next one.
+fn generation_gap(last: u64, next: u64) -> Option<String> {
+    (next != last.saturating_add(1)).then(|| {
+        format!(
+            "generation {next} follows generation {last}: {}",
+            if next > last {
+                "generations are missing"
+            } else {
+                "a generation is repeated or out of order"
+            }
+        )
+    })
 }
