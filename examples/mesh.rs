@@ -49,6 +49,7 @@ use secmesh::core::policy::{Format, Policy, SharedPolicy};
 use secmesh::core::{ExpiryClass, ManualClock, TxnId};
 use secmesh::tokens::cache::TokenHash;
 use secmesh::tokens::{Algorithm, Issuer, JwkSet, KeySet, MintRequest, SigningKey, Verifier};
+use secmesh_fs::Overwrite;
 use secmesh_tls::ca::Ca;
 use secmesh_tls::config::{ClientAuth, ServerId, TlsFiles, Watch, Workload};
 use secmesh_tower::audit::{AuditLayer, AuditOutLayer, AuditSlot};
@@ -61,7 +62,7 @@ use secmesh_tower::propagate::PropagateLayer;
 use secmesh_tower::serve::{PlainServer, ServerLimits};
 use secmesh_tower::tls::{TlsConnector, TlsServer};
 use secmesh_tower::{AuthenticateLayer, AuthorizeLayer};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use tonic::Status;
 use tower::{ServiceBuilder, ServiceExt};
 
@@ -529,7 +530,8 @@ impl Pki {
             self.dir.join(format!("{name}.key")),
         );
         std::fs::write(&crt, &svid.cert_pem).unwrap();
-        write_private(&key, svid.key_pem.as_bytes()).unwrap();
+        // Readable by its owner only: created 0600, never widened.
+        secmesh_fs::write_private(&key, svid.key_pem.as_bytes(), Overwrite::No).unwrap();
         Workload::load(
             TlsFiles::new(crt, key, self.dir.join("ca/ca.crt")).crl(self.dir.join("ca.crl")),
         )
@@ -551,17 +553,6 @@ fn log_set(live: &Path) -> std::io::Result<Vec<PathBuf>> {
         }
     }
     Ok(set)
-}
-
-/// Write a private key readable by its owner only (created 0600, never widened).
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
-    std::io::Write::write_all(&mut f, bytes)?;
-    f.sync_all()
 }
 
 fn node(pki: &Pki, audit_dir: &Path, key: &AuditKey, name: &'static str) -> Node {
