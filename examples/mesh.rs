@@ -254,7 +254,7 @@ impl tonic::server::UnaryService<ReserveRequest> for Reserve {
             .map(|p| p.spiffe_id.to_string())
             .unwrap_or_default();
         let reply = RequestContext::current()
-            .and_then(|ctx| ctx.claims().map(|c| c.sub.clone()))
+            .and_then(|ctx| ctx.claims().map(|c| c.sub.to_string()))
             .map(|sub| ReserveReply {
                 reserved_for: sub,
                 caller,
