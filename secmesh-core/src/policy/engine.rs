@@ -142,6 +142,19 @@ impl Reason {
     }
 }
 
+impl Reason {
+    /// A stable snake_case word for logs, metrics and audit events: `allow_rule`,
+    /// `deny_rule`, `no_rule`, `missing_grant`.
+    pub const fn code(self) -> &'static str {
+        match self {
+            Reason::AllowRule => "allow_rule",
+            Reason::DenyRule => "deny_rule",
+            Reason::NoRule => "no_rule",
+            Reason::MissingGrant => "missing_grant",
+        }
+    }
+}
+
 impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
