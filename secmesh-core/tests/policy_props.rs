@@ -156,7 +156,10 @@ fn check_explanation(
         .filter(|&i| rules[i].allow && !rules[i].shadow)
         .collect();
     match d.reason() {
-        Reason::AllowRule | Reason::DenyRule => prop_assert!(why.closest().is_empty()),
+        Reason::AllowRule | Reason::DenyRule => {
+            prop_assert!(why.closest().is_empty());
+            prop_assert_eq!(d.matched_rule(), d.rule_id());
+        }
         Reason::MissingGrant => {
             prop_assert_eq!(why.closest().len(), 1);
             let c = &why.closest()[0];
@@ -165,6 +168,10 @@ fn check_explanation(
                 .copied()
                 .find(|&i| ref_matches(&rules[i], q));
             prop_assert_eq!(Some(c.index()), first);
+            prop_assert_eq!(
+                d.matched_rule().map(|r| r.as_str().to_owned()),
+                first.map(|i| format!("r{i}"))
+            );
             prop_assert_eq!(c.failure().condition(), Condition::Grant);
             prop_assert_eq!(c.matched(), c.conditions());
         }
