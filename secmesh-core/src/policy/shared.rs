@@ -123,6 +123,24 @@ mod tests {
     }
 
     #[test]
+    fn explains_only_a_deny() {
+        let shared = SharedPolicy::default();
+        let (s, o): (Subject, Object) = ("user:a".parse().unwrap(), "x".parse().unwrap());
+        let req = Request::new(&s, &Verb::Read, &o);
+        let (d, why) = shared.decide_explained(&req);
+        assert!(!d.is_allowed());
+        assert_eq!(why.unwrap().reason(), d.reason());
+        shared
+            .reload_from_str(
+                "[[rule]]\nid='x'\neffect='allow'\nsubjects=['*']\nverbs=['*']\nobjects=['**']\n",
+                Format::Toml,
+            )
+            .unwrap();
+        let (d, why) = shared.decide_explained(&req);
+        assert!(d.is_allowed() && why.is_none());
+    }
+
+    #[test]
     fn concurrent_decisions_during_reloads() {
         let shared = SharedPolicy::default();
         let allow =
