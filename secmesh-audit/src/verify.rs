@@ -7,7 +7,11 @@
 //!
 //! # What is detected
 //! With the service's public key (`--key`):
-//! - a changed, deleted, inserted, swapped or moved record: `broken_chain` / `bad_sequence`;
+//! - a changed, deleted, inserted, swapped or moved record: `broken_chain` / `bad_sequence`,
+//!   at the changed record's own line (a changed record is found when the next record does
+//!   not chain to it; the record after that, or the next record's signature, says which of
+//!   the two changed; when nothing follows the record that does not chain, at the end of an
+//!   unsigned or open log, that record is the one reported);
 //!   a torn last line: `torn_line`; a line that is not a strict record: `malformed`; a line
 //!   over 1 MiB: `line_too_long`;
 //! - a signed record whose signature does not verify, that is signed by another key, or
@@ -27,7 +31,8 @@
 //!   older files (retention, `retained`) or the caller allows it
 //!   ([`Verifier::from_generation`]);
 //! - a service other than the one expected ([`Verifier::service`]), or files of several
-//!   services in one set: `service_mismatch`;
+//!   services in one set: `service_mismatch` ([`Verifier::verify_services`] groups the files
+//!   of several services first and verifies each service's set on its own);
 //! - with a witness ([`Verifier::witness`]), a log cut back before a witnessed signed record,
 //!   even when the tail is allowed open: `witness_mismatch`.
 //!
@@ -324,11 +329,104 @@ impl<'k> Verifier<'k> {
         walk.finish()
     }
 
+    /// Verify files of several services given together: grouped by the service their first
+    /// record names ([`group_by_service`]), each group verified on its own as one service's
+    /// set, so that a file set mixing services is not mistaken for tampering. With
+    /// [`service`](Self::service) set, every file must be that service's: the files form one
+    /// set, as [`verify_files`](Self::verify_files) checks them.
+    pub fn verify_services<P: AsRef<Path>>(&self, paths: &[P]) -> Vec<ServiceOutcome> {
+        let groups = if self.service.is_some() {
+            vec![ServiceFiles {
+                service: self.service.clone(),
+                files: paths.iter().map(|p| p.as_ref().to_path_buf()).collect(),
+            }]
+        } else {
+            group_by_service(paths)
+        };
+        groups
+            .into_iter()
+            .map(|g| ServiceOutcome {
+                result: self.verify_files(&g.files),
+                service: g.service,
+                files: g.files,
+            })
+            .collect()
+    }
+
     /// Verify one file's bytes held in memory.
     pub fn verify_bytes(&self, bytes: &[u8]) -> Result<Report, VerifyFailure> {
         let mut walk = Walk::new(self);
         walk.file(Path::new("<memory>"), &mut LineReader::new(bytes))?;
         walk.finish()
+    }
+}
+
+/// The files of one service, as [`group_by_service`] finds them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ServiceFiles {
+    /// The service their first records name; `None` for a file whose first record cannot be
+    /// read (each such file is a group of its own, so that its failure is reported).
+    pub service: Option<String>,
+    /// The files, in the order given.
+    pub files: Vec<PathBuf>,
+}
+
+/// One service's result in [`Verifier::verify_services`].
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ServiceOutcome {
+    /// The service (see [`ServiceFiles::service`]).
+    pub service: Option<String>,
+    /// Its files, in the order given.
+    pub files: Vec<PathBuf>,
+    /// Its verification.
+    pub result: Result<Report, VerifyFailure>,
+}
+
+/// Group log files by the service their first record names (a signed record's `service`, or
+/// an unsigned log's first event's): one group per service, ordered by name, then one group
+/// per file whose first record cannot be read. Only the first line of each file is read.
+///
+/// Grouping trusts nothing: each group is then verified strictly, so a file that claims
+/// another service in its first record fails that service's verification (a generation is
+/// missing from one set, or a set starts with a generation it cannot start with).
+pub fn group_by_service<P: AsRef<Path>>(paths: &[P]) -> Vec<ServiceFiles> {
+    let mut named: Vec<ServiceFiles> = Vec::new();
+    let mut unknown = Vec::new();
+    for p in paths {
+        let path = p.as_ref().to_path_buf();
+        match first_record_service(&path) {
+            Some(service) => match named
+                .iter_mut()
+                .find(|g| g.service.as_deref() == Some(service.as_str()))
+            {
+                Some(g) => g.files.push(path),
+                None => named.push(ServiceFiles {
+                    service: Some(service),
+                    files: vec![path],
+                }),
+            },
+            None => unknown.push(ServiceFiles {
+                service: None,
+                files: vec![path],
+            }),
+        }
+    }
+    named.sort_by(|a, b| a.service.cmp(&b.service));
+    named.extend(unknown);
+    named
+}
+
+/// The service a file's first record names, if it can be read.
+fn first_record_service(path: &Path) -> Option<String> {
+    let mut r = LineReader::open(path).ok()?;
+    match r.next_line().ok()? {
+        Next::Line { .. } => match parse_line(r.line()).ok()? {
+            (Record::Checkpoint(c), _) => Some(c.service),
+            (Record::Event(e), _) => Some(e.service),
+        },
+        Next::TooLong | Next::Eof => None,
     }
 }
 
