@@ -385,8 +385,10 @@ pub struct ServiceOutcome {
 }
 
 /// Group log files by the service their first record names (a signed record's `service`, or
-/// an unsigned log's first event's): one group per service, ordered by name, then one group
-/// per file whose first record cannot be read. Only the first line of each file is read.
+/// an unsigned log's first event's, passing over the audit queue's own events): one group per
+/// service, ordered by name, then one group per file whose first record cannot be read. Only
+/// the first line of each file is read (a few more in an unsigned file that begins with the
+/// queue's own events).
 ///
 /// Grouping trusts nothing: each group is then verified strictly, so a file that claims
 /// another service in its first record fails that service's verification (a generation is
@@ -418,16 +420,35 @@ pub fn group_by_service<P: AsRef<Path>>(paths: &[P]) -> Vec<ServiceFiles> {
     named
 }
 
-/// The service a file's first record names, if it can be read.
+/// The service name of the audit queue's own events (drop and loss reports), written into
+/// every service's log.
+const QUEUE_SERVICE: &str = "secmesh-audit";
+
+/// How many events of an unsigned file are read, at most, to find its service.
+const SERVICE_SCAN: usize = 64;
+
+/// The service a file names: its first signed record's, or, in an unsigned file, the first
+/// event's that is not the audit queue's own (within the first lines); `None` when its first
+/// record cannot be read.
 fn first_record_service(path: &Path) -> Option<String> {
     let mut r = LineReader::open(path).ok()?;
-    match r.next_line().ok()? {
-        Next::Line { .. } => match parse_line(r.line()).ok()? {
-            (Record::Checkpoint(c), _) => Some(c.service),
-            (Record::Event(e), _) => Some(e.service),
-        },
-        Next::TooLong | Next::Eof => None,
+    let mut queue_only = None;
+    for _ in 0..SERVICE_SCAN {
+        match r.next_line().ok()? {
+            Next::Line { .. } => match parse_line(r.line()) {
+                Ok((Record::Checkpoint(c), _)) => return Some(c.service),
+                Ok((Record::Event(e), _)) if e.service != QUEUE_SERVICE => {
+                    return Some(e.service);
+                }
+                Ok((Record::Event(e), _)) => {
+                    queue_only.get_or_insert(e.service);
+                }
+                Err(_) => break,
+            },
+            Next::TooLong | Next::Eof => break,
+        }
     }
+    queue_only
 }
 
 /// Verify one service's log files with the strict defaults (see the module docs). `key` is

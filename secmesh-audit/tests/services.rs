@@ -228,3 +228,26 @@ fn a_changed_prev_is_reported_at_its_record() {
     let f = Verifier::new(None).verify_files(&[path]).unwrap_err();
     assert_eq!((f.line, f.kind), (3, FailureKind::BrokenChain), "{f}");
 }
+
+/// An unsigned log that begins with the audit queue's own events (drop reports) is grouped
+/// under the service of its first other event.
+#[test]
+fn the_queue_s_own_events_do_not_name_a_file_s_service() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("orders.jsonl");
+    let mut sink = JsonLinesSink::open(&path, JsonLinesConfig::default()).unwrap();
+    let mut batch = vec![
+        AuditEvent::now("secmesh-audit", Direction::In),
+        AuditEvent::now("orders", Direction::In),
+    ];
+    sink.write_batch(&mut batch).unwrap();
+    drop(sink);
+    let only_queue = dir.path().join("queue.jsonl");
+    let mut sink = JsonLinesSink::open(&only_queue, JsonLinesConfig::default()).unwrap();
+    sink.write_batch(&mut [AuditEvent::now("secmesh-audit", Direction::In)])
+        .unwrap();
+    drop(sink);
+    let groups = group_by_service(&[&path, &only_queue]);
+    let names: Vec<_> = groups.iter().map(|g| g.service.as_deref()).collect();
+    assert_eq!(names, [Some("orders"), Some("secmesh-audit")]);
+}
