@@ -334,6 +334,31 @@ impl<'k> Verifier<'k> {
     /// set, so that a file set mixing services is not mistaken for tampering. With
     /// [`service`](Self::service) set, every file must be that service's: the files form one
     /// set, as [`verify_files`](Self::verify_files) checks them.
+    ///
+    /// ```
+    /// use secmesh_audit::chain::AuditKey;
+    /// use secmesh_audit::event::{AuditEvent, Direction};
+    /// use secmesh_audit::sink::{JsonLinesConfig, JsonLinesSink, Sink};
+    /// use secmesh_audit::verify::Verifier;
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let key = AuditKey::generate()?;
+    /// let public = key.public_key().to_vec();
+    /// let mut files = Vec::new();
+    /// for service in ["payments", "orders"] {
+    ///     let path = dir.path().join(format!("{service}.jsonl"));
+    ///     let config = JsonLinesConfig::default().with_key(AuditKey::from_pem(&key.to_pem())?);
+    ///     let mut sink = JsonLinesSink::open(&path, config.with_service(service))?;
+    ///     sink.write_batch(&mut [AuditEvent::now(service, Direction::In)])?;
+    ///     drop(sink);
+    ///     files.push(path);
+    /// }
+    /// let outcomes = Verifier::new(Some(&public)).verify_services(&files);
+    /// let services: Vec<_> = outcomes.iter().map(|o| o.service.as_deref()).collect();
+    /// assert_eq!(services, [Some("orders"), Some("payments")]);
+    /// assert!(outcomes.iter().all(|o| o.result.is_ok()));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn verify_services<P: AsRef<Path>>(&self, paths: &[P]) -> Vec<ServiceOutcome> {
         let groups = if self.service.is_some() {
             vec![ServiceFiles {
