@@ -31,10 +31,10 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use axum::Router;
 use axum::extract::{Path as UrlPath, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
-use axum::{Extension, Router};
 use bytes::Bytes;
 use http::uri::PathAndQuery;
 use http::{Method, Request, StatusCode};
@@ -52,7 +52,7 @@ use secmesh::tokens::{Algorithm, Issuer, JwkSet, KeySet, MintRequest, SigningKey
 use secmesh_fs::Overwrite;
 use secmesh_tls::ca::Ca;
 use secmesh_tls::config::{ClientAuth, ServerId, TlsFiles, Watch, Workload};
-use secmesh_tower::audit::{AuditLayer, AuditOutLayer, AuditSlot};
+use secmesh_tower::audit::{AuditLayer, AuditOutLayer};
 use secmesh_tower::authorize::GrpcClassifier;
 use secmesh_tower::authorize::{Classify, DefaultClassifier};
 use secmesh_tower::context::RequestContext;
@@ -372,7 +372,6 @@ struct Gateway {
 /// (never wider than the subject's own objects), then forward to orders inside its context.
 async fn edge(
     State(gw): State<Gateway>,
-    Extension(slot): Extension<AuditSlot>,
     external: Claims,
     req: Request<axum::body::Body>,
 ) -> Response {
@@ -426,10 +425,12 @@ async fn edge(
         .map(|t| t.to_string())
         .unwrap_or_default();
     let ctx = RequestContext::authenticated(&internal, TokenHash::of(&internal), verified, None);
-    slot.set_context(&ctx);
     let url = format!("https://{}{path}", gw.orders_addr);
-    let (status, body) = reply(ctx.scope(send(&gw.orders, parts.method, url)).await);
-    (status, [("txn-id", txn)], body).into_response()
+    let (status, body) = reply(ctx.clone().scope(send(&gw.orders, parts.method, url)).await);
+    // The audit layer records the exchanged context (the transaction the calls continue).
+    let mut res = (status, [("txn-id", txn)], body).into_response();
+    res.extensions_mut().insert(ctx);
+    res
 }
 
 // ---- the identity provider -------------------------------------------------------------------
