@@ -104,13 +104,13 @@ async fn serve(keys: Arc<KeySet>) -> SocketAddr {
     let addr = listener.local_addr().unwrap();
     let verifier = Verifier::new(keys)
         .issuer("https://gw.mesh.test")
-        .audience("mesh.test")
-        .max_class(ExpiryClass::Fast);
+        .audience("mesh.test");
     let policy = SharedPolicy::new(Policy::parse(POLICY, Format::Toml).unwrap());
     let layers = ServiceBuilder::new()
         .layer(AuthenticateLayer::from_verifier(verifier, 1000).denial(GrpcStatus))
         .layer(
             AuthorizeLayer::new(policy)
+                .max_class(ExpiryClass::Fast)
                 .classifier(GrpcClassifier)
                 .denial(GrpcStatus),
         )
@@ -248,7 +248,8 @@ async fn grpc_refusals_are_statuses() {
         .unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied);
 
-    // A medium token on this fast-only server: UNAUTHENTICATED.
+    // A medium token on this fast-only route: PERMISSION_DENIED (class_not_allowed; the
+    // token itself is valid).
     let medium = issuer
         .mint(&MintRequest::new("user:alice", ExpiryClass::Medium))
         .unwrap();
@@ -256,7 +257,7 @@ async fn grpc_refusals_are_statuses() {
         .scope(reserve(addr, &allowed))
         .await
         .unwrap_err();
-    assert_eq!(err.code(), Code::Unauthenticated);
+    assert_eq!(err.code(), Code::PermissionDenied);
 }
 
 #[tokio::test]
