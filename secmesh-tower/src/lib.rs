@@ -38,6 +38,7 @@ pub mod authenticate;
 pub mod authorize;
 pub mod context;
 pub mod deny;
+pub mod error;
 #[cfg(feature = "axum")]
 pub mod extract;
 pub mod future;
@@ -55,6 +56,7 @@ pub use authenticate::AuthenticateLayer;
 pub use authorize::{AttributeSource, AuthorizeLayer, GrpcClassifier, Permitted};
 pub use context::RequestContext;
 pub use deny::{DenialResponse, DenyReason, ProblemJson, Responder};
+pub use error::ConfigError;
 pub use outcome::{Denied, Outcome};
 pub use propagate::PropagateLayer;
-pub use stack::{ConfigError, SecureLayer};
+pub use stack::SecureLayer;

@@ -91,6 +91,17 @@ fn policy(text: &str) -> SharedPolicy {
     SharedPolicy::new(Policy::parse(text, Format::Toml).unwrap())
 }
 
+/// (method, path, token, HTTP status, gRPC status, reason kind, rule)
+type Case<'a> = (
+    &'a str,
+    &'a str,
+    Option<&'a str>,
+    u16,
+    &'a str,
+    &'a str,
+    Option<&'a str>,
+);
+
 type Svc = tower::util::BoxCloneService<Request<String>, Response<SecureBody<String>>, Infallible>;
 
 fn ok_service() -> impl tower::Service<
@@ -170,8 +181,7 @@ async fn every_deny_reason_over_http_and_grpc() {
         .mint(&MintRequest::new("svc:batch", ExpiryClass::Fast))
         .unwrap();
 
-    // (method, path, token, HTTP status, gRPC status, reason kind, rule)
-    let cases: Vec<(&str, &str, Option<&str>, u16, &str, &str, Option<&str>)> = vec![
+    let cases: Vec<Case> = vec![
         ("GET", "/orders/1", None, 401, "16", "missing_token", None),
         (
             "GET",

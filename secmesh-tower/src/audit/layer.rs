@@ -71,7 +71,7 @@ impl<D> AuditLayer<D> {
 
     /// Aggregate unauthenticated refusals per source (peer address or SPIFFE ID) in windows
     /// of `window`, telling at most `max_sources` sources apart per window (see the [module
-    /// docs](self)). The default is 1 s and 1,024 sources.
+    /// docs](crate::audit)). The default is 1 s and 1,024 sources.
     pub fn aggregate_unauthenticated(mut self, window: Duration, max_sources: usize) -> Self {
         self.aggregate = Some(Aggregator::new(
             self.auditor.clone(),
@@ -115,7 +115,7 @@ impl<S, D: Clone> Layer<S> for AuditLayer<D> {
     }
 }
 
-/// The server-side audit service; see the [module docs](self).
+/// The server-side audit service; see the [module docs](crate::audit).
 #[derive(Clone, Debug)]
 pub struct Audit<S, D = BareStatus> {
     inner: S,

@@ -27,7 +27,7 @@
 //!   of the last few milliseconds. [`AuditLayer::durable`] releases it only once its event is
 //!   written and synced (group commit: one fsync serves every request answered meanwhile), so
 //!   that no answered request lacks its event after a crash.
-//! - Fail-closed (the auditor's [`FullPolicy::FailClosed`]): a request that arrives while the
+//! - Fail-closed (the auditor's [`FullPolicy::FailClosed`](secmesh_audit::FullPolicy::FailClosed)): a request that arrives while the
 //!   queue is full or the sink cannot write is refused up front, before any work is done, with
 //!   [`DenyReason::AuditUnavailable`](crate::deny::DenyReason::AuditUnavailable) (503, gRPC
 //!   UNAVAILABLE; answered by [`BareStatus`] or the
@@ -37,7 +37,7 @@
 //!   auditor probes it). A durable layer under the block policy refuses the same way while
 //!   the sink fails.
 //! - Drop-and-count serves regardless; events that cannot be queued or written are counted
-//!   ([`Auditor::dropped`], [`Auditor::write_errors`]) and reported in the log.
+//!   ([`Auditor::dropped`](secmesh_audit::Auditor::dropped), [`Auditor::write_errors`](secmesh_audit::Auditor::write_errors)) and reported in the log.
 //!
 //! # Unauthenticated floods
 //!

@@ -48,7 +48,7 @@ impl<S> Layer<S> for AuditOutLayer {
     }
 }
 
-/// The client-side audit service; see the [module docs](self).
+/// The client-side audit service; see the [module docs](crate::audit).
 #[derive(Clone, Debug)]
 pub struct AuditOut<S> {
     inner: S,
@@ -105,6 +105,8 @@ pub struct AuditOutFuture<F, B> {
     pending: Option<(Auditor, AuditEvent, Instant)>,
 }
 
+// The call's future is usually the larger; the recording state lives only briefly.
+#[allow(clippy::large_enum_variant)]
 #[pin_project(project = OutKindProj)]
 enum OutKind<F, B> {
     Call {

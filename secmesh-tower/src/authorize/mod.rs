@@ -71,9 +71,9 @@ pub use classify::{Classify, ClassifyError, ClassifyFn, DefaultClassifier, GrpcC
 
 use crate::context::RequestContext;
 use crate::deny::{DenialResponse, DenyReason, ProblemJson};
+use crate::error::ConfigError;
 use crate::future::DenyOr;
 use crate::outcome::{Denied, Outcome};
-use crate::stack::ConfigError;
 use attributes::Source;
 
 /// The authorize layer's response future: the inner future, or the 403.
@@ -221,8 +221,8 @@ impl<C: Classify> Authz<C> {
         &self,
         parts: &Parts,
         ctx: &RequestContext,
-    ) -> Result<Permitted, Denied> {
-        let deny = |reason: DenyReason| Denied::new(reason).with_ctx(Some(ctx.clone()));
+    ) -> Result<Permitted, Box<Denied>> {
+        let deny = |reason: DenyReason| Box::new(Denied::new(reason).with_ctx(Some(ctx.clone())));
         let Some(claims) = ctx.claims() else {
             return Err(deny(DenyReason::MissingToken));
         };
@@ -499,7 +499,7 @@ where
         let (mut parts, body) = req.into_parts();
         let ctx = match parts.extensions.get::<Outcome>() {
             Some(Outcome::Authenticated(ctx) | Outcome::Permitted(ctx, _)) => Ok(ctx.clone()),
-            _ => Err(Denied::new(DenyReason::MissingToken)),
+            _ => Err(Box::new(Denied::new(DenyReason::MissingToken))),
         };
         match ctx.and_then(|ctx| Ok((self.config.authz.authorize(&parts, &ctx)?, ctx))) {
             Ok((permitted, ctx)) => {
@@ -510,7 +510,7 @@ where
             Err(denied) => DenyOr::denied(crate::future::deny_response(
                 &self.config.denial,
                 &parts.headers,
-                denied,
+                *denied,
             )),
         }
     }

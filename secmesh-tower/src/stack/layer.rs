@@ -10,13 +10,13 @@ use secmesh_tokens::Verifier;
 use secmesh_tokens::cache::VerifiedCache;
 use tower_layer::Layer;
 
-use super::ConfigError;
 use super::service::Secure;
 use crate::audit::aggregate::Aggregator;
 use crate::authenticate::Authn;
 use crate::authorize::attributes::Source;
 use crate::authorize::{AttributeSource, Authz, Classify, DefaultClassifier};
 use crate::deny::{ProblemJson, Responder};
+use crate::error::ConfigError;
 
 /// The verified-token cache capacity when none is given: 10,000 tokens.
 pub const DEFAULT_CACHE_CAPACITY: usize = 10_000;

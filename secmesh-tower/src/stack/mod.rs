@@ -75,26 +75,8 @@ mod layer;
 mod responder;
 mod service;
 
+pub use crate::error::ConfigError;
 pub use future::ResponseFuture;
 pub use layer::{DEFAULT_CACHE_CAPACITY, SecureBuilder, SecureLayer};
 pub use responder::SecureBody;
 pub use service::Secure;
-
-/// Why a secmesh configuration cannot work.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ConfigError {
-    /// The verified-token cache needs room for at least one token.
-    #[error("the token cache capacity must be at least 1")]
-    ZeroCacheCapacity,
-    /// The policy has a rule with attribute conditions and the service has no attribute
-    /// source: the rule could never match.
-    #[error("rule {rule} has attribute conditions and no attribute source is configured")]
-    AttributesWithoutSource {
-        /// The first such rule.
-        rule: String,
-    },
-    /// The audit layer's service name is empty.
-    #[error("the audited service needs a name")]
-    EmptyServiceName,
-}

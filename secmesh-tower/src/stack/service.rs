@@ -90,7 +90,9 @@ where
                 let fut = ctx.scope(self.inner.call(Request::from_parts(parts, body)));
                 ResponseFuture::inner(fut, outcome, audit)
             }
-            Err(denied) => ResponseFuture::denied(&config.responder, &parts.headers, denied, audit),
+            Err(denied) => {
+                ResponseFuture::denied(&config.responder, &parts.headers, *denied, audit)
+            }
         }
     }
 }
