@@ -149,7 +149,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Subject {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         match verified(parts) {
-            Some(v) => Ok(Subject(v.claims().sub.clone())),
+            Some(v) => Ok(Subject(v.claims().sub.to_string())),
             None => Err(Rejection::denied(parts, DenyReason::MissingToken)),
         }
     }

@@ -48,7 +48,7 @@
 //!     .layer(AuthenticateLayer::from_verifier(verifier, 10_000))
 //!     .service(service_fn(|req: Request<String>| async move {
 //!         let outcome = req.extensions().get::<Outcome>().unwrap();
-//!         Ok::<_, std::convert::Infallible>(Response::new(outcome.claims().unwrap().sub.clone()))
+//!         Ok::<_, std::convert::Infallible>(Response::new(outcome.claims().unwrap().sub.to_string()))
 //!     }));
 //!
 //! let req = Request::builder().header("txn-token", &token).body(String::new())?;
@@ -504,7 +504,7 @@ mod tests {
             .service(service_fn(|req: Request<String>| async move {
                 assert!(req.headers().get("txn-token").is_none());
                 let outcome = req.extensions().get::<Outcome>();
-                let sub = outcome.and_then(Outcome::claims).unwrap().sub.clone();
+                let sub = outcome.and_then(Outcome::claims).unwrap().sub.to_string();
                 Ok::<_, std::convert::Infallible>(Response::new(sub))
             }))
             .oneshot(both())

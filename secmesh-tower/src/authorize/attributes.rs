@@ -17,7 +17,8 @@
 //! use secmesh_tower::authorize::{AttributeSource, Attributes, TctxAttributes};
 //!
 //! let aud = Audience::One("orders".into());
-//! let mut claims = Claims::new("gw", "user:alice", aud, 0, 60, "j1", ExpiryClass::Fast);
+//! let sub = "user:alice".parse()?;
+//! let mut claims = Claims::new("gw", sub, aud, 0, 60, "j1", ExpiryClass::Fast);
 //! claims.tctx = serde_json::json!({"tier": "gold", "roles": ["a", "b"], "n": {"x": 1}})
 //!     .as_object().cloned();
 //! let parts = http::Request::new(()).into_parts().0;
@@ -26,6 +27,7 @@
 //! let mut got: Vec<_> = out.iter().collect();
 //! got.sort();
 //! assert_eq!(got, [("roles", "a"), ("roles", "b"), ("tier", "gold")]);
+//! # Ok::<_, Box<dyn std::error::Error>>(())
 //! ```
 
 use std::fmt;

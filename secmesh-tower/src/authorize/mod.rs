@@ -60,9 +60,8 @@ use std::task::{Context, Poll};
 
 use http::request::Parts;
 use http::{Request, Response};
-use secmesh_core::policy::{Decision, Grant, Policy, Reason, SharedPolicy, parse_scope};
+use secmesh_core::policy::{Decision, Grant, Policy, Reason, SharedPolicy};
 use secmesh_core::{ExpiryClass, Object, PeerIdentity, Subject, Verb};
-use secmesh_tokens::{ErrorKind, VerifyError};
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -243,25 +242,14 @@ impl<C: Classify> Authz<C> {
             d.caller = caller.clone();
             d
         };
-        let invalid = |detail: &'static str| {
-            DenyReason::Token(VerifyError::new(ErrorKind::InvalidClaim, detail))
-        };
-        let subject: Subject = match claims.sub.parse() {
-            Ok(s) => s,
-            Err(_) => return Err(refuse(invalid("invalid subject"), &verb, &object, &caller)),
-        };
-        let grants: Option<Vec<Grant>> = match &claims.scope {
-            Some(scope) => match parse_scope(scope.as_str()) {
-                Ok(g) => Some(g),
-                Err(_) => return Err(refuse(invalid("invalid scope"), &verb, &object, &caller)),
-            },
-            None => None,
-        };
+        // `sub` and `scope` were parsed once, when the token was decoded.
+        let subject: &Subject = &claims.sub;
+        let grants: Option<&[Grant]> = claims.scope.as_ref().map(|s| s.grants());
         let Some(shared) = &self.policy else {
-            let covered = grants
+            let covered = claims
+                .grants()
                 .iter()
-                .flatten()
-                .any(|g| g.covers(&verb, &object, &subject));
+                .any(|g| g.covers(&verb, &object, subject));
             if !covered {
                 let reason = DenyReason::MissingGrant {
                     verb: verb.clone(),
@@ -284,7 +272,7 @@ impl<C: Classify> Authz<C> {
             if let Some(c) = &caller {
                 req = req.with_caller(c);
             }
-            if let Some(g) = &grants {
+            if let Some(g) = grants {
                 req = req.with_grants(g);
             }
             match &self.attributes {
