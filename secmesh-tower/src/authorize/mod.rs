@@ -268,7 +268,7 @@ impl<C: Classify> Authz<C> {
         let mut attrs = Attributes::default();
         let decision = {
             let mut req =
-                secmesh_core::policy::Request::new(&subject, &verb, &object).with_class(claims.cls);
+                secmesh_core::policy::Request::new(subject, &verb, &object).with_class(claims.cls);
             if let Some(c) = &caller {
                 req = req.with_caller(c);
             }
