@@ -18,9 +18,9 @@ use http_body_util::BodyExt;
 use secmesh::core::ExpiryClass;
 use secmesh::core::policy::SharedPolicy;
 use secmesh::tokens::{Algorithm, Issuer, KeySet, MintRequest, SigningKey, Verifier};
-use secmesh_tower::SecureLayer;
-use secmesh_tower::extract::{Claims, Decision, Subject};
-use secmesh_tower::reload::PolicyWatcher;
+use secmesh::tower::SecureLayer;
+use secmesh::tower::extract::{Claims, Decision, Subject};
+use secmesh::tower::reload::PolicyWatcher;
 use tower::ServiceExt;
 
 const POLICY: &str = r#"

@@ -16,8 +16,8 @@ use secmesh::core::claims::Scope;
 use secmesh::core::policy::{Format, Policy, SharedPolicy};
 use secmesh::tokens::renew::Renewer;
 use secmesh::tokens::{Algorithm, Issuer, KeySet, MintRequest, SigningKey, Verifier};
-use secmesh_tower::SecureLayer;
-use secmesh_tower::extract::Claims;
+use secmesh::tower::SecureLayer;
+use secmesh::tower::extract::Claims;
 
 const POLICY: &str = r#"
 [[rule]]
