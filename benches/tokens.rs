@@ -307,6 +307,7 @@ fn bench(c: &mut Criterion) {
             .req_wl("spiffe://mesh.test/gateway");
         let token = issuer.mint(&req).unwrap();
         let claims: Claims = issuer.claims_for(&req).unwrap();
+        #[allow(deprecated)] // the same verifier work as before the class moved to the stack
         let verifier = Verifier::new(keys)
             .issuer(ISS)
             .audience(AUD)

@@ -1,6 +1,7 @@
 //! An axum service behind secmesh, called the way another service would call it.
 //!
-//! Starts `orders` on 127.0.0.1 with authenticate + authorize and a policy file that reloads,
+//! Starts `orders` on 127.0.0.1 behind the server stack (`SecureLayer`: authenticate +
+//! authorize, the route's class) with a policy file that reloads,
 //! mints a token as the gateway would, and makes a few calls: allowed, another user's order,
 //! no token, a widened grant that the policy still refuses.
 //!
@@ -14,7 +15,12 @@ use std::time::Duration;
 use axum::Router;
 use axum::routing::get;
 use http_body_util::BodyExt;
-use secmesh::prelude::*;
+use secmesh::core::ExpiryClass;
+use secmesh::core::policy::SharedPolicy;
+use secmesh::tokens::{Algorithm, Issuer, KeySet, MintRequest, SigningKey, Verifier};
+use secmesh::tower::SecureLayer;
+use secmesh::tower::extract::{Claims, Decision, Subject};
+use secmesh::tower::reload::PolicyWatcher;
 use tower::ServiceExt;
 
 const POLICY: &str = r#"
@@ -55,12 +61,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let _watch = PolicyWatcher::spawn(&policy_file, policy.clone(), Duration::from_millis(200))?;
     let verifier = Verifier::new(KeySet::from_jwks_json(&jwks)?)
         .issuer("https://gw.mesh.test")
-        .audience("mesh.test")
-        .max_class(ExpiryClass::Fast);
+        .audience("mesh.test");
+    let secure = SecureLayer::builder(verifier, policy)
+        .max_class(ExpiryClass::Fast)
+        .build()?;
     let app = Router::new()
         .route("/orders/{owner}/{id}", get(order))
-        .layer(AuthorizeLayer::new(policy))
-        .layer(AuthenticateLayer::from_verifier(verifier, 10_000));
+        .layer(secure);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     tokio::spawn(async move { axum::serve(listener, app).await });

@@ -1,5 +1,6 @@
 //! secmesh in one screen: make a signing key and its JWKS, mint a token in each expiry class,
-//! and verify them from async tasks on a route that accepts at most `medium`.
+//! verify them from async tasks, and check them against a route that accepts at most `medium`
+//! (what the server stack's `max_class` does for a route).
 //!
 //! ```text
 //! cargo run --example quickstart
@@ -26,14 +27,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .audience("mesh.test")
         .clock(clock.clone());
 
-    // 3. A service verifies: this route takes fast and medium tokens, not slow ones.
+    // 3. A service verifies (signature, issuer, audience, time, and the lifetime bound of the
+    //    class the token claims). Its route takes fast and medium tokens, not slow ones: in a
+    //    service that is `SecureLayer::builder(..).max_class(ExpiryClass::Medium)`.
     let verifier = Arc::new(
         Verifier::new(keys)
             .issuer("https://gw.mesh.test")
             .audience("mesh.test")
-            .max_class(ExpiryClass::Medium)
             .clock(clock.clone()),
     );
+    let route_max = ExpiryClass::Medium;
 
     let mut tasks = Vec::new();
     for class in ExpiryClass::ALL {
@@ -46,6 +49,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         // Verification is synchronous and takes microseconds: call it from any task.
         tasks.push(tokio::spawn(async move {
             let outcome = match verifier.verify(&token) {
+                Ok(claims) if !claims.cls.accepted_by(route_max) => {
+                    format!(
+                        "refused on this route: class_not_allowed ({} > {route_max})",
+                        claims.cls
+                    )
+                }
                 Ok(claims) => format!(
                     "accepted: sub={} txn={} lifetime={}s scope={:?}",
                     claims.sub,

@@ -46,24 +46,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let keys = Arc::new(KeySet::single(key.verifying_key(Some("gw-1".into()))));
     let issuer = Issuer::new(key, "gw-1", "https://gw.mesh.test").audience("mesh.test");
 
-    // The inventory server: authenticate + authorize answer with gRPC statuses.
+    // The inventory server behind the server stack: its denials are gRPC statuses for gRPC
+    // callers, chosen from the request's content type.
     let verifier = Verifier::new(keys.clone())
         .issuer("https://gw.mesh.test")
-        .audience("mesh.test")
-        .max_class(ExpiryClass::Fast);
-    let layers = ServiceBuilder::new()
-        .layer(AuthenticateLayer::from_verifier(verifier, 1000).denial(GrpcStatus))
-        .layer(
-            AuthorizeLayer::new(SharedPolicy::new(Policy::parse(POLICY, Format::Toml)?))
-                .classifier(GrpcClassifier)
-                .denial(GrpcStatus),
-        )
-        .into_inner();
+        .audience("mesh.test");
+    let policy = SharedPolicy::new(Policy::parse(POLICY, Format::Toml)?);
+    let secure = SecureLayer::builder(verifier, policy)
+        .classifier(GrpcClassifier)
+        .max_class(ExpiryClass::Fast)
+        .build()?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     tokio::spawn(
         tonic::transport::Server::builder()
-            .layer(layers)
+            .layer(secure)
             .add_service(InventoryServer::new(reserve_from_context))
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
     );

@@ -22,8 +22,9 @@
 //! - **Parts, one way**: [`core`] (vocabulary and the policy engine; no I/O, no crypto) ←
 //!   [`tokens`] (our own strict JWS parser and verifier on ring, or aws-lc-rs as a feature) and
 //!   [`audit`] (events, the bounded queue, chained and signed logs) ← [`tower`] (the only part
-//!   that knows tower and http: authenticate, authorize, audit in/out, propagate, request
-//!   context, serving) and [`tls`] (X.509-SVIDs, rustls configurations, the internal CA behind
+//!   that knows tower and http: the server stack `SecureLayer` — audit, authenticate, authorize
+//!   in one service with one typed outcome and one responder for HTTP and gRPC — the same parts
+//!   as separate layers, propagate, request context, serving) and [`tls`] (X.509-SVIDs, rustls configurations, the internal CA behind
 //!   `ca`); the `secmesh` CLI on top. Each is its own crate (`secmesh-core`, ...); a service
 //!   names only this one.
 //! - **The wire format** follows the OAuth Transaction Tokens draft: `typ: txntoken+jwt`, the
@@ -54,8 +55,7 @@
 //!
 //! let key = SigningKey::generate(Algorithm::EdDsa)?;
 //! let verifier = Verifier::new(KeySet::single(key.verifying_key(Some("gw-1".into()))))
-//!     .audience("mesh.test")
-//!     .max_class(ExpiryClass::Fast);
+//!     .audience("mesh.test");
 //! let issuer = Issuer::new(key, "gw-1", "https://gw.mesh.test").audience("mesh.test");
 //! let token = issuer.mint(&MintRequest::new("user:alice", ExpiryClass::Fast))?;
 //! let claims = verifier.verify(&token)?;
@@ -88,7 +88,8 @@ pub use secmesh_tokens as tokens;
 /// internal CA (`tls::ca`) with the `ca` feature. The `secmesh-tls` crate.
 #[cfg(feature = "tls")]
 pub use secmesh_tls as tls;
-/// The tower layers: authenticate, authorize, audit in/out, propagate, the request context,
+/// The server stack (`SecureLayer`) and the tower layers: authenticate, authorize, audit in/out,
+/// propagate, the request context,
 /// policy reload, denials for HTTP and gRPC, the axum extractors (`axum`), the servers (`axum`,
 /// `tls`). The `secmesh-tower` crate.
 #[cfg(feature = "tower")]

@@ -1,7 +1,8 @@
 //! What a service author needs, in one `use`: `use secmesh::prelude::*;`.
 //!
 //! Tokens (mint and verify), the policy, the audit log, and, with the matching features, the
-//! tower layers, the axum extractors, the servers and mutual TLS. The rest stays one path away,
+//! server stack ([`SecureLayer`], its [`Outcome`], [`DenyReason`] and [`Responder`]), the
+//! separate tower layers, the axum extractors, the servers and mutual TLS. The rest stays one path away,
 //! under [`crate::core`], [`crate::tokens`], [`crate::audit`], `crate::tower` and `crate::tls`.
 //!
 //! The axum extractor [`Claims`] (the verified claims of the request) and the other extractors
@@ -38,7 +39,8 @@ pub use secmesh_tower::deny::GrpcStatus;
 pub use secmesh_tower::reload::PolicyWatcher;
 #[cfg(feature = "tower")]
 pub use secmesh_tower::{
-    AuditLayer, AuditOutLayer, AuthenticateLayer, AuthorizeLayer, PropagateLayer, RequestContext,
+    AuditLayer, AuditOutLayer, AuthenticateLayer, AuthorizeLayer, ConfigError, DenyReason, Outcome,
+    PropagateLayer, RequestContext, Responder, SecureLayer,
 };
 
 #[cfg(feature = "axum")]

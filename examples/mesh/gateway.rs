@@ -5,19 +5,19 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use axum::Router;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
-use axum::{Extension, Router};
 use http::{Request, StatusCode};
 use secmesh::core::ExpiryClass;
 use secmesh::tokens::cache::TokenHash;
 use secmesh::tokens::{Issuer, KeySet, MintRequest, Verifier};
 use secmesh::tower::AuthenticateLayer;
-use secmesh::tower::audit::{AuditLayer, AuditSlot};
+use secmesh::tower::audit::AuditLayer;
 use secmesh::tower::authorize::{Classify, DefaultClassifier};
 use secmesh::tower::context::RequestContext;
-use secmesh::tower::deny::{DenialResponse, ProblemJson};
+use secmesh::tower::deny::{DenialResponse, DenyReason, ProblemJson};
 use secmesh::tower::extract::Claims;
 use secmesh::tower::serve::{PlainServer, ServerLimits};
 
@@ -44,8 +44,7 @@ pub(crate) async fn start(
 ) -> Result<SocketAddr, Box<dyn std::error::Error>> {
     let idp_verifier = Verifier::new(KeySet::from_jwks_json(&idp.jwks)?)
         .issuer(IDP)
-        .audience("gateway")
-        .max_class(ExpiryClass::Medium);
+        .audience("gateway");
     let state = Gateway {
         orders: node.client_to(orders_addr, "spiffe://mesh.test/orders"),
         orders_addr,
@@ -73,13 +72,16 @@ pub(crate) async fn start(
 /// (never wider than the subject's own objects), then forward to orders inside its context.
 async fn edge(
     State(gw): State<Gateway>,
-    Extension(slot): Extension<AuditSlot>,
     external: Claims,
     req: Request<axum::body::Body>,
 ) -> Response {
     // The library's classification: the same verb mapping and canonical object as every
     // service (a refused path or method is answered, and audited, as a denial).
     let (parts, _body) = req.into_parts();
+    // The edge's route accepts external tokens up to medium.
+    if let Err(reason) = class_allowed(external.cls, ExpiryClass::Medium) {
+        return ProblemJson.response(&parts.headers, &reason);
+    }
     let (verb, object) = match DefaultClassifier.classify(&parts) {
         Ok(c) => c,
         Err(e) => return ProblemJson.response(&parts.headers, &e.denial()),
@@ -127,8 +129,19 @@ async fn edge(
         .map(|t| t.to_string())
         .unwrap_or_default();
     let ctx = RequestContext::authenticated(&internal, TokenHash::of(&internal), verified, None);
-    slot.set_context(&ctx);
     let url = format!("https://{}{path}", gw.orders_addr);
-    let (status, body) = reply(ctx.scope(send(&gw.orders, parts.method, url)).await);
-    (status, [("txn-id", txn)], body).into_response()
+    let (status, body) = reply(ctx.clone().scope(send(&gw.orders, parts.method, url)).await);
+    // The audit layer records the exchanged context: the transaction the calls continue.
+    let mut res = (status, [("txn-id", txn)], body).into_response();
+    res.extensions_mut().insert(ctx);
+    res
+}
+
+/// A token of class `cls` on a route that accepts up to `max`.
+fn class_allowed(cls: ExpiryClass, max: ExpiryClass) -> Result<(), DenyReason> {
+    if cls.accepted_by(max) {
+        Ok(())
+    } else {
+        Err(DenyReason::ClassNotAllowed { class: cls, max })
+    }
 }

@@ -1,5 +1,6 @@
 //! inventory (tonic, mutual TLS): `inventory.v1.Inventory/Reserve`, the workspace's shared
-//! hand-written gRPC fixture (no protoc), behind the same layers, refusing with gRPC statuses.
+//! hand-written gRPC fixture (no protoc), behind the same server stack as the HTTP services,
+//! which answers gRPC callers with gRPC statuses.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -9,18 +10,16 @@ use secmesh::core::policy::SharedPolicy;
 use secmesh::core::{ExpiryClass, PeerIdentity};
 use secmesh::tls::config::{ClientAuth, ServerId};
 use secmesh::tokens::KeySet;
-use secmesh::tower::AuthenticateLayer;
-use secmesh::tower::audit::{AuditLayer, AuditOutLayer};
+use secmesh::tower::audit::AuditOutLayer;
 use secmesh::tower::authorize::GrpcClassifier;
 use secmesh::tower::context::RequestContext;
-use secmesh::tower::deny::GrpcStatus;
 use secmesh::tower::propagate::PropagateLayer;
 use secmesh::tower::tls::{TlsConnector, TlsServer};
 use secmesh_testkit::inventory::{InventoryClient, InventoryServer, ReserveReply};
 use tonic::Status;
-use tower::ServiceBuilder;
+use tower::{Layer, ServiceBuilder};
 
-use crate::node::{Node, authorize, mesh_verifier};
+use crate::node::Node;
 
 /// A gRPC channel of one node to inventory.
 pub(crate) type GrpcChannel = tower::util::BoxCloneSyncService<
@@ -50,18 +49,10 @@ pub(crate) async fn start(
             })
             .ok_or_else(|| Status::internal("no request context"))
     });
-    let svc = ServiceBuilder::new()
-        .layer(AuditLayer::new(node.auditor.clone(), node.name))
-        .layer(
-            AuthenticateLayer::from_verifier(mesh_verifier(keys, ExpiryClass::Fast), 10_000)
-                .denial(GrpcStatus),
-        )
-        .layer(
-            authorize(policy, ExpiryClass::Fast)
-                .classifier(GrpcClassifier)
-                .denial(GrpcStatus),
-        )
-        .service(tonic::service::Routes::new(server));
+    // The same stack as the HTTP services: it answers gRPC callers with gRPC statuses.
+    let svc = node
+        .stack(keys, policy, ExpiryClass::Fast, GrpcClassifier)
+        .layer(tonic::service::Routes::new(server));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let server = TlsServer::from_workload(&node.workload, ClientAuth::Required);

@@ -21,10 +21,11 @@ use secmesh::core::policy::SharedPolicy;
 use secmesh::tls::ca::Ca;
 use secmesh::tls::config::{ServerId, TlsFiles, Watch, Workload};
 use secmesh::tokens::{KeySet, Verifier};
-use secmesh::tower::audit::{AuditLayer, AuditOutLayer};
+use secmesh::tower::SecureLayer;
+use secmesh::tower::audit::AuditOutLayer;
+use secmesh::tower::authorize::{Classify, DefaultClassifier};
 use secmesh::tower::propagate::PropagateLayer;
 use secmesh::tower::tls::TlsConnector;
-use secmesh::tower::{AuthenticateLayer, AuthorizeLayer};
 use secmesh_fs::Overwrite;
 use tower::{ServiceBuilder, ServiceExt};
 
@@ -82,27 +83,40 @@ impl Node {
         tower::util::BoxCloneSyncService::new(svc)
     }
 
-    /// authenticate (internal tokens up to `max_class`) + audit around `app`.
-    pub(crate) fn secure(&self, app: Router, keys: &Arc<KeySet>, max_class: ExpiryClass) -> Router {
-        app.layer(AuthenticateLayer::from_verifier(
-            mesh_verifier(keys, max_class),
-            10_000,
-        ))
-        .layer(AuditLayer::new(self.auditor.clone(), self.name))
+    /// The server stack (audit -> authenticate -> authorize) for routes that accept internal
+    /// tokens up to `max_class`, classified by `classifier`.
+    pub(crate) fn stack<C: Classify>(
+        &self,
+        keys: &Arc<KeySet>,
+        policy: &SharedPolicy,
+        max_class: ExpiryClass,
+        classifier: C,
+    ) -> SecureLayer<C> {
+        SecureLayer::builder(mesh_verifier(keys), policy.clone())
+            .audit(self.auditor.clone(), self.name)
+            .max_class(max_class)
+            .classifier(classifier)
+            .build()
+            .expect("the mesh's stack configuration")
+    }
+
+    /// [`stack`](Self::stack) around an HTTP router.
+    pub(crate) fn secure(
+        &self,
+        app: Router,
+        keys: &Arc<KeySet>,
+        policy: &SharedPolicy,
+        max_class: ExpiryClass,
+    ) -> Router {
+        app.layer(self.stack(keys, policy, max_class, DefaultClassifier))
     }
 }
 
-/// The verifier of the mesh's internal tokens, up to `max_class`.
-pub(crate) fn mesh_verifier(keys: &Arc<KeySet>, max_class: ExpiryClass) -> Verifier {
+/// The verifier of the mesh's internal tokens.
+pub(crate) fn mesh_verifier(keys: &Arc<KeySet>) -> Verifier {
     Verifier::new(keys.clone())
         .issuer(MESH_ISS)
         .audience(MESH_AUD)
-        .max_class(max_class)
-}
-
-/// The mesh policy for routes that accept tokens up to `max_class`.
-pub(crate) fn authorize(policy: &SharedPolicy, max_class: ExpiryClass) -> AuthorizeLayer {
-    AuthorizeLayer::new(policy.clone()).max_class(max_class)
 }
 
 /// Sends a request without a body; a transport error comes back as text.

@@ -17,7 +17,7 @@ use secmesh::tower::tls::TlsServer;
 use tokio::net::TcpListener;
 
 use crate::inventory::{self, GrpcChannel};
-use crate::node::{HttpsClient, Node, authorize, reply, send};
+use crate::node::{HttpsClient, Node, reply, send};
 
 #[derive(Clone)]
 struct Orders {
@@ -46,13 +46,12 @@ pub(crate) fn start(
         .route("/orders/{user}/{order}", get(get_order))
         .route("/orders/{user}/{order}/dispute", post(dispute_order))
         .route("/orders/{user}/{order}/refund", post(refund))
-        .with_state(state)
-        .layer(authorize(policy, ExpiryClass::Fast));
+        .with_state(state);
     // The batch route is the one that accepts slow tokens.
-    let batch = Router::new()
-        .route("/orders/batch/reconcile", post(reconcile))
-        .layer(authorize(policy, ExpiryClass::Slow));
-    let app = node.secure(api.merge(batch), keys, ExpiryClass::Slow);
+    let batch = Router::new().route("/orders/batch/reconcile", post(reconcile));
+    let app = node
+        .secure(api, keys, policy, ExpiryClass::Fast)
+        .merge(node.secure(batch, keys, policy, ExpiryClass::Slow));
     tokio::spawn(
         TlsServer::from_workload(&node.workload, ClientAuth::Required).serve(listener, app),
     );

@@ -15,7 +15,7 @@ use secmesh::tokens::KeySet;
 use secmesh::tower::tls::TlsServer;
 use tokio::net::TcpListener;
 
-use crate::node::{HttpsClient, Node, authorize, reply, send};
+use crate::node::{HttpsClient, Node, reply, send};
 
 #[derive(Clone)]
 struct Payments {
@@ -38,9 +38,9 @@ pub(crate) fn start(
             .with_state(Payments {
                 orders: node.client_to(orders_addr, "spiffe://mesh.test/orders"),
                 orders_addr,
-            })
-            .layer(authorize(policy, ExpiryClass::Fast)),
+            }),
         keys,
+        policy,
         ExpiryClass::Fast,
     );
     tokio::spawn(

@@ -18,8 +18,8 @@ pub(crate) fn print_last(node: &Node) {
         println!(
             "    {} logged: {} {} -> {} ({}) {}",
             node.name,
-            e.verb.as_deref().unwrap_or("-"),
-            e.object.as_deref().unwrap_or("-"),
+            e.verb.as_deref().or(e.method.as_deref()).unwrap_or("-"),
+            e.object.as_deref().or(e.path.as_deref()).unwrap_or("-"),
             format!("{:?}", e.decision).to_lowercase(),
             e.reason.as_deref().or(e.rule.as_deref()).unwrap_or("-"),
             e.status.map_or(String::new(), |s| s.to_string()),

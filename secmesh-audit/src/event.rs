@@ -2,10 +2,18 @@
 //!
 //! Field names are part of the log format (schema version `v` = 1): `seq`, `time` (RFC 3339,
 //! UTC, microseconds), `service`, `dir` (`in` | `out`), `txn`, `trace_id`, `span_id`,
-//! `parent_span_id`, `sub`, `caller`, `verb`, `object`, `decision` (`allow` | `deny` |
-//! `error`), `rule`, `reason`, `shadow` (`{decision, rule}`), `status`, `latency_us`, `jti`,
-//! `token_sha256`, `cls`, `peer`, `target`. Absent values are left out. An event never holds a
-//! token, a secret or a body: only the token's `jti` and SHA-256.
+//! `parent_span_id`, `sub`, `caller`, `verb`, `object`, `method`, `path`, `decision` (`allow` |
+//! `deny` | `error`), `rule`, `reason`, `reason_kind`, `shadow` (`{decision, rule}`), `status`,
+//! `latency_us`, `jti`, `token_sha256`, `cls`, `peer`, `target`. Absent values are left out.
+//! An event never holds a token, a secret or a body: only the token's `jti` and SHA-256.
+//!
+//! One vocabulary: `verb` and `object` are always in policy terms (`read`, `orders/7`), set once
+//! the request is classified; the HTTP `method` and `path` (or the gRPC method path) are fields
+//! of their own. A denial carries `reason_kind`, a stable word (`missing_token`,
+//! `invalid_token`, `policy_deny`, `no_rule`, `missing_grant`, `class_not_allowed`, ...), next
+//! to `reason` in words and the deciding `rule`. Logs written before these fields existed read
+//! as before (the fields are absent), and their chains verify unchanged: a record is hashed as
+//! the bytes of its line.
 //!
 //! # Example
 //! ```
@@ -102,6 +110,12 @@ pub struct AuditEvent {
     /// The object.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub object: Option<String>,
+    /// The HTTP method as received (`GET`; gRPC calls are `POST`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    /// The request path as received (for gRPC: `/package.Service/Method`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
     /// The decision.
     pub decision: Decision,
     /// The deciding rule.
@@ -110,6 +124,9 @@ pub struct AuditEvent {
     /// Why, in words.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Why, as a stable word for a denial (e.g. `missing_grant`, `class_not_allowed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason_kind: Option<String>,
     /// The shadow outcome.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shadow: Option<Shadow>,
@@ -187,6 +204,29 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn records_without_the_new_fields_still_read() {
+        let old = r#"{"v":1,"seq":3,"time":"2026-01-01T00:00:00.000000Z","service":"orders","dir":"in","verb":"GET","object":"/orders/1","decision":"deny","reason":"no rule"}"#;
+        let ev: AuditEvent = serde_json::from_str(old).unwrap();
+        assert_eq!((ev.method, ev.path, ev.reason_kind), (None, None, None));
+        assert_eq!(ev.verb.as_deref(), Some("GET"));
+
+        let mut ev = AuditEvent::now("orders", Direction::In);
+        ev.verb = Some("read".into());
+        ev.object = Some("orders/1".into());
+        ev.method = Some("GET".into());
+        ev.path = Some("/orders/1".into());
+        ev.reason_kind = Some("no_rule".into());
+        let json = serde_json::to_string(&ev).unwrap();
+        assert!(
+            json.contains(r#""method":"GET","path":"/orders/1""#),
+            "{json}"
+        );
+        assert!(json.contains(r#""reason_kind":"no_rule""#), "{json}");
+        let back: AuditEvent = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, ev);
+    }
 
     #[test]
     fn rfc3339() {

@@ -151,8 +151,9 @@ fn describe(ev: &AuditEvent) -> String {
     let mut s = format!(
         "{} {} {}",
         ev.service,
-        ev.verb.as_deref().unwrap_or("-"),
-        ev.object.as_deref().unwrap_or("-")
+        // An unclassified request (no policy verb/object) is named by its method and path.
+        ev.verb.as_deref().or(ev.method.as_deref()).unwrap_or("-"),
+        ev.object.as_deref().or(ev.path.as_deref()).unwrap_or("-")
     );
     let _ = write!(s, " -> {decision}");
     if let Some(r) = ev.rule.as_deref().or(ev.reason.as_deref()) {

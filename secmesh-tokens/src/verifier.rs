@@ -181,6 +181,14 @@ impl Verifier {
     }
 
     /// The slowest class accepted (a fast token passes where medium is allowed).
+    ///
+    /// Deprecated: the route's slowest class is a setting of the server stack
+    /// (`secmesh_tower::SecureLayer::builder(..).max_class(..)`, refused with 403
+    /// `class_not_allowed`); the verifier enforces the class's lifetime bound only.
+    #[deprecated(
+        since = "0.1.0",
+        note = "set the route's slowest class on the server stack: secmesh_tower::SecureLayer::builder(..).max_class(..) (403 class_not_allowed); the verifier checks the class lifetime bound"
+    )]
     pub fn max_class(mut self, class: ExpiryClass) -> Self {
         self.max_class = class;
         self

@@ -1,154 +1,233 @@
-//! Denials: the one place where a refused request becomes a response.
+//! Denials: the typed reason a request is refused, and the one place it becomes a response.
 //!
-//! A layer that refuses a request builds a [`Denial`] and asks a [`DenialResponse`] for the
-//! response. The default, [`ProblemJson`], answers HTTP callers with RFC 9457 problem+json and
-//! the RFC 6750 `WWW-Authenticate` header on 401, and gRPC callers (requests with
-//! `content-type: application/grpc*`) with `grpc-status` 16 (UNAUTHENTICATED), 7
-//! (PERMISSION_DENIED), 3 (INVALID_ARGUMENT), 12 (UNIMPLEMENTED) or 14 (UNAVAILABLE) in a
-//! trailers-only response. HTTP statuses: 401, 403, 400 (a path that is not a canonical
-//! object), 405 (a method that maps to no verb), 415 (not gRPC, to a gRPC-only service),
-//! 503 (the audit log cannot record the request under a fail-closed or durable audit layer). Callers learn only the standard code; the
-//! full reason stays in the response extensions (as the [`Denial`]) for the audit layer and in
-//! tracing. Implement [`DenialResponse`] to answer differently.
+//! Every refusal of every secmesh piece is a [`DenyReason`]: a missing or rejected token (with
+//! its [`VerifyError`] kind), a policy deny (with the rule), a token class the route does not
+//! accept, a missing grant (naming the verb and object), a request that cannot be classified,
+//! an audit log that cannot record the request, a rate limit. The reason stays typed until
+//! the edge: a [`Responder`] turns it into the response, chosen from the request itself:
+//!
+//! | reason | HTTP | gRPC (`content-type: application/grpc*`) |
+//! |---|---|---|
+//! | [`MissingToken`](DenyReason::MissingToken), [`Token`](DenyReason::Token) | 401 + `WWW-Authenticate: Bearer` (`error="invalid_token"` for a rejected token) | 16 UNAUTHENTICATED |
+//! | [`Policy`](DenyReason::Policy), [`ClassNotAllowed`](DenyReason::ClassNotAllowed), [`Unclassified`](DenyReason::Unclassified) ([`ClassifyError::Unclassified`]) | 403 | 7 PERMISSION_DENIED |
+//! | [`MissingGrant`](DenyReason::MissingGrant) | 403 + `WWW-Authenticate: Bearer error="insufficient_scope"` | 7 PERMISSION_DENIED |
+//! | [`Unclassified`](DenyReason::Unclassified): a bad path / a method with no verb / not gRPC | 400 / 405 / 415 | 3 INVALID_ARGUMENT / 12 UNIMPLEMENTED / 3 |
+//! | [`AuditUnavailable`](DenyReason::AuditUnavailable) | 503 | 14 UNAVAILABLE |
+//! | [`RateLimited`](DenyReason::RateLimited) | 429 (+ `Retry-After`) | 8 RESOURCE_EXHAUSTED |
+//! | [`PolicyNeedsAttributes`](DenyReason::PolicyNeedsAttributes) | 500 | 13 INTERNAL |
+//!
+//! HTTP bodies are RFC 9457 `application/problem+json` with the status's words only; gRPC
+//! answers are trailers-only. Callers learn only the standard code; the full reason stays in
+//! the response extensions (as the [`Outcome`](crate::Outcome)) for the audit log, and in the
+//! INFO log line every denial gets (never with the token). Implement [`Responder`] to answer
+//! differently; [`ProblemJson`] is the default.
 //!
 //! # Example
 //! ```
-//! use secmesh_tower::deny::{Denial, DenialResponse, ProblemJson};
+//! use http::{HeaderMap, StatusCode};
+//! use secmesh_tower::deny::{DenyReason, ProblemJson, Responder};
 //!
-//! let req = http::Request::new(());
-//! let denial = Denial::unauthenticated_missing();
-//! let res: http::Response<String> = ProblemJson.response(req.headers(), &denial);
-//! assert_eq!(res.status(), http::StatusCode::UNAUTHORIZED);
+//! let res = ProblemJson.respond(&HeaderMap::new(), &DenyReason::MissingToken);
+//! assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
 //! assert_eq!(res.headers()["www-authenticate"], "Bearer");
-//! assert!(res.extensions().get::<Denial>().is_some());
+//!
+//! let mut grpc = HeaderMap::new();
+//! grpc.insert("content-type", "application/grpc".parse()?);
+//! let res = ProblemJson.respond(&grpc, &DenyReason::MissingToken);
+//! assert_eq!(res.headers()["grpc-status"], "16");
+//! # Ok::<_, Box<dyn std::error::Error>>(())
 //! ```
 
 use std::fmt;
+use std::time::Duration;
 
-use http::header::{CONTENT_TYPE, HeaderMap, HeaderValue, WWW_AUTHENTICATE};
+use bytes::Bytes;
+use http::header::{CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{Response, StatusCode};
+use secmesh_audit::AuditError;
+use secmesh_core::policy::Reason;
+use secmesh_core::{ExpiryClass, Object, Verb};
 use secmesh_tokens::{ErrorKind, VerifyError};
 
-/// Why a request was refused: the full reason, for the audit log and tracing.
+use crate::authorize::ClassifyError;
+
+/// Why a request was refused. Typed until the wire: the [`Responder`] formats it.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
-pub enum Denial {
-    /// No token, or an invalid one (401 / UNAUTHENTICATED).
-    Unauthenticated {
-        /// Why the token was refused, when there was one.
-        error: Option<VerifyError>,
-    },
-    /// The token is valid but the request is not allowed (403 / PERMISSION_DENIED).
-    Forbidden {
-        /// The rule that denied, if one did.
+pub enum DenyReason {
+    /// No token was presented (401 / UNAUTHENTICATED).
+    MissingToken,
+    /// The token was rejected; [`VerifyError::kind`] says why (401 / UNAUTHENTICATED).
+    Token(VerifyError),
+    /// The policy said no: a deny rule matched (`rule` is set), or no allow rule did
+    /// (403 / PERMISSION_DENIED).
+    Policy {
+        /// The deciding rule, when a rule decided.
         rule: Option<String>,
-        /// Why, in words (e.g. `missing grant`, `no rule`).
-        reason: String,
+        /// The engine's reason (`deny rule`, `no rule`).
+        reason: Reason,
     },
-    /// The request is not well-formed for secmesh: its path is not a canonical object, or its
-    /// gRPC method path is malformed (400 / INVALID_ARGUMENT).
-    BadRequest {
-        /// Why, in words (e.g. `path: an encoded path separator`).
-        reason: String,
+    /// The token's expiry class is slower than the route accepts (403 / PERMISSION_DENIED).
+    ClassNotAllowed {
+        /// The token's class.
+        class: ExpiryClass,
+        /// The slowest class the route accepts.
+        max: ExpiryClass,
     },
-    /// The method maps to no verb (405 / UNIMPLEMENTED): every method is a verb or refused.
-    MethodNotAllowed {
-        /// The method, as sent (a valid HTTP token).
-        method: String,
+    /// No grant of the token's `scope` covers the request (403 / PERMISSION_DENIED).
+    MissingGrant {
+        /// The verb that needed a grant.
+        verb: Verb,
+        /// The object that needed a grant.
+        object: Object,
+        /// The allow rule that matched, when a policy also decided.
+        rule: Option<String>,
     },
-    /// A request that is not gRPC reached a gRPC-only service (415).
-    UnsupportedMediaType,
-    /// The request cannot be served now because its audit event cannot be recorded (the queue
-    /// is full, or the sink cannot write) under a fail-closed or durable audit layer
-    /// (503 / UNAVAILABLE).
-    Unavailable {
-        /// Why the audit log cannot take the event.
-        audit: secmesh_audit::AuditError,
+    /// The request could not be classified into (verb, object).
+    Unclassified(ClassifyError),
+    /// The audit log cannot record the request (fail-closed or durable audit) (503 /
+    /// UNAVAILABLE).
+    AuditUnavailable(AuditError),
+    /// Too many requests (429 / RESOURCE_EXHAUSTED).
+    RateLimited {
+        /// When to try again, if known.
+        retry_after: Option<Duration>,
+    },
+    /// The policy has rules with attribute conditions and this service has no source of
+    /// attributes: refused rather than never matched (500 / INTERNAL; a configuration error,
+    /// logged at ERROR).
+    PolicyNeedsAttributes {
+        /// The first rule with an attribute condition.
+        rule: String,
     },
 }
 
-impl Denial {
-    /// No token was presented.
-    pub fn unauthenticated_missing() -> Denial {
-        Denial::Unauthenticated { error: None }
-    }
-
-    /// The token was refused.
-    pub fn unauthenticated(error: VerifyError) -> Denial {
-        Denial::Unauthenticated { error: Some(error) }
-    }
-
-    /// A policy or grant said no.
-    pub fn forbidden(rule: Option<String>, reason: impl Into<String>) -> Denial {
-        Denial::Forbidden {
-            rule,
-            reason: reason.into(),
+impl DenyReason {
+    /// A stable word for the reason, for logs and the audit event's `reason_kind`:
+    /// `missing_token`, `invalid_token`, `policy_deny`, `no_rule`, `class_not_allowed`,
+    /// `missing_grant`, `bad_request`, `method_not_allowed`, `not_grpc`, `unclassified`,
+    /// `audit_unavailable`, `rate_limited`, `policy_needs_attributes`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            DenyReason::MissingToken => "missing_token",
+            DenyReason::Token(_) => "invalid_token",
+            DenyReason::Policy {
+                reason: Reason::NoRule,
+                ..
+            } => "no_rule",
+            DenyReason::Policy { .. } => "policy_deny",
+            DenyReason::ClassNotAllowed { .. } => "class_not_allowed",
+            DenyReason::MissingGrant { .. } => "missing_grant",
+            DenyReason::Unclassified(ClassifyError::BadPath(_)) => "bad_request",
+            DenyReason::Unclassified(ClassifyError::Method(_)) => "method_not_allowed",
+            DenyReason::Unclassified(ClassifyError::NotGrpc) => "not_grpc",
+            DenyReason::Unclassified(_) => "unclassified",
+            DenyReason::AuditUnavailable(_) => "audit_unavailable",
+            DenyReason::RateLimited { .. } => "rate_limited",
+            DenyReason::PolicyNeedsAttributes { .. } => "policy_needs_attributes",
         }
     }
 
-    /// The request is malformed for secmesh (400).
-    pub fn bad_request(reason: impl Into<String>) -> Denial {
-        Denial::BadRequest {
-            reason: reason.into(),
+    /// The token error, for a rejected token.
+    pub fn token_error(&self) -> Option<&VerifyError> {
+        match self {
+            DenyReason::Token(e) => Some(e),
+            _ => None,
         }
     }
 
-    /// The HTTP status for this denial.
+    /// The deciding rule, when one decided.
+    pub fn rule(&self) -> Option<&str> {
+        match self {
+            DenyReason::Policy { rule, .. } | DenyReason::MissingGrant { rule, .. } => {
+                rule.as_deref()
+            }
+            DenyReason::PolicyNeedsAttributes { rule } => Some(rule),
+            _ => None,
+        }
+    }
+
+    /// Whether the caller is not authenticated (401 / UNAUTHENTICATED).
+    pub fn is_unauthenticated(&self) -> bool {
+        matches!(self, DenyReason::MissingToken | DenyReason::Token(_))
+    }
+
+    /// The HTTP status for this reason.
     pub fn status(&self) -> StatusCode {
         match self {
-            Denial::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
-            Denial::Forbidden { .. } => StatusCode::FORBIDDEN,
-            Denial::BadRequest { .. } => StatusCode::BAD_REQUEST,
-            Denial::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            Denial::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Denial::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            DenyReason::MissingToken | DenyReason::Token(_) => StatusCode::UNAUTHORIZED,
+            DenyReason::Policy { .. }
+            | DenyReason::ClassNotAllowed { .. }
+            | DenyReason::MissingGrant { .. } => StatusCode::FORBIDDEN,
+            DenyReason::Unclassified(e) => match e {
+                ClassifyError::BadPath(_) => StatusCode::BAD_REQUEST,
+                ClassifyError::Method(_) => StatusCode::METHOD_NOT_ALLOWED,
+                ClassifyError::NotGrpc => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                _ => StatusCode::FORBIDDEN,
+            },
+            DenyReason::AuditUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            DenyReason::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            DenyReason::PolicyNeedsAttributes { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
-    /// The gRPC status code for this denial.
+    /// The gRPC status code for this reason.
     pub fn grpc_code(&self) -> u8 {
         match self {
-            Denial::Unauthenticated { .. } => 16,
-            Denial::Forbidden { .. } => 7,
-            Denial::BadRequest { .. } | Denial::UnsupportedMediaType => 3,
-            Denial::MethodNotAllowed { .. } => 12,
-            Denial::Unavailable { .. } => 14,
+            DenyReason::MissingToken | DenyReason::Token(_) => 16,
+            DenyReason::Policy { .. }
+            | DenyReason::ClassNotAllowed { .. }
+            | DenyReason::MissingGrant { .. } => 7,
+            DenyReason::Unclassified(e) => match e {
+                ClassifyError::BadPath(_) | ClassifyError::NotGrpc => 3,
+                ClassifyError::Method(_) => 12,
+                _ => 7,
+            },
+            DenyReason::AuditUnavailable(_) => 14,
+            DenyReason::RateLimited { .. } => 8,
+            DenyReason::PolicyNeedsAttributes { .. } => 13,
         }
     }
 
-    /// The title of the problem+json body and the `grpc-message`: the status's words only.
-    fn title(&self) -> &'static str {
-        match self {
-            Denial::Unauthenticated { .. } => "Unauthorized",
-            Denial::Forbidden { .. } => "Forbidden",
-            Denial::BadRequest { .. } => "Bad Request",
-            Denial::MethodNotAllowed { .. } => "Method Not Allowed",
-            Denial::UnsupportedMediaType => "Unsupported Media Type",
-            Denial::Unavailable { .. } => "Service Unavailable",
-        }
-    }
-
-    /// The reason as one line, for logs and audit records.
-    pub fn reason(&self) -> String {
-        match self {
-            Denial::Unauthenticated { error: None } => "missing token".into(),
-            Denial::Unauthenticated { error: Some(e) } => e.to_string(),
-            Denial::Forbidden {
-                rule: Some(rule),
-                reason,
-            } => format!("{reason} (rule {rule})"),
-            Denial::Forbidden { rule: None, reason } => reason.clone(),
-            Denial::BadRequest { reason } => format!("bad request: {reason}"),
-            Denial::MethodNotAllowed { method } => format!("method not allowed: {method}"),
-            Denial::UnsupportedMediaType => "not a gRPC request to a gRPC-only service".to_owned(),
-            Denial::Unavailable { audit } => format!("the audit log cannot record it: {audit}"),
-        }
+    /// The status's words: the problem+json `title` and the `grpc-message`.
+    pub fn title(&self) -> &'static str {
+        self.status().canonical_reason().unwrap_or("Refused")
     }
 }
 
-impl fmt::Display for Denial {
+impl fmt::Display for DenyReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.reason())
+        match self {
+            DenyReason::MissingToken => f.write_str("missing token"),
+            DenyReason::Token(e) => write!(f, "{e}"),
+            DenyReason::Policy {
+                rule: Some(rule),
+                reason,
+            } => write!(f, "{reason} (rule {rule})"),
+            DenyReason::Policy { rule: None, reason } => write!(f, "{reason}"),
+            DenyReason::ClassNotAllowed { class, max } => {
+                write!(f, "class not allowed: a {class} token on a {max} route")
+            }
+            DenyReason::MissingGrant { verb, object, .. } => {
+                write!(f, "missing grant: {verb}:{object}")
+            }
+            DenyReason::Unclassified(ClassifyError::BadPath(e)) => {
+                write!(f, "bad request: path: {e}")
+            }
+            DenyReason::Unclassified(ClassifyError::Method(m)) => {
+                write!(f, "method not allowed: {m}")
+            }
+            DenyReason::Unclassified(ClassifyError::NotGrpc) => {
+                f.write_str("not a gRPC request to a gRPC-only service")
+            }
+            DenyReason::Unclassified(e) => write!(f, "{e}"),
+            DenyReason::AuditUnavailable(e) => write!(f, "the audit log cannot record it: {e}"),
+            DenyReason::RateLimited { .. } => f.write_str("rate limited"),
+            DenyReason::PolicyNeedsAttributes { rule } => write!(
+                f,
+                "rule {rule} has attribute conditions and the service has no attribute source"
+            ),
+        }
     }
 }
 
@@ -160,130 +239,286 @@ pub fn is_grpc(headers: &HeaderMap) -> bool {
         .is_some_and(|ct| ct.starts_with("application/grpc"))
 }
 
-/// Turns a [`Denial`] into a response. The response must carry the denial in its extensions.
-pub trait DenialResponse<B>: Clone + Send + Sync + 'static {
-    /// Build the response for a refused request with these headers.
-    fn response(&self, request_headers: &HeaderMap, denial: &Denial) -> Response<B>;
+/// Turns a [`DenyReason`] into the response, for the request with these headers. The one
+/// mapping from denials to the wire; swap it by implementing this trait. The secmesh layers
+/// put the [`Outcome`](crate::Outcome) in the response's extensions themselves.
+pub trait Responder: Clone + Send + Sync + 'static {
+    /// The response (status, headers, body bytes) for a refused request.
+    fn respond(&self, request_headers: &HeaderMap, reason: &DenyReason) -> Response<Bytes>;
 }
 
-/// A trailers-only gRPC response with the denial's status (e.g. 16 UNAUTHENTICATED or 7
-/// PERMISSION_DENIED) and the denial in its extensions.
-fn grpc_response<B: Default>(denial: &Denial) -> Response<B> {
-    let mut res = Response::new(B::default());
-    let h = res.headers_mut();
-    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
-    h.insert(
-        "grpc-status",
-        HeaderValue::from(u16::from(denial.grpc_code())),
-    );
-    h.insert("grpc-message", HeaderValue::from_static(denial.title()));
-    res.extensions_mut().insert(denial.clone());
-    res
-}
-
-/// An HTTP status with an empty body, for a caller that does not speak gRPC.
-fn plain_response<B: Default>(denial: &Denial) -> Response<B> {
-    let mut res = Response::new(B::default());
-    *res.status_mut() = denial.status();
-    if matches!(denial, Denial::Unauthenticated { .. }) {
-        res.headers_mut()
-            .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-    }
-    res.extensions_mut().insert(denial.clone());
-    res
-}
-
-/// Denials for gRPC servers whose body type has no `From<String>` (tonic's): a gRPC call gets
-/// a trailers-only gRPC status; a request that is not gRPC (a plain HTTP/1.1 request to the
-/// gRPC port) gets the HTTP status (e.g. 415) with an empty body, never `200` plus a gRPC
-/// status it cannot read.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct GrpcStatus;
-
-impl<B: Default> DenialResponse<B> for GrpcStatus {
-    fn response(&self, request_headers: &HeaderMap, denial: &Denial) -> Response<B> {
-        if is_grpc(request_headers) {
-            grpc_response(denial)
-        } else {
-            plain_response(denial)
-        }
-    }
-}
-
-/// The default denial responses: problem+json for HTTP, trailers-only status for gRPC.
+/// The default [`Responder`]: problem+json with RFC 6750 `WWW-Authenticate` for HTTP, a
+/// trailers-only gRPC status for gRPC callers (see the [module docs](self)).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ProblemJson;
 
-impl<B: From<String> + Default> DenialResponse<B> for ProblemJson {
-    fn response(&self, request_headers: &HeaderMap, denial: &Denial) -> Response<B> {
-        let mut res = if is_grpc(request_headers) {
-            grpc_response(denial)
-        } else {
-            let (title, www) = match denial {
-                Denial::Unauthenticated { error: None } => ("Unauthorized", "Bearer".to_owned()),
-                Denial::Unauthenticated { error: Some(e) } => {
-                    let desc = match e.kind() {
-                        ErrorKind::Expired => "The token expired",
-                        _ => "The token is invalid",
-                    };
-                    (
-                        "Unauthorized",
-                        format!("Bearer error=\"invalid_token\", error_description=\"{desc}\""),
-                    )
-                }
-                other => (other.title(), String::new()),
-            };
-            let status = denial.status();
-            let body = serde_json::json!({
-                "type": "about:blank",
-                "title": title,
-                "status": status.as_u16(),
-            })
-            .to_string();
-            let mut res = Response::new(B::from(body));
-            *res.status_mut() = status;
-            res.headers_mut().insert(
-                CONTENT_TYPE,
-                HeaderValue::from_static("application/problem+json"),
-            );
-            if !www.is_empty()
-                && let Ok(v) = HeaderValue::from_str(&www)
-            {
-                res.headers_mut().insert(WWW_AUTHENTICATE, v);
-            }
-            res
-        };
-        res.extensions_mut().insert(denial.clone());
+impl Responder for ProblemJson {
+    fn respond(&self, request_headers: &HeaderMap, reason: &DenyReason) -> Response<Bytes> {
+        if is_grpc(request_headers) {
+            return grpc_response(reason);
+        }
+        let status = reason.status();
+        let body = serde_json::json!({
+            "type": "about:blank",
+            "title": reason.title(),
+            "status": status.as_u16(),
+        })
+        .to_string();
+        let mut res = Response::new(Bytes::from(body));
+        *res.status_mut() = status;
+        let h = res.headers_mut();
+        h.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        if let Some(www) = www_authenticate(reason) {
+            h.insert(WWW_AUTHENTICATE, www);
+        }
+        if let DenyReason::RateLimited {
+            retry_after: Some(after),
+        } = reason
+        {
+            h.insert(RETRY_AFTER, HeaderValue::from(after.as_secs().max(1)));
+        }
         res
     }
 }
 
+/// The RFC 6750 challenge for a reason, when it has one.
+fn www_authenticate(reason: &DenyReason) -> Option<HeaderValue> {
+    Some(HeaderValue::from_static(match reason {
+        DenyReason::MissingToken => "Bearer",
+        DenyReason::Token(e) if e.kind() == ErrorKind::Expired => {
+            r#"Bearer error="invalid_token", error_description="The token expired""#
+        }
+        DenyReason::Token(_) => {
+            r#"Bearer error="invalid_token", error_description="The token is invalid""#
+        }
+        DenyReason::MissingGrant { .. } => r#"Bearer error="insufficient_scope""#,
+        _ => return None,
+    }))
+}
+
+/// A trailers-only gRPC response with the reason's status.
+fn grpc_response(reason: &DenyReason) -> Response<Bytes> {
+    let mut res = Response::new(Bytes::new());
+    let h = res.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+    h.insert(
+        "grpc-status",
+        HeaderValue::from(u16::from(reason.grpc_code())),
+    );
+    h.insert("grpc-message", HeaderValue::from_static(reason.title()));
+    res
+}
+
+/// A response body a denial can be written into (the à-la-carte layers keep the inner
+/// service's body type).
+pub trait DenyBody: Sized {
+    /// The body holding `bytes`.
+    fn from_bytes(bytes: Bytes) -> Self;
+}
+
+impl DenyBody for String {
+    fn from_bytes(bytes: Bytes) -> Self {
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+}
+
+impl DenyBody for Bytes {
+    fn from_bytes(bytes: Bytes) -> Self {
+        bytes
+    }
+}
+
+impl DenyBody for Vec<u8> {
+    fn from_bytes(bytes: Bytes) -> Self {
+        bytes.to_vec()
+    }
+}
+
+#[cfg(feature = "axum")]
+impl DenyBody for axum::body::Body {
+    fn from_bytes(bytes: Bytes) -> Self {
+        axum::body::Body::from(bytes)
+    }
+}
+
+/// How an à-la-carte layer answers a refusal in the inner service's body type `B`. Every
+/// [`Responder`] is one for bodies secmesh can write into ([`DenyBody`]); [`GrpcStatus`] is
+/// one for any body with a `Default` (tonic's), at the cost of empty HTTP bodies. The
+/// [`SecureLayer`](crate::SecureLayer) needs neither: it answers any body type.
+pub trait DenialResponse<B>: Clone + Send + Sync + 'static {
+    /// Build the response for a refused request with these headers.
+    fn response(&self, request_headers: &HeaderMap, reason: &DenyReason) -> Response<B>;
+}
+
+impl<R: Responder, B: DenyBody> DenialResponse<B> for R {
+    fn response(&self, request_headers: &HeaderMap, reason: &DenyReason) -> Response<B> {
+        self.respond(request_headers, reason).map(B::from_bytes)
+    }
+}
+
+/// Denials for à-la-carte layers of gRPC servers whose body type has no [`DenyBody`]
+/// (tonic's): [`ProblemJson`]'s status and headers, with an empty body.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct GrpcStatus;
+
+impl<B: Default> DenialResponse<B> for GrpcStatus {
+    fn response(&self, request_headers: &HeaderMap, reason: &DenyReason) -> Response<B> {
+        let (parts, _) = ProblemJson.respond(request_headers, reason).into_parts();
+        let mut res = Response::from_parts(parts, B::default());
+        if !is_grpc(request_headers) {
+            res.headers_mut().remove(CONTENT_TYPE);
+        }
+        res
+    }
+}
+
+/// Log a denial at INFO, once, with what was asked and why (never the token).
+pub(crate) fn log_denial(
+    reason: &DenyReason,
+    subject: Option<&str>,
+    verb: Option<&str>,
+    object: Option<&str>,
+    caller: Option<&str>,
+) {
+    tracing::info!(
+        target: "secmesh::deny",
+        verb = verb.unwrap_or("-"),
+        object = object.unwrap_or("-"),
+        subject = subject.unwrap_or("-"),
+        caller = caller.unwrap_or("-"),
+        reason = reason.kind(),
+        rule = reason.rule().unwrap_or("-"),
+        detail = %reason,
+        "request denied"
+    );
+}
+
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
+    use secmesh_core::svo::SvoError;
 
-    #[test]
-    fn grpc_callers_get_grpc_status() {
+    fn grpc() -> HeaderMap {
         let mut h = HeaderMap::new();
         h.insert(
             CONTENT_TYPE,
             HeaderValue::from_static("application/grpc+proto"),
         );
-        let res: Response<String> =
-            ProblemJson.response(&h, &Denial::forbidden(Some("r1".into()), "no rule"));
-        assert_eq!(res.status(), StatusCode::OK);
-        assert_eq!(res.headers()["grpc-status"], "7");
-        assert!(res.body().is_empty());
+        h
+    }
+
+    fn every_reason() -> Vec<DenyReason> {
+        vec![
+            DenyReason::MissingToken,
+            DenyReason::Token(VerifyError::new(ErrorKind::Expired, "expired")),
+            DenyReason::Token(VerifyError::malformed("x")),
+            DenyReason::Policy {
+                rule: Some("deny-admins".into()),
+                reason: Reason::DenyRule,
+            },
+            DenyReason::Policy {
+                rule: None,
+                reason: Reason::NoRule,
+            },
+            DenyReason::ClassNotAllowed {
+                class: ExpiryClass::Slow,
+                max: ExpiryClass::Fast,
+            },
+            DenyReason::MissingGrant {
+                verb: Verb::Read,
+                object: "orders/1".parse().unwrap(),
+                rule: None,
+            },
+            DenyReason::Unclassified(ClassifyError::BadPath(SvoError::Empty)),
+            DenyReason::Unclassified(ClassifyError::Method(http::Method::TRACE)),
+            DenyReason::Unclassified(ClassifyError::NotGrpc),
+            DenyReason::Unclassified(ClassifyError::Unclassified),
+            DenyReason::AuditUnavailable(AuditError::QueueFull),
+            DenyReason::RateLimited {
+                retry_after: Some(Duration::from_secs(2)),
+            },
+            DenyReason::PolicyNeedsAttributes { rule: "r".into() },
+        ]
     }
 
     #[test]
-    fn http_callers_learn_only_the_code() {
-        let res: Response<String> = ProblemJson.response(
-            &HeaderMap::new(),
-            &Denial::forbidden(Some("deny-admins".into()), "denied by rule"),
-        );
-        assert_eq!(res.status(), StatusCode::FORBIDDEN);
-        assert!(!res.body().contains("deny-admins"));
-        assert!(res.headers().get(WWW_AUTHENTICATE).is_none());
+    fn every_reason_over_http() {
+        let expect = [
+            (401, "missing_token", Some("Bearer")),
+            (
+                401,
+                "invalid_token",
+                Some(r#"Bearer error="invalid_token", error_description="The token expired""#),
+            ),
+            (
+                401,
+                "invalid_token",
+                Some(r#"Bearer error="invalid_token", error_description="The token is invalid""#),
+            ),
+            (403, "policy_deny", None),
+            (403, "no_rule", None),
+            (403, "class_not_allowed", None),
+            (
+                403,
+                "missing_grant",
+                Some(r#"Bearer error="insufficient_scope""#),
+            ),
+            (400, "bad_request", None),
+            (405, "method_not_allowed", None),
+            (415, "not_grpc", None),
+            (403, "unclassified", None),
+            (503, "audit_unavailable", None),
+            (429, "rate_limited", None),
+            (500, "policy_needs_attributes", None),
+        ];
+        for (reason, (status, kind, www)) in every_reason().iter().zip(expect) {
+            let res = ProblemJson.respond(&HeaderMap::new(), reason);
+            assert_eq!(res.status().as_u16(), status, "{reason}");
+            assert_eq!(reason.kind(), kind);
+            assert_eq!(res.headers()[CONTENT_TYPE], "application/problem+json");
+            assert_eq!(
+                res.headers()
+                    .get(WWW_AUTHENTICATE)
+                    .map(|v| v.to_str().unwrap()),
+                www
+            );
+            let body: serde_json::Value = serde_json::from_slice(res.body()).unwrap();
+            assert_eq!(body["status"], status);
+            // Callers learn the code, never the rule or the detail.
+            let text = String::from_utf8_lossy(res.body());
+            assert!(!text.contains("deny-admins") && !text.contains("orders/1"));
+        }
+        let limited = ProblemJson.respond(&HeaderMap::new(), &every_reason()[12]);
+        assert_eq!(limited.headers()[RETRY_AFTER], "2");
+    }
+
+    #[test]
+    fn every_reason_over_grpc() {
+        let codes = [16, 16, 16, 7, 7, 7, 7, 3, 12, 3, 7, 14, 8, 13];
+        for (reason, code) in every_reason().iter().zip(codes) {
+            let res = ProblemJson.respond(&grpc(), reason);
+            assert_eq!(res.status(), StatusCode::OK, "{reason}");
+            assert_eq!(res.headers()["grpc-status"], code.to_string().as_str());
+            assert_eq!(res.headers()[CONTENT_TYPE], "application/grpc");
+            assert!(res.body().is_empty());
+        }
+    }
+
+    #[test]
+    fn grpc_status_keeps_any_body_type() {
+        #[derive(Default)]
+        struct Opaque;
+        let res: Response<Opaque> = GrpcStatus.response(&grpc(), &DenyReason::MissingToken);
+        assert_eq!(res.headers()["grpc-status"], "16");
+        let res: Response<Opaque> =
+            GrpcStatus.response(&HeaderMap::new(), &DenyReason::MissingToken);
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+        let res: Response<String> =
+            ProblemJson.response(&HeaderMap::new(), &DenyReason::MissingToken);
+        assert!(res.body().contains("Unauthorized"));
     }
 }

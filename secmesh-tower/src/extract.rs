@@ -2,10 +2,14 @@
 //! decision and the mutual-TLS [`Peer`], taken from what the layers put in the request
 //! extensions.
 //!
-//! `Claims` and `Subject` reject with 401 when the request has no verified token (e.g. the
-//! authenticate layer runs in optional mode and the request came anonymously);
-//! `Option<Claims>` never rejects. `Decision` rejects with 500 when the authorize layer is not
-//! installed: that is a server bug, not the caller's.
+//! They read the request's [`Outcome`]. `Claims` and `Subject` reject when the request has no
+//! verified token (e.g. the authenticate layer runs in optional mode and the request came
+//! anonymously), and `Peer` when the connection has no client certificate, with
+//! [`DenyReason::MissingToken`] answered by the default [`Responder`] ([`ProblemJson`]: 401
+//! problem+json with `WWW-Authenticate`, or gRPC UNAUTHENTICATED for a gRPC request), like
+//! any other denial; `Option<Claims>` and `Option<Peer>` never reject. `Decision` rejects with
+//! a 500 problem when the authorize layer is not installed: that is a server bug, not the
+//! caller's.
 //!
 //! # Example
 //! ```
@@ -23,11 +27,88 @@ use std::ops::Deref;
 use std::sync::Arc;
 
 use axum::extract::{FromRequestParts, OptionalFromRequestParts};
-use http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use http::header::CONTENT_TYPE;
 use http::request::Parts;
+use http::{HeaderMap, StatusCode};
 use secmesh_tokens::Verified;
 
 use crate::authorize::Permitted;
+use crate::deny::{DenyReason, ProblemJson, Responder};
+use crate::outcome::{Denied, Outcome};
+
+/// Why an extractor refused: a denial answered by the [`Responder`], or a server bug (500).
+#[derive(Debug)]
+pub struct Rejection {
+    kind: RejectionKind,
+    /// The request's content type, to answer gRPC in gRPC.
+    content_type: Option<http::HeaderValue>,
+}
+
+#[derive(Debug)]
+enum RejectionKind {
+    Denied(DenyReason),
+    ServerBug(&'static str),
+}
+
+impl Rejection {
+    fn denied(parts: &Parts, reason: DenyReason) -> Rejection {
+        Rejection {
+            kind: RejectionKind::Denied(reason),
+            content_type: parts.headers.get(CONTENT_TYPE).cloned(),
+        }
+    }
+
+    /// The denial, when it is one.
+    pub fn reason(&self) -> Option<&DenyReason> {
+        match &self.kind {
+            RejectionKind::Denied(r) => Some(r),
+            RejectionKind::ServerBug(_) => None,
+        }
+    }
+}
+
+impl IntoResponse for Rejection {
+    fn into_response(self) -> Response {
+        match self.kind {
+            RejectionKind::Denied(reason) => {
+                let mut headers = HeaderMap::new();
+                if let Some(ct) = self.content_type {
+                    headers.insert(CONTENT_TYPE, ct);
+                }
+                let denied = Denied::new(reason);
+                denied.log();
+                let mut res = ProblemJson
+                    .respond(&headers, &denied.reason)
+                    .map(axum::body::Body::from);
+                res.extensions_mut().insert(Outcome::denied(denied));
+                res
+            }
+            RejectionKind::ServerBug(what) => {
+                tracing::error!(target: "secmesh::extract", "{what}");
+                let body = serde_json::json!({
+                    "type": "about:blank",
+                    "title": "Internal Server Error",
+                    "status": 500,
+                })
+                .to_string();
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    [(CONTENT_TYPE, "application/problem+json")],
+                    body,
+                )
+                    .into_response()
+            }
+        }
+    }
+}
+
+fn verified(parts: &Parts) -> Option<&Arc<Verified<secmesh_core::Claims>>> {
+    parts
+        .extensions
+        .get::<Outcome>()
+        .and_then(Outcome::verified)
+}
 
 /// The verified claims of the request's token. Derefs to [`secmesh_core::Claims`].
 #[derive(Clone, Debug)]
@@ -41,15 +122,13 @@ impl Deref for Claims {
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Claims {
-    type Rejection = StatusCode;
+    type Rejection = Rejection;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        parts
-            .extensions
-            .get::<Arc<Verified<secmesh_core::Claims>>>()
-            .cloned()
-            .map(Claims)
-            .ok_or(StatusCode::UNAUTHORIZED)
+        match verified(parts) {
+            Some(v) => Ok(Claims(v.clone())),
+            None => Err(Rejection::denied(parts, DenyReason::MissingToken)),
+        }
     }
 }
 
@@ -57,11 +136,7 @@ impl<S: Send + Sync> OptionalFromRequestParts<S> for Claims {
     type Rejection = Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Option<Self>, Infallible> {
-        Ok(parts
-            .extensions
-            .get::<Arc<Verified<secmesh_core::Claims>>>()
-            .cloned()
-            .map(Claims))
+        Ok(verified(parts).cloned().map(Claims))
     }
 }
 
@@ -70,14 +145,13 @@ impl<S: Send + Sync> OptionalFromRequestParts<S> for Claims {
 pub struct Subject(pub String);
 
 impl<S: Send + Sync> FromRequestParts<S> for Subject {
-    type Rejection = StatusCode;
+    type Rejection = Rejection;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        parts
-            .extensions
-            .get::<Arc<Verified<secmesh_core::Claims>>>()
-            .map(|v| Subject(v.claims().sub.to_string()))
-            .ok_or(StatusCode::UNAUTHORIZED)
+        match verified(parts) {
+            Some(v) => Ok(Subject(v.claims().sub.to_string())),
+            None => Err(Rejection::denied(parts, DenyReason::MissingToken)),
+        }
     }
 }
 
@@ -91,20 +165,24 @@ pub struct Decision {
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Decision {
-    type Rejection = StatusCode;
+    type Rejection = Rejection;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let Some(permitted) = parts.extensions.get::<Permitted>().cloned() else {
-            tracing::error!(target: "secmesh::authorize", "Decision extractor used without the authorize layer");
-            return Err(StatusCode::INTERNAL_SERVER_ERROR);
+        let Some(permitted) = parts
+            .extensions
+            .get::<Outcome>()
+            .and_then(Outcome::permitted)
+            .cloned()
+        else {
+            return Err(Rejection {
+                kind: RejectionKind::ServerBug(
+                    "Decision extractor used without the authorize layer",
+                ),
+                content_type: None,
+            });
         };
-        Ok(Decision {
-            permitted,
-            policy: parts
-                .extensions
-                .get::<secmesh_core::policy::Decision>()
-                .cloned(),
-        })
+        let policy = permitted.decision().cloned();
+        Ok(Decision { permitted, policy })
     }
 }
 
@@ -115,15 +193,13 @@ impl<S: Send + Sync> FromRequestParts<S> for Decision {
 pub struct Peer(pub secmesh_core::PeerIdentity);
 
 impl<S: Send + Sync> FromRequestParts<S> for Peer {
-    type Rejection = StatusCode;
+    type Rejection = Rejection;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        parts
-            .extensions
-            .get::<secmesh_core::PeerIdentity>()
-            .cloned()
-            .map(Peer)
-            .ok_or(StatusCode::UNAUTHORIZED)
+        match parts.extensions.get::<secmesh_core::PeerIdentity>() {
+            Some(p) => Ok(Peer(p.clone())),
+            None => Err(Rejection::denied(parts, DenyReason::MissingToken)),
+        }
     }
 }
 

@@ -28,14 +28,33 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use http::Response;
+use http::{HeaderMap, Response};
 use pin_project::pin_project;
+
+use crate::deny::DenialResponse;
+use crate::outcome::{Denied, Outcome};
+
+/// The response for a refusal in an à-la-carte layer: logged at INFO, answered by `denial`,
+/// with the [`Outcome`] in its extensions.
+pub(crate) fn deny_response<B, D: DenialResponse<B>>(
+    denial: &D,
+    request_headers: &HeaderMap,
+    denied: Denied,
+) -> Response<B> {
+    denied.log();
+    let mut res = denial.response(request_headers, &denied.reason);
+    res.extensions_mut().insert(Outcome::denied(denied));
+    res
+}
 
 /// The inner service's future, or the denial built in the layer. No boxing.
 #[pin_project]
 pub struct DenyOr<F, B> {
     #[pin]
     kind: Kind<F, B>,
+    /// The outcome to put on the inner service's response (when it has none), for an audit
+    /// layer outside.
+    tag: Option<Outcome>,
 }
 
 #[pin_project(project = KindProj)]
@@ -50,15 +69,17 @@ enum Kind<F, B> {
 }
 
 impl<F, B> DenyOr<F, B> {
-    pub(crate) fn inner(fut: F) -> Self {
+    pub(crate) fn tagged(fut: F, outcome: Outcome) -> Self {
         DenyOr {
             kind: Kind::Inner { fut },
+            tag: Some(outcome),
         }
     }
 
     pub(crate) fn denied(res: Response<B>) -> Self {
         DenyOr {
             kind: Kind::Denied { res: Some(res) },
+            tag: None,
         }
     }
 }
@@ -70,8 +91,17 @@ where
     type Output = Result<Response<B>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().kind.project() {
-            KindProj::Inner { fut } => fut.poll(cx),
+        let this = self.project();
+        match this.kind.project() {
+            KindProj::Inner { fut } => {
+                let mut out = std::task::ready!(fut.poll(cx));
+                if let (Ok(res), Some(tag)) = (&mut out, this.tag.take())
+                    && res.extensions().get::<Outcome>().is_none()
+                {
+                    res.extensions_mut().insert(tag);
+                }
+                Poll::Ready(out)
+            }
             KindProj::Denied { res } => {
                 Poll::Ready(Ok(res.take().expect("DenyOr polled after completion")))
             }

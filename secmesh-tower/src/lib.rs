@@ -3,6 +3,10 @@
 //! The tower layers service authors wrap around their axum routers and tonic servers, and the
 //! client-side layer that carries the token to the next service.
 //!
+//! - [`stack`]: **the server stack**, [`SecureLayer`]: audit → authenticate → authorize in one
+//!   service, built and checked by one builder; start here.
+//! - [`outcome`]: the request's one typed [`Outcome`] (anonymous, authenticated, permitted,
+//!   denied), in the request and response extensions.
 //! - [`audit`]: an `in` event for every request and an `out` event for every call, into a
 //!   `secmesh_audit::Auditor`.
 //! - [`authenticate`]: verify the `Txn-Token`, set the [request context](context), 401 / gRPC
@@ -18,7 +22,11 @@
 //! - [`tls`]: mutual TLS serving (axum, tonic) and connecting, with the peer's SPIFFE identity
 //!   in every request (feature `tls`, on by default).
 //! - [`context`]: the task-local request context and [`context::spawn`].
-//! - [`deny`]: every denial becomes a response in one place, swappable.
+//! - [`deny`]: the typed [`DenyReason`] and the one [`Responder`] that turns it into HTTP
+//!   (problem+json) or a gRPC status, swappable.
+//!
+//! [`AuditLayer`], [`AuthenticateLayer`] and [`AuthorizeLayer`] are the same parts as separate
+//! layers, for à-la-carte stacks (add them in that order, audit outermost).
 //!
 //! Every layer has the same anatomy: `XLayer` (configuration, `Clone`), `X<S>` (the service,
 //! `poll_ready` passed through), a named `ResponseFuture` (pin-project, no boxing).
@@ -30,19 +38,25 @@ pub mod authenticate;
 pub mod authorize;
 pub mod context;
 pub mod deny;
+pub mod error;
 #[cfg(feature = "axum")]
 pub mod extract;
 pub mod future;
+pub mod outcome;
 pub mod propagate;
 pub mod reload;
 #[cfg(feature = "serve")]
 pub mod serve;
+pub mod stack;
 #[cfg(feature = "tls")]
 pub mod tls;
 
 pub use audit::{AuditLayer, AuditOutLayer};
 pub use authenticate::AuthenticateLayer;
-pub use authorize::{AuthorizeLayer, Permitted};
+pub use authorize::{AttributeSource, AuthorizeLayer, GrpcClassifier, Permitted};
 pub use context::RequestContext;
-pub use deny::{Denial, DenialResponse, ProblemJson};
+pub use deny::{DenialResponse, DenyReason, ProblemJson, Responder};
+pub use error::ConfigError;
+pub use outcome::{Denied, Outcome};
 pub use propagate::PropagateLayer;
+pub use stack::SecureLayer;

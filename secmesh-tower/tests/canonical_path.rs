@@ -16,7 +16,7 @@ use proptest::prelude::*;
 use secmesh_core::ExpiryClass;
 use secmesh_core::policy::{Format, Policy, SharedPolicy};
 use secmesh_tokens::{Algorithm, Issuer, KeySet, MintRequest, SigningKey, Verifier};
-use secmesh_tower::{AuthenticateLayer, AuthorizeLayer, Permitted};
+use secmesh_tower::{AuthenticateLayer, AuthorizeLayer, Outcome};
 use tower::ServiceExt;
 
 const ALLOW_ALL: &str = r#"
@@ -35,7 +35,8 @@ async fn handler(
     // Segment by segment: joining would hide a decoded `/` inside one segment.
     let decided: Option<Vec<String>> = req
         .extensions()
-        .get::<Permitted>()
+        .get::<Outcome>()
+        .and_then(Outcome::permitted)
         .map(|p| p.object().segments().map(str::to_owned).collect());
     let acted_on = segments;
     if decided.as_ref() == Some(&acted_on) {

@@ -244,7 +244,8 @@ async fn fail_closed(durable: bool) {
         events.iter().any(|e| e.service == "secmesh-audit"),
         "the outage is reported in the log"
     );
-    let logged: HashSet<&str> = events.iter().filter_map(|e| e.object.as_deref()).collect();
+    // The AuditLayer alone does not classify: the request is named by its path.
+    let logged: HashSet<&str> = events.iter().filter_map(|e| e.path.as_deref()).collect();
     let missing: Vec<_> = answered
         .iter()
         .filter(|n| !logged.contains(format!("/items/{n}").as_str()))

@@ -14,7 +14,7 @@ use secmesh_tower::authorize::GrpcClassifier;
 use secmesh_tower::context::RequestContext;
 use secmesh_tower::deny::GrpcStatus;
 use secmesh_tower::propagate::PropagateLayer;
-use secmesh_tower::{AuthenticateLayer, AuthorizeLayer};
+use secmesh_tower::{AuthenticateLayer, AuthorizeLayer, SecureLayer};
 use tonic::{Code, Status};
 use tower::ServiceBuilder;
 
@@ -48,13 +48,13 @@ async fn serve(keys: Arc<KeySet>) -> SocketAddr {
     let addr = listener.local_addr().unwrap();
     let verifier = Verifier::new(keys)
         .issuer("https://gw.mesh.test")
-        .audience("mesh.test")
-        .max_class(ExpiryClass::Fast);
+        .audience("mesh.test");
     let policy = SharedPolicy::new(Policy::parse(POLICY, Format::Toml).unwrap());
     let layers = ServiceBuilder::new()
         .layer(AuthenticateLayer::from_verifier(verifier, 1000).denial(GrpcStatus))
         .layer(
             AuthorizeLayer::new(policy)
+                .max_class(ExpiryClass::Fast)
                 .classifier(GrpcClassifier)
                 .denial(GrpcStatus),
         )
@@ -62,6 +62,33 @@ async fn serve(keys: Arc<KeySet>) -> SocketAddr {
     tokio::spawn(async move {
         tonic::transport::Server::builder()
             .layer(layers)
+            .add_service(InventoryServer::new(reserve_from_context))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+            .await
+            .unwrap()
+    });
+    addr
+}
+
+/// The same service behind the one server stack: no `.denial(GrpcStatus)` anywhere, the
+/// responder answers gRPC callers in gRPC.
+async fn serve_secure(keys: Arc<KeySet>, auditor: Option<secmesh_audit::Auditor>) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let verifier = Verifier::new(keys)
+        .issuer("https://gw.mesh.test")
+        .audience("mesh.test");
+    let policy = SharedPolicy::new(Policy::parse(POLICY, Format::Toml).unwrap());
+    let mut builder = SecureLayer::builder(verifier, policy)
+        .classifier(GrpcClassifier)
+        .max_class(ExpiryClass::Fast);
+    if let Some(a) = auditor {
+        builder = builder.audit(a, "inventory");
+    }
+    let secure = builder.build().unwrap();
+    tokio::spawn(async move {
+        tonic::transport::Server::builder()
+            .layer(secure)
             .add_service(InventoryServer::new(reserve_from_context))
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
             .await
@@ -157,7 +184,8 @@ async fn grpc_refusals_are_statuses() {
         .unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied);
 
-    // A medium token on this fast-only server: UNAUTHENTICATED.
+    // A medium token on this fast-only route: PERMISSION_DENIED (class_not_allowed; the
+    // token itself is valid).
     let medium = issuer
         .mint(&MintRequest::new("user:alice", ExpiryClass::Medium))
         .unwrap();
@@ -165,5 +193,71 @@ async fn grpc_refusals_are_statuses() {
         .scope(reserve(addr, &allowed))
         .await
         .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+}
+
+#[tokio::test]
+async fn one_secure_layer_protects_a_tonic_server() {
+    let (issuer, keys) = setup();
+    let addr = serve_secure(keys.clone(), None).await;
+    let allowed = format!("127.0.0.1:{}", addr.port());
+    let mint = |sub: &str, class| issuer.mint(&MintRequest::new(sub, class)).unwrap();
+
+    let token = mint("user:alice", ExpiryClass::Fast);
+    let reply = context_for(&token, &keys)
+        .scope(reserve(addr, &allowed))
+        .await
+        .unwrap();
+    assert_eq!(reply.sub, "user:alice");
+
+    let err = reserve(addr, &allowed).await.unwrap_err();
     assert_eq!(err.code(), Code::Unauthenticated);
+    let err = context_for(&mint("svc:batch", ExpiryClass::Fast), &keys)
+        .scope(reserve(addr, &allowed))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    // The route's slowest class is the stack's: a medium token is PERMISSION_DENIED.
+    let err = context_for(&mint("user:alice", ExpiryClass::Medium), &keys)
+        .scope(reserve(addr, &allowed))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+}
+
+#[tokio::test]
+async fn an_unavailable_audit_log_is_grpc_unavailable() {
+    use secmesh_audit::event::AuditEvent;
+    use std::sync::{Mutex, mpsc};
+
+    /// A sink whose first write waits until the test ends.
+    struct Stuck(Mutex<mpsc::Receiver<()>>);
+    impl secmesh_audit::sink::Sink for Stuck {
+        fn write_batch(&mut self, _: &mut [AuditEvent]) -> std::io::Result<()> {
+            let _ = self.0.lock().unwrap().recv();
+            Ok(())
+        }
+    }
+    let (gate, rx) = mpsc::channel();
+    let auditor = secmesh_audit::Auditor::builder(Stuck(Mutex::new(rx)))
+        .capacity(1)
+        .batch_size(1)
+        .full_policy(secmesh_audit::FullPolicy::FailClosed)
+        .spawn();
+    let (issuer, keys) = setup();
+    let addr = serve_secure(keys.clone(), Some(auditor.clone())).await;
+    let allowed = format!("127.0.0.1:{}", addr.port());
+    let token = issuer
+        .mint(&MintRequest::new("user:alice", ExpiryClass::Fast))
+        .unwrap();
+    let mut codes = Vec::new();
+    for _ in 0..5 {
+        let out = context_for(&token, &keys)
+            .scope(reserve(addr, &allowed))
+            .await;
+        codes.push(out.err().map(|e| e.code()));
+    }
+    assert!(codes.contains(&Some(Code::Unavailable)), "{codes:?}");
+    drop(gate);
+    auditor.shutdown();
 }

@@ -16,13 +16,25 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use secmesh_core::ExpiryClass;
+use secmesh_core::policy::{Format, Policy, SharedPolicy};
 use secmesh_tokens::{Algorithm, Issuer, KeySet, MintRequest, SigningKey, Verifier};
-use secmesh_tower::AuthenticateLayer;
+use secmesh_tower::SecureLayer;
+
 use secmesh_tower::context::{self, RequestContext};
 use secmesh_tower::propagate::{Propagate, PropagateLayer};
 use tower::{Layer, ServiceExt};
 
 type HttpClient = Propagate<Client<HttpConnector, Full<Bytes>>>;
+
+/// Users may do anything here: these tests are about tokens and classes, not rules.
+const USERS: &str = r#"
+[[rule]]
+id = "users"
+effect = "allow"
+subjects = ["user:*"]
+verbs = ["*"]
+objects = ["**"]
+"#;
 
 async fn serve(app: Router) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -103,15 +115,23 @@ struct Mesh {
 async fn mesh() -> Mesh {
     let key = SigningKey::generate(Algorithm::EdDsa).unwrap();
     let keys = Arc::new(KeySet::single(key.verifying_key(Some("gw-1".into()))));
-    let verifier = |max: ExpiryClass| {
-        Verifier::new(keys.clone())
+    // Each service: the one stack, its route's slowest class, a policy that lets users in.
+    let secure = |max: ExpiryClass| {
+        let verifier = Verifier::new(keys.clone())
             .issuer("https://gw.mesh.test")
-            .audience("mesh.test")
+            .audience("mesh.test");
+        let policy = Policy::parse(USERS, Format::Toml).unwrap();
+        SecureLayer::builder(verifier, SharedPolicy::new(policy))
             .max_class(max)
+            .cache_capacity(1000)
+            .build()
+            .unwrap()
     };
-    let payments = serve(Router::new().route("/charge", get(payments_charge)).layer(
-        AuthenticateLayer::from_verifier(verifier(ExpiryClass::Fast), 1000),
-    ))
+    let payments = serve(
+        Router::new()
+            .route("/charge", get(payments_charge))
+            .layer(secure(ExpiryClass::Fast)),
+    )
     .await;
     let state = Orders {
         client: client(&[format!("127.0.0.1:{}", payments.port())]),
@@ -123,10 +143,7 @@ async fn mesh() -> Mesh {
             .route("/orders/pay-later", get(orders_pay_later))
             .route("/orders/leak", get(orders_leak))
             .with_state(state)
-            .layer(AuthenticateLayer::from_verifier(
-                verifier(ExpiryClass::Medium),
-                1000,
-            )),
+            .layer(secure(ExpiryClass::Medium)),
     )
     .await;
     Mesh {
@@ -156,7 +173,12 @@ async fn token_travels_two_hops_without_handler_code() {
     let m = mesh().await;
     let token = m
         .issuer
-        .mint(&MintRequest::new("user:alice", ExpiryClass::Fast).grant("read", "orders/*"))
+        .mint(
+            &MintRequest::new("user:alice", ExpiryClass::Fast)
+                .grant("read", "orders/*")
+                // Both services authorize now: payments' own object.
+                .grant("read", "charge"),
+        )
         .unwrap();
     for path in ["/orders/pay", "/orders/pay-later"] {
         let (status, body) = call(m.orders, path, Some(&token)).await;
@@ -204,14 +226,14 @@ async fn refusals_at_the_first_and_second_hop() {
         StatusCode::UNAUTHORIZED
     );
     // A medium token passes orders (medium route) but payments accepts fast only: the
-    // refusal comes back through orders as payments' 401 body.
+    // refusal (403 class_not_allowed) comes back through orders as payments' body.
     let medium = m
         .issuer
         .mint(&MintRequest::new("user:alice", ExpiryClass::Medium))
         .unwrap();
     let (status, body) = call(m.orders, "/orders/pay", Some(&medium)).await;
     assert_eq!(status, StatusCode::OK);
-    assert!(body.contains("\"status\":401"), "{body}");
+    assert!(body.contains("\"status\":403"), "{body}");
     // A slow token is refused on the medium route itself.
     let slow = m
         .issuer
@@ -219,7 +241,7 @@ async fn refusals_at_the_first_and_second_hop() {
         .unwrap();
     assert_eq!(
         call(m.orders, "/orders/pay", Some(&slow)).await.0,
-        StatusCode::UNAUTHORIZED
+        StatusCode::FORBIDDEN
     );
 }
 

@@ -421,8 +421,7 @@ fn tokens() -> (Issuer, Arc<KeySet>) {
 async fn orders_server(orders: &Workload, keys: Arc<KeySet>) -> SocketAddr {
     let verifier = Verifier::new(keys)
         .issuer("https://gw.mesh.test")
-        .audience("mesh.test")
-        .max_class(ExpiryClass::Fast);
+        .audience("mesh.test");
     let policy = SharedPolicy::new(Policy::parse(POLICY, Format::Toml).unwrap());
     let app = Router::new()
         .route(
@@ -432,7 +431,7 @@ async fn orders_server(orders: &Workload, keys: Arc<KeySet>) -> SocketAddr {
         .layer(
             ServiceBuilder::new()
                 .layer(AuthenticateLayer::from_verifier(verifier, 100))
-                .layer(AuthorizeLayer::new(policy)),
+                .layer(AuthorizeLayer::new(policy).max_class(ExpiryClass::Fast)),
         );
     let (l, addr) = listener().await;
     tokio::spawn(TlsServer::new(orders.server_config(ClientAuth::Required)).serve(l, app));

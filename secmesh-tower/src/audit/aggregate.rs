@@ -126,7 +126,7 @@ impl Aggregator {
             ));
             if source.parse::<IpAddr>().is_ok() {
                 ev.peer = Some(source);
-            } else if source != OTHER && source != super::UNKNOWN {
+            } else if source != OTHER && source != super::event::UNKNOWN {
                 ev.caller = Some(source);
             }
             self.auditor.submit(ev, Durability::Queued).detach();

@@ -10,21 +10,31 @@ use pin_project::{pin_project, pinned_drop};
 use secmesh_audit::{AuditError, Durability, FullPolicy, Submit};
 
 use super::{BareStatus, Pending};
-use crate::deny::{Denial, DenialResponse};
+use crate::deny::{DenialResponse, DenyReason};
+use crate::outcome::Denied;
 
 /// How a finished request is answered once its event is recorded (or not).
-pub(super) struct Answer<D> {
-    pub(super) durability: Durability,
-    pub(super) policy: FullPolicy,
-    pub(super) denial: D,
+pub(crate) struct Answer<D> {
+    pub(crate) durability: Durability,
+    pub(crate) policy: FullPolicy,
+    pub(crate) denial: D,
     /// The request's content type, to answer a gRPC caller in gRPC.
-    pub(super) content_type: Option<HeaderValue>,
+    pub(crate) content_type: Option<HeaderValue>,
 }
 
 impl<D> Answer<D> {
+    /// The request headers that choose the answer's form (gRPC or HTTP).
+    pub(crate) fn headers(&self) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        if let Some(ct) = &self.content_type {
+            headers.insert(CONTENT_TYPE, ct.clone());
+        }
+        headers
+    }
+
     /// Whether to release the response given how recording its event went; else the reason
     /// to refuse it.
-    fn release(&self, recorded: Result<(), AuditError>) -> Result<(), AuditError> {
+    pub(crate) fn release(&self, recorded: Result<(), AuditError>) -> Result<(), AuditError> {
         match recorded {
             Ok(()) => Ok(()),
             // Drop-and-count serves whatever happens to the log (and counts the loss).
@@ -38,17 +48,12 @@ impl<D> Answer<D> {
         }
     }
 
-    fn refuse<B>(&self, audit: AuditError) -> Response<B>
+    pub(crate) fn refuse<B>(&self, audit: AuditError) -> Response<B>
     where
         D: DenialResponse<B>,
     {
-        tracing::debug!(target: "secmesh::audit", error = %audit, "refusing the response: its audit event was not recorded");
-        let mut headers = HeaderMap::new();
-        if let Some(ct) = &self.content_type {
-            headers.insert(CONTENT_TYPE, ct.clone());
-        }
-        self.denial
-            .response(&headers, &Denial::Unavailable { audit })
+        let denied = Denied::new(DenyReason::AuditUnavailable(audit));
+        crate::future::deny_response(&self.denial, &self.headers(), denied)
     }
 }
 
@@ -82,7 +87,7 @@ enum Kind<F, B> {
 }
 
 impl<F, B, D> ResponseFuture<F, B, D> {
-    pub(super) fn inner(fut: F, pending: Pending, answer: Answer<D>) -> Self {
+    pub(crate) fn inner(fut: F, pending: Pending, answer: Answer<D>) -> Self {
         ResponseFuture {
             kind: Kind::Inner { fut },
             pending: Some(pending),
@@ -90,7 +95,7 @@ impl<F, B, D> ResponseFuture<F, B, D> {
         }
     }
 
-    pub(super) fn refused(response: Response<B>, answer: Answer<D>) -> Self {
+    pub(crate) fn refused(response: Response<B>, answer: Answer<D>) -> Self {
         ResponseFuture {
             kind: Kind::Refused {
                 response: Some(response),
@@ -121,14 +126,13 @@ where
                     let res = match out {
                         Ok(res) => res,
                         Err(e) => {
-                            if let Some(ev) = pending.finish(None, None) {
+                            if let Some(ev) = pending.finish(None) {
                                 auditor.submit(ev, Durability::Queued).detach();
                             }
                             return Poll::Ready(Err(e));
                         }
                     };
-                    let Some(ev) = pending.finish(Some(res.status()), res.extensions().get())
-                    else {
+                    let Some(ev) = pending.finish(Some((res.status(), res.extensions()))) else {
                         // Aggregated: counted, written when its window ends.
                         return Poll::Ready(Ok(res));
                     };
@@ -165,7 +169,7 @@ impl<F, B, D> PinnedDrop for ResponseFuture<F, B, D> {
         // waiting hands its event over when it drops.)
         if let Some(pending) = self.project().pending.take() {
             let auditor = pending.auditor.clone();
-            if let Some(ev) = pending.finish(None, None) {
+            if let Some(ev) = pending.finish(None) {
                 auditor.submit(ev, Durability::Queued).detach();
             }
         }

@@ -2,9 +2,9 @@
 //!
 //! Reads the `Txn-Token` header (and `Authorization: Bearer` where the layer is configured for
 //! the edge), verifies it through a [`VerifiedCache`], and then, for the life of the request
-//! future, sets the [`RequestContext`] (task-local) and puts the verified claims
-//! (`Arc<Verified<Claims>>`) and the context into the request extensions. A missing or invalid
-//! token is answered by the [`DenialResponse`] (401 with `WWW-Authenticate`, or gRPC
+//! future, sets the [`RequestContext`] (task-local) and puts the request's
+//! [`Outcome`] (authenticated, with the context and its verified claims) into the request
+//! extensions. A missing or invalid token is answered by the [`DenialResponse`] (401 with `WWW-Authenticate`, or gRPC
 //! UNAUTHENTICATED) without calling the inner service; in [optional](AuthenticateLayer::optional)
 //! mode a request without a token passes anonymously (an invalid token is still refused).
 //! A certificate-bound token (`cnf.x5t#S256`) passes only when the connection's
@@ -31,11 +31,10 @@
 //!
 //! # Example
 //! ```
-//! use std::sync::Arc;
 //! use http::{Request, Response, StatusCode};
 //! use secmesh_core::ExpiryClass;
-//! use secmesh_tokens::{Algorithm, Claims, Issuer, KeySet, MintRequest, SigningKey, Verified, Verifier};
-//! use secmesh_tower::authenticate::AuthenticateLayer;
+//! use secmesh_tokens::{Algorithm, Issuer, KeySet, MintRequest, SigningKey, Verifier};
+//! use secmesh_tower::{Outcome, authenticate::AuthenticateLayer};
 //! use tower::{service_fn, ServiceBuilder, ServiceExt};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
@@ -48,8 +47,8 @@
 //! let svc = ServiceBuilder::new()
 //!     .layer(AuthenticateLayer::from_verifier(verifier, 10_000))
 //!     .service(service_fn(|req: Request<String>| async move {
-//!         let claims = req.extensions().get::<Arc<Verified<Claims>>>().unwrap();
-//!         Ok::<_, std::convert::Infallible>(Response::new(claims.sub.to_string()))
+//!         let outcome = req.extensions().get::<Outcome>().unwrap();
+//!         Ok::<_, std::convert::Infallible>(Response::new(outcome.claims().unwrap().sub.to_string()))
 //!     }));
 //!
 //! let req = Request::builder().header("txn-token", &token).body(String::new())?;
@@ -71,18 +70,18 @@ use secmesh_core::claims::Claims;
 use secmesh_core::{PeerIdentity, SpiffeId, TraceParent};
 use secmesh_tokens::cache::VerifiedCache;
 use secmesh_tokens::{ErrorKind, TXN_TOKEN_HEADER, Verifier, VerifyError};
+use tokio::task::futures::TaskLocalFuture;
 use tower_layer::Layer;
 use tower_service::Service;
+
+use crate::context::RequestContext;
+use crate::deny::{DenialResponse, DenyReason, ProblemJson};
+use crate::future::DenyOr;
+use crate::outcome::{Denied, Outcome};
 
 /// The authenticate layer's response future: the inner future run with the request context
 /// set, or the 401.
 pub type ResponseFuture<F, B> = DenyOr<TaskLocalFuture<RequestContext, F>, B>;
-
-use tokio::task::futures::TaskLocalFuture;
-
-use crate::context::RequestContext;
-use crate::deny::{Denial, DenialResponse, ProblemJson};
-use crate::future::DenyOr;
 
 /// Request headers only secmesh may set; removed from every inbound request.
 pub const INTERNAL_HEADER_PREFIX: &str = "x-secmesh-";
@@ -107,10 +106,76 @@ struct Options {
     forwarders: Arc<[SpiffeId]>,
 }
 
+/// The authentication step, shared by [`AuthenticateLayer`] and the
+/// [`SecureLayer`](crate::SecureLayer).
+#[derive(Debug, Clone)]
+pub(crate) struct Authn {
+    pub(crate) cache: Arc<VerifiedCache>,
+    options: Options,
+}
+
+impl Authn {
+    pub(crate) fn new(cache: Arc<VerifiedCache>) -> Authn {
+        Authn {
+            cache,
+            options: Options {
+                optional: false,
+                bearer: false,
+                outside_txn_token: OutsideTxnToken::Refuse,
+                forwarders: Arc::new([]),
+            },
+        }
+    }
+
+    /// Remove forged internal headers, read and verify the token, check its certificate
+    /// binding: the request's context (anonymous in optional mode without a token), or why not.
+    pub(crate) fn authenticate<B>(
+        &self,
+        req: &mut Request<B>,
+    ) -> Result<RequestContext, DenyReason> {
+        strip_internal_headers(req.headers_mut());
+        let incoming = req
+            .headers()
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|s| s.parse::<TraceParent>().ok());
+        let options = &self.options;
+        if options.bearer && req.headers().contains_key(TXN_TOKEN_HEADER) {
+            match options.outside_txn_token {
+                OutsideTxnToken::Strip => {
+                    req.headers_mut().remove(TXN_TOKEN_HEADER);
+                }
+                _ => {
+                    return Err(DenyReason::Token(VerifyError::malformed(
+                        "a Txn-Token from outside the mesh is refused",
+                    )));
+                }
+            }
+        }
+        let ctx = match presented_token(req.headers(), options.bearer)? {
+            None if options.optional => return Ok(RequestContext::anonymous(incoming)),
+            None => return Err(DenyReason::MissingToken),
+            Some(token) => {
+                let cached = self.cache.verify(token).map_err(DenyReason::Token)?;
+                RequestContext::authenticated(
+                    token,
+                    cached.hash(),
+                    cached.verified().clone(),
+                    incoming,
+                )
+            }
+        };
+        if let Some(v) = ctx.verified() {
+            let peer = req.extensions().get::<PeerIdentity>();
+            check_binding(v.claims(), peer, &options.forwarders).map_err(DenyReason::Token)?;
+        }
+        Ok(ctx)
+    }
+}
+
 #[derive(Debug)]
 struct Config<D> {
-    cache: Arc<VerifiedCache>,
-    options: Options,
+    authn: Authn,
     denial: D,
 }
 
@@ -134,13 +199,7 @@ impl AuthenticateLayer<ProblemJson> {
     pub fn new(cache: Arc<VerifiedCache>) -> Self {
         AuthenticateLayer {
             config: Arc::new(Config {
-                cache,
-                options: Options {
-                    optional: false,
-                    bearer: false,
-                    outside_txn_token: OutsideTxnToken::Refuse,
-                    forwarders: Arc::new([]),
-                },
+                authn: Authn::new(cache),
                 denial: ProblemJson,
             }),
         }
@@ -155,8 +214,7 @@ impl AuthenticateLayer<ProblemJson> {
 impl<D: Clone> AuthenticateLayer<D> {
     fn map(self, f: impl FnOnce(&mut Config<D>)) -> Self {
         let mut config = Config {
-            cache: self.config.cache.clone(),
-            options: self.config.options.clone(),
+            authn: self.config.authn.clone(),
             denial: self.config.denial.clone(),
         };
         f(&mut config);
@@ -167,19 +225,19 @@ impl<D: Clone> AuthenticateLayer<D> {
 
     /// Let requests without a token through, anonymously (an invalid token is still refused).
     pub fn optional(self) -> Self {
-        self.map(|c| c.options.optional = true)
+        self.map(|c| c.authn.options.optional = true)
     }
 
     /// Make this layer an edge: authenticate external clients by `Authorization: Bearer`.
     /// A `Txn-Token` header from outside is never read: it is refused (401), or removed with
     /// [`outside_txn_token`](Self::outside_txn_token).
     pub fn accept_bearer(self) -> Self {
-        self.map(|c| c.options.bearer = true)
+        self.map(|c| c.authn.options.bearer = true)
     }
 
     /// What the edge does with a `Txn-Token` sent from outside (default: refuse).
     pub fn outside_txn_token(self, action: OutsideTxnToken) -> Self {
-        self.map(|c| c.options.outside_txn_token = action)
+        self.map(|c| c.authn.options.outside_txn_token = action)
     }
 
     /// The workloads trusted to forward certificate-bound tokens to this service: a bound
@@ -187,15 +245,14 @@ impl<D: Clone> AuthenticateLayer<D> {
     /// [module docs](self#certificate-binding-and-propagation)).
     pub fn bound_token_forwarders(self, forwarders: impl IntoIterator<Item = SpiffeId>) -> Self {
         let list: Arc<[SpiffeId]> = forwarders.into_iter().collect();
-        self.map(|c| c.options.forwarders = list)
+        self.map(|c| c.authn.options.forwarders = list)
     }
 
     /// Answer denials with `denial` instead of problem+json.
     pub fn denial<D2>(self, denial: D2) -> AuthenticateLayer<D2> {
         AuthenticateLayer {
             config: Arc::new(Config {
-                cache: self.config.cache.clone(),
-                options: self.config.options.clone(),
+                authn: self.config.authn.clone(),
                 denial,
             }),
         }
@@ -203,7 +260,7 @@ impl<D: Clone> AuthenticateLayer<D> {
 
     /// The cache (for its hit/miss counts).
     pub fn cache(&self) -> &Arc<VerifiedCache> {
-        &self.config.cache
+        &self.config.authn.cache
     }
 }
 
@@ -270,8 +327,8 @@ fn check_binding(
 }
 
 /// The presented token: `Ok(None)` when there is none, `Err` when it is ambiguous or unreadable.
-fn presented_token(headers: &HeaderMap, bearer: bool) -> Result<Option<&str>, Denial> {
-    let invalid = |detail: &'static str| Denial::unauthenticated(VerifyError::malformed(detail));
+fn presented_token(headers: &HeaderMap, bearer: bool) -> Result<Option<&str>, DenyReason> {
+    let invalid = |detail: &'static str| DenyReason::Token(VerifyError::malformed(detail));
     if bearer {
         // The edge: `Txn-Token` was refused or removed before this point.
         return bearer_token(headers);
@@ -290,8 +347,8 @@ fn presented_token(headers: &HeaderMap, bearer: bool) -> Result<Option<&str>, De
 }
 
 /// The token of the single `Authorization: Bearer` header, if any.
-fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, Denial> {
-    let invalid = |detail: &'static str| Denial::unauthenticated(VerifyError::malformed(detail));
+fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, DenyReason> {
+    let invalid = |detail: &'static str| DenyReason::Token(VerifyError::malformed(detail));
     let mut values = headers.get_all(AUTHORIZATION).iter();
     let Some(v) = values.next() else {
         return Ok(None);
@@ -322,58 +379,26 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqB>) -> Self::Future {
-        strip_internal_headers(req.headers_mut());
-        let incoming = req
-            .headers()
-            .get("traceparent")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|s| s.parse::<TraceParent>().ok());
-        let config = &self.config;
-        let deny = |req: &Request<ReqB>, denial: Denial| {
-            tracing::debug!(target: "secmesh::authenticate", reason = %denial, "request refused");
-            ResponseFuture::denied(config.denial.response(req.headers(), &denial))
-        };
-        let options = &config.options;
-        if options.bearer && req.headers().contains_key(TXN_TOKEN_HEADER) {
-            match options.outside_txn_token {
-                OutsideTxnToken::Strip => {
-                    req.headers_mut().remove(TXN_TOKEN_HEADER);
-                }
-                _ => {
-                    let e = VerifyError::malformed("a Txn-Token from outside the mesh is refused");
-                    return deny(&req, Denial::unauthenticated(e));
-                }
+        match self.config.authn.authenticate(&mut req) {
+            Ok(ctx) => {
+                let outcome = if ctx.verified().is_some() {
+                    Outcome::Authenticated(ctx.clone())
+                } else {
+                    Outcome::Anonymous(ctx.clone())
+                };
+                req.extensions_mut().insert(outcome.clone());
+                // The outcome also rides back on the response, for an audit layer outside.
+                DenyOr::tagged(ctx.scope(self.inner.call(req)), outcome)
+            }
+            Err(reason) => {
+                let denied = Denied::new(reason);
+                DenyOr::denied(crate::future::deny_response(
+                    &self.config.denial,
+                    req.headers(),
+                    denied,
+                ))
             }
         }
-        let ctx = match presented_token(req.headers(), options.bearer) {
-            Err(denial) => return deny(&req, denial),
-            Ok(None) if options.optional => RequestContext::anonymous(incoming),
-            Ok(None) => return deny(&req, Denial::unauthenticated_missing()),
-            Ok(Some(token)) => match config.cache.verify(token) {
-                Ok(cached) => RequestContext::authenticated(
-                    token,
-                    cached.hash(),
-                    cached.verified().clone(),
-                    incoming,
-                ),
-                Err(e) => {
-                    if e.kind() != ErrorKind::Expired {
-                        tracing::info!(target: "secmesh::authenticate", error = %e, "invalid token");
-                    }
-                    return deny(&req, Denial::unauthenticated(e));
-                }
-            },
-        };
-        if let Some(v) = ctx.verified() {
-            let peer = req.extensions().get::<PeerIdentity>();
-            if let Err(e) = check_binding(v.claims(), peer, &options.forwarders) {
-                return deny(&req, Denial::unauthenticated(e));
-            }
-            req.extensions_mut().insert(v.clone());
-        }
-        crate::audit::note_context(&req, &ctx);
-        req.extensions_mut().insert(ctx.clone());
-        ResponseFuture::inner(ctx.scope(self.inner.call(req)))
     }
 }
 
@@ -478,10 +503,9 @@ mod tests {
             .layer(strip)
             .service(service_fn(|req: Request<String>| async move {
                 assert!(req.headers().get("txn-token").is_none());
-                let v = req
-                    .extensions()
-                    .get::<Arc<secmesh_tokens::Verified<Claims>>>();
-                Ok::<_, std::convert::Infallible>(Response::new(v.unwrap().sub.to_string()))
+                let outcome = req.extensions().get::<Outcome>();
+                let sub = outcome.and_then(Outcome::claims).unwrap().sub.to_string();
+                Ok::<_, std::convert::Infallible>(Response::new(sub))
             }))
             .oneshot(both())
             .await

@@ -44,9 +44,9 @@ use http::request::Parts;
 use secmesh_core::svo::SvoError;
 use secmesh_core::{Object, Verb};
 
-use crate::deny::{Denial, is_grpc};
+use crate::deny::{DenyReason, is_grpc};
 
-/// Why a request could not be classified. Each maps to one [`Denial`].
+/// Why a request could not be classified. Each is answered as [`DenyReason::Unclassified`].
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ClassifyError {
@@ -66,16 +66,9 @@ pub enum ClassifyError {
 }
 
 impl ClassifyError {
-    /// The denial this error is answered with.
-    pub fn denial(&self) -> Denial {
-        match self {
-            ClassifyError::BadPath(e) => Denial::bad_request(format!("path: {e}")),
-            ClassifyError::Method(m) => Denial::MethodNotAllowed {
-                method: m.as_str().to_owned(),
-            },
-            ClassifyError::NotGrpc => Denial::UnsupportedMediaType,
-            ClassifyError::Unclassified => Denial::forbidden(None, "unclassified request"),
-        }
+    /// The reason this error is refused with.
+    pub fn denial(&self) -> DenyReason {
+        DenyReason::Unclassified(self.clone())
     }
 }
 

@@ -6,10 +6,12 @@
 //! token's current actor), the token's class and grants, and asks the policy engine. Both
 //! sources must allow when both are configured: some grant of the token's `scope` must cover
 //! the request (when the token has a scope), and the policy must allow it. The route's slowest
-//! accepted class is part of the configuration. A denial is answered by the
-//! [`DenialResponse`] (403, or gRPC PERMISSION_DENIED) and the inner service is not called;
-//! an allowed request carries a [`Permitted`] proof and the policy [`Decision`] in its
-//! extensions, for handlers and the audit layer.
+//! accepted class is part of the configuration (403 `class_not_allowed`). Subject attributes
+//! for rules with `attributes` conditions come from the token's `tctx` claim, or from an
+//! [`AttributeSource`] (see [`attributes`]). A denial is answered by the [`DenialResponse`]
+//! (403, or gRPC PERMISSION_DENIED) with a typed [`DenyReason`] and the inner service is not
+//! called; an allowed request carries the [`Outcome::Permitted`] (the [`Permitted`] proof and
+//! the policy [`Decision`]) in its extensions, for handlers and the audit layer.
 //!
 //! # Example
 //! ```
@@ -49,34 +51,40 @@
 //! # }
 //! ```
 
+pub mod attributes;
 pub mod classify;
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
+use http::request::Parts;
 use http::{Request, Response};
-use secmesh_core::claims::Claims;
-use secmesh_core::policy::{Decision, Grant, SharedPolicy};
+use secmesh_core::policy::{Decision, Grant, Policy, Reason, SharedPolicy};
 use secmesh_core::{ExpiryClass, Object, PeerIdentity, Subject, Verb};
-use secmesh_tokens::Verified;
 use tower_layer::Layer;
 use tower_service::Service;
 
+pub use attributes::{AttributeSource, Attributes, TctxAttributes};
 pub use classify::{Classify, ClassifyError, ClassifyFn, DefaultClassifier, GrpcClassifier};
 
-use crate::deny::{Denial, DenialResponse, ProblemJson};
+use crate::context::RequestContext;
+use crate::deny::{DenialResponse, DenyReason, ProblemJson};
+use crate::error::ConfigError;
 use crate::future::DenyOr;
+use crate::outcome::{Denied, Outcome};
+use attributes::Source;
 
 /// The authorize layer's response future: the inner future, or the 403.
 pub type ResponseFuture<F, B> = DenyOr<F, B>;
 
-/// Proof that the authorizer allowed this request; only this module makes one.
+/// Proof that the authorizer allowed this request; only this crate makes one.
 #[derive(Clone, Debug)]
 pub struct Permitted {
     verb: Verb,
     object: Object,
-    rule: Option<String>,
+    caller: Option<String>,
+    decision: Option<Decision>,
 }
 
 impl Permitted {
@@ -92,24 +100,240 @@ impl Permitted {
 
     /// The allow rule, when a policy decided.
     pub fn rule(&self) -> Option<&str> {
-        self.rule.as_deref()
+        self.decision.as_ref().and_then(Decision::rule)
+    }
+
+    /// The calling workload the decision was made for (mTLS peer, else the token's current
+    /// actor), when known.
+    pub fn caller(&self) -> Option<&str> {
+        self.caller.as_deref()
+    }
+
+    /// The policy decision (rule, reason, shadow outcome), when a policy decided.
+    pub fn decision(&self) -> Option<&Decision> {
+        self.decision.as_ref()
     }
 }
 
-struct Config<C, D> {
-    policy: Option<SharedPolicy>,
-    classifier: C,
-    max_class: Option<ExpiryClass>,
-    denial: D,
+/// The route's slowest accepted class: the one place it is checked (403 `class_not_allowed`).
+pub(crate) fn check_class(cls: ExpiryClass, max: Option<ExpiryClass>) -> Result<(), DenyReason> {
+    match max {
+        Some(max) if !cls.accepted_by(max) => Err(DenyReason::ClassNotAllowed { class: cls, max }),
+        _ => Ok(()),
+    }
 }
 
-impl<C, D> fmt::Debug for Config<C, D> {
+/// Whether the current policy needs attributes, cached per loaded policy (only for a service
+/// without an attribute source, so the lock is never on the default path).
+#[derive(Debug, Default)]
+struct AttributeGuard {
+    /// The policy last looked at, and its first attribute rule.
+    seen: Mutex<Option<(Arc<Policy>, Option<String>)>>,
+}
+
+/// The authorization step, shared by [`AuthorizeLayer`] and the
+/// [`SecureLayer`](crate::SecureLayer).
+pub(crate) struct Authz<C> {
+    pub(crate) policy: Option<SharedPolicy>,
+    pub(crate) classifier: C,
+    pub(crate) max_class: Option<ExpiryClass>,
+    pub(crate) attributes: Option<Source>,
+    guard: Arc<AttributeGuard>,
+}
+
+impl<C: Clone> Clone for Authz<C> {
+    fn clone(&self) -> Self {
+        Authz {
+            policy: self.policy.clone(),
+            classifier: self.classifier.clone(),
+            max_class: self.max_class,
+            attributes: self.attributes.clone(),
+            guard: Arc::new(AttributeGuard::default()),
+        }
+    }
+}
+
+impl<C> fmt::Debug for Authz<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AuthorizeConfig")
+        f.debug_struct("Authorize")
             .field("policy", &self.policy.is_some())
             .field("max_class", &self.max_class)
+            .field("attributes", &self.attributes.is_some())
             .finish_non_exhaustive()
     }
+}
+
+impl<C> Authz<C> {
+    pub(crate) fn new(policy: Option<SharedPolicy>, classifier: C) -> Self {
+        Authz {
+            policy,
+            classifier,
+            max_class: None,
+            attributes: Some(Source(Arc::new(TctxAttributes))),
+            guard: Arc::new(AttributeGuard::default()),
+        }
+    }
+
+    pub(crate) fn with_classifier<C2>(self, classifier: C2) -> Authz<C2> {
+        Authz {
+            policy: self.policy,
+            classifier,
+            max_class: self.max_class,
+            attributes: self.attributes,
+            guard: self.guard,
+        }
+    }
+
+    /// Refuse a policy with attribute conditions when there is no attribute source.
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        if self.attributes.is_some() {
+            return Ok(());
+        }
+        let Some(policy) = &self.policy else {
+            return Ok(());
+        };
+        match attributes::first_attribute_rule(&policy.current()) {
+            Some(rule) => Err(ConfigError::AttributesWithoutSource {
+                rule: rule.to_owned(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Without a source: the first attribute rule of `policy` (cached per loaded policy).
+    fn needs_attributes(&self, policy: &Arc<Policy>) -> Option<String> {
+        let mut seen = self.guard.seen.lock().unwrap_or_else(|p| p.into_inner());
+        match &*seen {
+            Some((p, rule)) if Arc::ptr_eq(p, policy) => rule.clone(),
+            _ => {
+                let rule = attributes::first_attribute_rule(policy).map(str::to_owned);
+                *seen = Some((policy.clone(), rule.clone()));
+                rule
+            }
+        }
+    }
+}
+
+impl<C: Classify> Authz<C> {
+    /// The decision for one request with this context: the proof, or the refusal.
+    pub(crate) fn authorize(
+        &self,
+        parts: &Parts,
+        ctx: &RequestContext,
+    ) -> Result<Permitted, Box<Denied>> {
+        let deny = |reason: DenyReason| Box::new(Denied::new(reason).with_ctx(Some(ctx.clone())));
+        let Some(claims) = ctx.claims() else {
+            return Err(deny(DenyReason::MissingToken));
+        };
+        check_class(claims.cls, self.max_class).map_err(deny)?;
+        let (verb, object) = self
+            .classifier
+            .classify(parts)
+            .map_err(|e| deny(DenyReason::Unclassified(e)))?;
+        let peer = parts
+            .extensions
+            .get::<PeerIdentity>()
+            .map(|p| p.spiffe_id.to_string());
+        let caller = peer.or_else(|| claims.current_actor().map(str::to_owned));
+        let refuse = |reason: DenyReason, verb: &Verb, object: &Object, caller: &Option<String>| {
+            let mut d = deny(reason);
+            d.verb = Some(verb.clone());
+            d.object = Some(object.clone());
+            d.caller = caller.clone();
+            d
+        };
+        // `sub` and `scope` were parsed once, when the token was decoded.
+        let subject: &Subject = &claims.sub;
+        let grants: Option<&[Grant]> = claims.scope.as_ref().map(|s| s.grants());
+        let Some(shared) = &self.policy else {
+            let covered = claims
+                .grants()
+                .iter()
+                .any(|g| g.covers(&verb, &object, subject));
+            if !covered {
+                let reason = DenyReason::MissingGrant {
+                    verb: verb.clone(),
+                    object: object.clone(),
+                    rule: None,
+                };
+                return Err(refuse(reason, &verb, &object, &caller));
+            }
+            return Ok(Permitted {
+                verb,
+                object,
+                caller,
+                decision: None,
+            });
+        };
+        let mut attrs = Attributes::default();
+        let decision = {
+            let mut req =
+                secmesh_core::policy::Request::new(subject, &verb, &object).with_class(claims.cls);
+            if let Some(c) = &caller {
+                req = req.with_caller(c);
+            }
+            if let Some(g) = grants {
+                req = req.with_grants(g);
+            }
+            match &self.attributes {
+                Some(source) => {
+                    source.0.attributes(claims, parts, &mut attrs);
+                    let pairs: Vec<(&str, &str)> = attrs.iter().collect();
+                    shared.decide(&req.with_attributes(&pairs))
+                }
+                None => {
+                    let policy = shared.current();
+                    if let Some(rule) = self.needs_attributes(&policy) {
+                        tracing::error!(
+                            target: "secmesh::authorize",
+                            rule = %rule,
+                            "the policy has attribute conditions and this service has no attribute source: refusing"
+                        );
+                        let reason = DenyReason::PolicyNeedsAttributes { rule };
+                        return Err(refuse(reason, &verb, &object, &caller));
+                    }
+                    policy.decide(&req)
+                }
+            }
+        };
+        if let Some(shadow) = decision.shadow()
+            && shadow.effect() != decision.effect()
+        {
+            tracing::info!(
+                target: "secmesh::authorize",
+                verb = %verb, object = %object, subject = %subject,
+                enforced = ?decision.effect(), shadow = ?shadow.effect(),
+                shadow_rule = shadow.rule().unwrap_or("-"),
+                "shadow rules disagree"
+            );
+        }
+        if !decision.is_allowed() {
+            let rule = decision.rule().map(str::to_owned);
+            let reason = match decision.reason() {
+                Reason::MissingGrant => DenyReason::MissingGrant {
+                    verb: verb.clone(),
+                    object: object.clone(),
+                    rule,
+                },
+                reason => DenyReason::Policy { rule, reason },
+            };
+            let mut d = refuse(reason, &verb, &object, &caller);
+            d.shadow = decision.shadow().cloned();
+            return Err(d);
+        }
+        Ok(Permitted {
+            verb,
+            object,
+            caller,
+            decision: Some(decision),
+        })
+    }
+}
+
+#[derive(Debug)]
+struct Config<C, D> {
+    authz: Authz<C>,
+    denial: D,
 }
 
 /// Adds authorization to a service. Cheap to clone.
@@ -129,13 +353,12 @@ impl<C, D> Clone for AuthorizeLayer<C, D> {
 
 impl AuthorizeLayer {
     /// Authorize with a policy (shared, so that reloads reach every service clone) and the
-    /// token's grants.
+    /// token's grants. Subject attributes come from the token's `tctx` claim (see
+    /// [`attributes`]).
     pub fn new(policy: SharedPolicy) -> Self {
         AuthorizeLayer {
             config: Arc::new(Config {
-                policy: Some(policy),
-                classifier: DefaultClassifier,
-                max_class: None,
+                authz: Authz::new(Some(policy), DefaultClassifier),
                 denial: ProblemJson,
             }),
         }
@@ -146,29 +369,21 @@ impl AuthorizeLayer {
     pub fn grants_only() -> Self {
         AuthorizeLayer {
             config: Arc::new(Config {
-                policy: None,
-                classifier: DefaultClassifier,
-                max_class: None,
+                authz: Authz::new(None, DefaultClassifier),
                 denial: ProblemJson,
             }),
         }
     }
 }
 
-impl<C, D> AuthorizeLayer<C, D> {
+impl<C: Clone, D: Clone> AuthorizeLayer<C, D> {
     fn rebuild<C2, D2>(
         self,
         f: impl FnOnce(Config<C, D>) -> Config<C2, D2>,
-    ) -> AuthorizeLayer<C2, D2>
-    where
-        C: Clone,
-        D: Clone,
-    {
+    ) -> AuthorizeLayer<C2, D2> {
         let c = &*self.config;
         let config = Config {
-            policy: c.policy.clone(),
-            classifier: c.classifier.clone(),
-            max_class: c.max_class,
+            authz: c.authz.clone(),
             denial: c.denial.clone(),
         };
         AuthorizeLayer {
@@ -176,42 +391,52 @@ impl<C, D> AuthorizeLayer<C, D> {
         }
     }
 
-    /// The slowest expiry class this route accepts (a slower token gets 403).
-    pub fn max_class(self, class: ExpiryClass) -> Self
-    where
-        C: Clone,
-        D: Clone,
-    {
+    /// The slowest expiry class this route accepts (a slower token gets 403
+    /// `class_not_allowed`).
+    pub fn max_class(self, class: ExpiryClass) -> Self {
         self.rebuild(|mut c| {
-            c.max_class = Some(class);
+            c.authz.max_class = Some(class);
             c
         })
     }
 
+    /// Take subject attributes from `source` instead of the token's `tctx` claim.
+    pub fn attributes(self, source: impl AttributeSource) -> Self {
+        let source = Source(Arc::new(source));
+        self.rebuild(|mut c| {
+            c.authz.attributes = Some(source);
+            c
+        })
+    }
+
+    /// No attribute source: a policy with attribute conditions is refused (by
+    /// [`check`](Self::check), and at request time with
+    /// [`DenyReason::PolicyNeedsAttributes`]).
+    pub fn no_attributes(self) -> Self {
+        self.rebuild(|mut c| {
+            c.authz.attributes = None;
+            c
+        })
+    }
+
+    /// Check the configuration: a policy with attribute conditions needs an attribute source.
+    pub fn check(self) -> Result<Self, ConfigError> {
+        self.config.authz.validate()?;
+        Ok(self)
+    }
+
     /// Classify requests with `classifier` instead of the default.
-    pub fn classifier<C2: Classify>(self, classifier: C2) -> AuthorizeLayer<C2, D>
-    where
-        C: Clone,
-        D: Clone,
-    {
+    pub fn classifier<C2: Classify>(self, classifier: C2) -> AuthorizeLayer<C2, D> {
         self.rebuild(|c| Config {
-            policy: c.policy,
-            classifier,
-            max_class: c.max_class,
+            authz: c.authz.with_classifier(classifier),
             denial: c.denial,
         })
     }
 
     /// Answer denials with `denial` instead of problem+json.
-    pub fn denial<D2>(self, denial: D2) -> AuthorizeLayer<C, D2>
-    where
-        C: Clone,
-        D: Clone,
-    {
+    pub fn denial<D2>(self, denial: D2) -> AuthorizeLayer<C, D2> {
         self.rebuild(|c| Config {
-            policy: c.policy,
-            classifier: c.classifier,
-            max_class: c.max_class,
+            authz: c.authz,
             denial,
         })
     }
@@ -244,95 +469,6 @@ impl<S: Clone, C, D> Clone for Authorize<S, C, D> {
     }
 }
 
-impl<C: Classify, D> Config<C, D> {
-    /// The decision for one request: the proof and policy decision, or the denial.
-    fn decide(
-        &self,
-        parts: &http::request::Parts,
-    ) -> Result<(Permitted, Option<Decision>), Denial> {
-        let Some(verified) = parts.extensions.get::<Arc<Verified<Claims>>>() else {
-            return Err(Denial::unauthenticated_missing());
-        };
-        let claims = verified.claims();
-        if let Some(max) = self.max_class
-            && !claims.cls.accepted_by(max)
-        {
-            return Err(Denial::forbidden(
-                None,
-                format!("class not allowed: a {} token on a {max} route", claims.cls),
-            ));
-        }
-        let (verb, object) = self.classifier.classify(parts).map_err(|e| e.denial())?;
-        // `sub` and `scope` were parsed once, when the token was decoded.
-        let subject: &Subject = &claims.sub;
-        let grants: Option<&[Grant]> = claims.scope.as_ref().map(|s| s.grants());
-        let Some(policy) = &self.policy else {
-            crate::audit::note_decision(
-                &parts.extensions,
-                verb.as_str(),
-                object.as_str(),
-                claims.current_actor(),
-                None,
-            );
-            let covered = claims
-                .grants()
-                .iter()
-                .any(|g| g.covers(&verb, &object, subject));
-            if !covered {
-                return Err(Denial::forbidden(None, "missing grant"));
-            }
-            return Ok((
-                Permitted {
-                    verb,
-                    object,
-                    rule: None,
-                },
-                None,
-            ));
-        };
-        let peer = parts
-            .extensions
-            .get::<PeerIdentity>()
-            .map(|p| p.spiffe_id.to_string());
-        let caller = peer.as_deref().or_else(|| claims.current_actor());
-        let mut req =
-            secmesh_core::policy::Request::new(subject, &verb, &object).with_class(claims.cls);
-        if let Some(c) = caller {
-            req = req.with_caller(c);
-        }
-        if let Some(g) = grants {
-            req = req.with_grants(g);
-        }
-        let decision = policy.decide(&req);
-        crate::audit::note_decision(
-            &parts.extensions,
-            verb.as_str(),
-            object.as_str(),
-            caller,
-            Some(&decision),
-        );
-        if let Some(shadow) = decision.shadow()
-            && shadow.effect() != decision.effect()
-        {
-            tracing::info!(
-                target: "secmesh::authorize",
-                verb = %verb, object = %object, subject = %subject,
-                enforced = ?decision.effect(), shadow = ?shadow.effect(),
-                shadow_rule = shadow.rule().unwrap_or("-"),
-                "shadow rules disagree"
-            );
-        }
-        if !decision.is_allowed() {
-            return Err(Denial::forbidden(
-                decision.rule().map(str::to_owned),
-                decision.reason().as_str(),
-            ));
-        }
-        let rule = decision.rule().map(str::to_owned);
-        Ok((Permitted { verb, object, rule }, Some(decision)))
-    }
-}
-
 impl<S, C, D, ReqB, ResB> Service<Request<ReqB>> for Authorize<S, C, D>
 where
     S: Service<Request<ReqB>, Response = Response<ResB>>,
@@ -349,18 +485,21 @@ where
 
     fn call(&mut self, req: Request<ReqB>) -> Self::Future {
         let (mut parts, body) = req.into_parts();
-        match self.config.decide(&parts) {
-            Ok((permitted, decision)) => {
-                parts.extensions.insert(permitted);
-                if let Some(d) = decision {
-                    parts.extensions.insert(d);
-                }
-                DenyOr::inner(self.inner.call(Request::from_parts(parts, body)))
+        let ctx = match parts.extensions.get::<Outcome>() {
+            Some(Outcome::Authenticated(ctx) | Outcome::Permitted(ctx, _)) => Ok(ctx.clone()),
+            _ => Err(Box::new(Denied::new(DenyReason::MissingToken))),
+        };
+        match ctx.and_then(|ctx| Ok((self.config.authz.authorize(&parts, &ctx)?, ctx))) {
+            Ok((permitted, ctx)) => {
+                let outcome = Outcome::Permitted(ctx, permitted);
+                parts.extensions.insert(outcome.clone());
+                DenyOr::tagged(self.inner.call(Request::from_parts(parts, body)), outcome)
             }
-            Err(denial) => {
-                tracing::debug!(target: "secmesh::authorize", reason = %denial, "request refused");
-                DenyOr::denied(self.config.denial.response(&parts.headers, &denial))
-            }
+            Err(denied) => DenyOr::denied(crate::future::deny_response(
+                &self.config.denial,
+                &parts.headers,
+                *denied,
+            )),
         }
     }
 }
@@ -402,7 +541,12 @@ callers = ["spiffe://mesh.test/gateway"]
             .layer(AuthenticateLayer::from_verifier(verifier, 10))
             .layer(layer)
             .service(service_fn(|req: Request<String>| async move {
-                let p = req.extensions().get::<Permitted>().unwrap();
+                let p = req
+                    .extensions()
+                    .get::<Outcome>()
+                    .unwrap()
+                    .permitted()
+                    .unwrap();
                 Ok::<_, std::convert::Infallible>(Response::new(p.object().to_string()))
             }));
         let req = Request::builder()

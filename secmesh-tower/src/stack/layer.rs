@@ -1,0 +1,231 @@
+//! [`SecureLayer`] and its builder.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use secmesh_audit::{Auditor, Durability};
+use secmesh_core::ExpiryClass;
+use secmesh_core::policy::SharedPolicy;
+use secmesh_tokens::Verifier;
+use secmesh_tokens::cache::VerifiedCache;
+use tower_layer::Layer;
+
+use super::service::Secure;
+use crate::audit::aggregate::Aggregator;
+use crate::authenticate::Authn;
+use crate::authorize::attributes::Source;
+use crate::authorize::{AttributeSource, Authz, Classify, DefaultClassifier};
+use crate::deny::{ProblemJson, Responder};
+use crate::error::ConfigError;
+
+/// The verified-token cache capacity when none is given: 10,000 tokens.
+pub const DEFAULT_CACHE_CAPACITY: usize = 10_000;
+
+/// The audit part of the stack.
+#[derive(Clone, Debug)]
+pub(crate) struct AuditPart {
+    pub(crate) auditor: Auditor,
+    pub(crate) service: Arc<str>,
+    pub(crate) durability: Durability,
+    pub(crate) aggregate: Option<Arc<Aggregator>>,
+}
+
+/// The whole configuration, shared by every clone of the service.
+#[derive(Debug)]
+pub(crate) struct Config<C, R> {
+    pub(crate) audit: Option<AuditPart>,
+    pub(crate) authn: Authn,
+    pub(crate) authz: Authz<C>,
+    pub(crate) responder: R,
+}
+
+/// The server stack as one layer; see the [module docs](super). Cheap to clone.
+#[derive(Debug)]
+#[must_use]
+pub struct SecureLayer<C = DefaultClassifier, R = ProblemJson> {
+    config: Arc<Config<C, R>>,
+}
+
+impl<C, R> Clone for SecureLayer<C, R> {
+    fn clone(&self) -> Self {
+        SecureLayer {
+            config: self.config.clone(),
+        }
+    }
+}
+
+impl SecureLayer {
+    /// Start a stack that verifies tokens with `verifier` and authorizes with `policy` (shared,
+    /// so that reloads reach every clone) and the tokens' grants.
+    pub fn builder(verifier: Verifier, policy: SharedPolicy) -> SecureBuilder {
+        SecureBuilder {
+            verifier: Arc::new(verifier),
+            policy,
+            audit: None,
+            durable: false,
+            max_class: None,
+            cache_capacity: DEFAULT_CACHE_CAPACITY,
+            classifier: DefaultClassifier,
+            responder: ProblemJson,
+            attributes: Some(Source(Arc::new(crate::authorize::TctxAttributes))),
+        }
+    }
+}
+
+impl<C, R> SecureLayer<C, R> {
+    /// The verified-token cache (for its hit/miss counts).
+    pub fn cache(&self) -> &Arc<VerifiedCache> {
+        &self.config.authn.cache
+    }
+}
+
+impl<S, C, R> Layer<S> for SecureLayer<C, R> {
+    type Service = Secure<S, C, R>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Secure::new(inner, self.config.clone())
+    }
+}
+
+/// Builds a [`SecureLayer`]; see [`SecureLayer::builder`]. Methods consume `self`.
+#[must_use]
+pub struct SecureBuilder<C = DefaultClassifier, R = ProblemJson> {
+    verifier: Arc<Verifier>,
+    policy: SharedPolicy,
+    audit: Option<(Auditor, String)>,
+    durable: bool,
+    max_class: Option<ExpiryClass>,
+    cache_capacity: usize,
+    classifier: C,
+    responder: R,
+    attributes: Option<Source>,
+}
+
+impl<C, R> std::fmt::Debug for SecureBuilder<C, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecureBuilder")
+            .field("audit", &self.audit.as_ref().map(|(_, s)| s))
+            .field("durable", &self.durable)
+            .field("max_class", &self.max_class)
+            .field("cache_capacity", &self.cache_capacity)
+            .field("attributes", &self.attributes.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<C, R> SecureBuilder<C, R> {
+    /// Write an `in` event for every request of `service` into `auditor` (refusals without a
+    /// token aggregated per source and second, as [`AuditLayer`](crate::AuditLayer) does).
+    pub fn audit(mut self, auditor: Auditor, service: impl Into<String>) -> Self {
+        self.audit = Some((auditor, service.into()));
+        self
+    }
+
+    /// Release each response only once its event is written and synced (see
+    /// [`AuditLayer::durable`](crate::AuditLayer::durable)).
+    pub fn durable(mut self) -> Self {
+        self.durable = true;
+        self
+    }
+
+    /// The slowest expiry class this route accepts: a slower token is refused with 403
+    /// `class_not_allowed` (default: every class).
+    pub fn max_class(mut self, class: ExpiryClass) -> Self {
+        self.max_class = Some(class);
+        self
+    }
+
+    /// How many verified tokens the cache keeps (default [`DEFAULT_CACHE_CAPACITY`]).
+    pub fn cache_capacity(mut self, tokens: usize) -> Self {
+        self.cache_capacity = tokens;
+        self
+    }
+
+    /// Take subject attributes from `source` instead of the token's `tctx` claim.
+    pub fn attributes(mut self, source: impl AttributeSource) -> Self {
+        self.attributes = Some(Source(Arc::new(source)));
+        self
+    }
+
+    /// No attribute source: [`build`](Self::build) refuses a policy with attribute conditions.
+    pub fn no_attributes(mut self) -> Self {
+        self.attributes = None;
+        self
+    }
+
+    /// Classify requests with `classifier` (e.g.
+    /// [`GrpcClassifier`](crate::authorize::GrpcClassifier) for a tonic server).
+    pub fn classifier<C2: Classify>(self, classifier: C2) -> SecureBuilder<C2, R> {
+        SecureBuilder {
+            verifier: self.verifier,
+            policy: self.policy,
+            audit: self.audit,
+            durable: self.durable,
+            max_class: self.max_class,
+            cache_capacity: self.cache_capacity,
+            classifier,
+            responder: self.responder,
+            attributes: self.attributes,
+        }
+    }
+
+    /// Answer denials with `responder` instead of [`ProblemJson`].
+    pub fn responder<R2: Responder>(self, responder: R2) -> SecureBuilder<C, R2> {
+        SecureBuilder {
+            verifier: self.verifier,
+            policy: self.policy,
+            audit: self.audit,
+            durable: self.durable,
+            max_class: self.max_class,
+            cache_capacity: self.cache_capacity,
+            classifier: self.classifier,
+            responder,
+            attributes: self.attributes,
+        }
+    }
+
+    /// Check the configuration and build the layer.
+    pub fn build(self) -> Result<SecureLayer<C, R>, ConfigError> {
+        if self.cache_capacity == 0 {
+            return Err(ConfigError::ZeroCacheCapacity);
+        }
+        let audit = match self.audit {
+            Some((_, name)) if name.is_empty() => return Err(ConfigError::EmptyServiceName),
+            Some((auditor, name)) => {
+                let service: Arc<str> = name.into();
+                Some(AuditPart {
+                    aggregate: Some(Aggregator::new(
+                        auditor.clone(),
+                        service.clone(),
+                        Duration::from_secs(1),
+                        1024,
+                    )),
+                    auditor,
+                    service,
+                    durability: if self.durable {
+                        Durability::Durable
+                    } else {
+                        Durability::Queued
+                    },
+                })
+            }
+            None => None,
+        };
+        let mut authz = Authz::new(Some(self.policy), self.classifier);
+        authz.max_class = self.max_class;
+        authz.attributes = self.attributes;
+        authz.validate()?;
+        let authn = Authn::new(Arc::new(VerifiedCache::new(
+            self.verifier,
+            self.cache_capacity,
+        )));
+        Ok(SecureLayer {
+            config: Arc::new(Config {
+                audit,
+                authn,
+                authz,
+                responder: self.responder,
+            }),
+        })
+    }
+}
