@@ -130,7 +130,7 @@ pub(crate) enum JwsCommand {
 }
 
 pub(crate) fn keygen(args: KeygenArgs) -> ExitCode {
-    let key = match SigningKey::generate(args.alg) {
+    let key = match crate::keygen::generate(args.alg) {
         Ok(k) => k,
         Err(e) => return fail(USAGE, format!("cannot generate a {} key: {e}", args.alg)),
     };

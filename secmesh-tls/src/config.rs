@@ -20,7 +20,7 @@
 //! connections already open, [`Workload::reloads`] announces each swap and
 //! [`Workload::check_client`] re-checks a connected peer's chain against it, so a server can
 //! close the connections of a client whose certificate a new CRL revokes (secmesh-tower's
-//! `TlsServer::from_workload` does). TLS 1.3 only, ring provider, ALPN `h2` and `http/1.1`.
+//! `TlsServer::from_workload` does). TLS 1.3 only, the provider of [`crypto_provider`](crate::crypto_provider), ALPN `h2` and `http/1.1`.
 //! Federation (peers of other trust domains) is not supported.
 //!
 //! # Example
@@ -504,10 +504,10 @@ fn pki_error(e: webpki::Error) -> rustls::Error {
 }
 
 impl Workload {
-    /// Load the files (with the ring crypto provider). Fails unless the certificate is an
+    /// Load the files (with the [`crypto_provider`](crate::crypto_provider)). Fails unless the certificate is an
     /// X.509-SVID that verifies against the bundle (and CRLs) with the key that matches it.
     pub fn load(files: TlsFiles) -> Result<Workload, TlsError> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let provider = Arc::new(crate::crypto_provider());
         let material = load(&files, &provider)?;
         Ok(Workload {
             inner: Arc::new(Inner {
@@ -633,7 +633,7 @@ impl Workload {
         });
         let mut config = ServerConfig::builder_with_provider(Arc::clone(&self.inner.provider))
             .with_protocol_versions(&[&rustls::version::TLS13])
-            .expect("the ring provider supports TLS 1.3")
+            .expect("both crypto providers support TLS 1.3")
             .with_client_cert_verifier(verifier)
             .with_cert_resolver(Arc::new(Resolver(Arc::clone(&self.inner))));
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
@@ -650,7 +650,7 @@ impl Workload {
         });
         let mut config = ClientConfig::builder_with_provider(Arc::clone(&self.inner.provider))
             .with_protocol_versions(&[&rustls::version::TLS13])
-            .expect("the ring provider supports TLS 1.3")
+            .expect("both crypto providers support TLS 1.3")
             .dangerous()
             .with_custom_certificate_verifier(verifier)
             .with_client_cert_resolver(Arc::new(Resolver(Arc::clone(&self.inner))));
