@@ -1,93 +1,37 @@
 //! A real tonic server on 127.0.0.1 behind authenticate + authorize, called through a tonic
-//! client with the propagate layer from inside a request context. No protoc: the messages are
-//! prost derives and the service is written against tonic's server API by hand.
+//! client with the propagate layer from inside a request context. No protoc: the service is the
+//! workspace's hand-written fixture (`secmesh-testkit`), prost derives and tonic's server API.
 #![allow(clippy::unwrap_used)]
 
-use std::convert::Infallible;
-use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
-use http::uri::PathAndQuery;
 use secmesh_core::ExpiryClass;
 use secmesh_core::policy::{Format, Policy, SharedPolicy};
+use secmesh_testkit::inventory::{InventoryClient, InventoryServer, ReserveReply, ReserveRequest};
 use secmesh_tokens::{Algorithm, Issuer, KeySet, MintRequest, SigningKey, Verifier};
 use secmesh_tower::authorize::GrpcClassifier;
 use secmesh_tower::context::RequestContext;
 use secmesh_tower::deny::GrpcStatus;
 use secmesh_tower::propagate::PropagateLayer;
 use secmesh_tower::{AuthenticateLayer, AuthorizeLayer};
-use tonic::body::Body;
 use tonic::{Code, Status};
 use tower::ServiceBuilder;
 
-#[derive(Clone, PartialEq, prost::Message)]
-struct ReserveRequest {
-    #[prost(string, tag = "1")]
-    sku: String,
-}
-
-#[derive(Clone, PartialEq, prost::Message)]
-struct ReserveReply {
-    #[prost(string, tag = "1")]
-    sub: String,
-    #[prost(string, tag = "2")]
-    txn: String,
-    #[prost(string, tag = "3")]
-    trace_id: String,
-}
-
-/// `inventory.v1.Inventory` with one method, `Reserve`.
-#[derive(Clone)]
-struct Inventory;
-
-impl tonic::server::NamedService for Inventory {
-    const NAME: &'static str = "inventory.v1.Inventory";
-}
-
-struct Reserve;
-
-impl tonic::server::UnaryService<ReserveRequest> for Reserve {
-    type Response = ReserveReply;
-    type Future = std::future::Ready<Result<tonic::Response<ReserveReply>, Status>>;
-
-    fn call(&mut self, _req: tonic::Request<ReserveRequest>) -> Self::Future {
-        // The handler reads the context the layers set; it never sees the token.
-        let reply = RequestContext::current()
-            .and_then(|ctx| {
-                let c = ctx.claims()?;
-                Some(ReserveReply {
-                    sub: c.sub.clone(),
-                    txn: c.txn.map(|t| t.to_string()).unwrap_or_default(),
-                    trace_id: ctx.trace_id().to_string(),
-                })
+/// The shared fixture's `Reserve`, answered from the context the layers set: the handler never
+/// sees the token.
+fn reserve_from_context(_req: tonic::Request<ReserveRequest>) -> Result<ReserveReply, Status> {
+    RequestContext::current()
+        .and_then(|ctx| {
+            let c = ctx.claims()?;
+            Some(ReserveReply {
+                sub: c.sub.clone(),
+                txn: c.txn.map(|t| t.to_string()).unwrap_or_default(),
+                trace_id: ctx.trace_id().to_string(),
+                ..ReserveReply::default()
             })
-            .ok_or_else(|| Status::internal("no request context"));
-        std::future::ready(reply.map(tonic::Response::new))
-    }
-}
-
-impl tower::Service<http::Request<Body>> for Inventory {
-    type Response = http::Response<Body>;
-    type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: http::Request<Body>) -> Self::Future {
-        Box::pin(async move {
-            if req.uri().path() == "/inventory.v1.Inventory/Reserve" {
-                let mut grpc = tonic::server::Grpc::new(tonic_prost::ProstCodec::default());
-                Ok(grpc.unary(Reserve, req).await)
-            } else {
-                Ok(Status::unimplemented("no such method").into_http())
-            }
         })
-    }
+        .ok_or_else(|| Status::internal("no request context"))
 }
 
 const POLICY: &str = r#"
@@ -118,7 +62,7 @@ async fn serve(keys: Arc<KeySet>) -> SocketAddr {
     tokio::spawn(async move {
         tonic::transport::Server::builder()
             .layer(layers)
-            .add_service(Inventory)
+            .add_service(InventoryServer::new(reserve_from_context))
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
             .await
             .unwrap()
@@ -136,17 +80,9 @@ async fn reserve(addr: SocketAddr, allowed: &str) -> Result<ReserveReply, Status
         .layer(PropagateLayer::new([allowed]))
         .service(channel);
     // With an origin, tonic puts the authority on the request URI, where the allowlist sees it.
-    let mut client =
-        tonic::client::Grpc::with_origin(svc, format!("http://{addr}").parse().unwrap());
-    client.ready().await.unwrap();
-    client
-        .unary(
-            tonic::Request::new(ReserveRequest { sku: "A-1".into() }),
-            PathAndQuery::from_static("/inventory.v1.Inventory/Reserve"),
-            tonic_prost::ProstCodec::default(),
-        )
+    InventoryClient::with_origin(svc, format!("http://{addr}").parse().unwrap())
+        .reserve("A-1")
         .await
-        .map(tonic::Response::into_inner)
 }
 
 fn setup() -> (Issuer, Arc<KeySet>) {

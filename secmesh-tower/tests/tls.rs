@@ -2,20 +2,15 @@
 //! on 127.0.0.1: who gets in, who does not, and what reaches the handler and the policy.
 #![allow(clippy::unwrap_used)]
 
-use std::convert::Infallible;
-use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
 use axum::Router;
 use axum::routing::get;
 use bytes::Bytes;
 use http::StatusCode;
-use http::uri::PathAndQuery;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -24,6 +19,7 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use secmesh_core::policy::{Format, Policy, SharedPolicy};
 use secmesh_core::{ExpiryClass, PeerIdentity};
+use secmesh_testkit::inventory::{InventoryClient, InventoryServer, ReserveReply};
 use secmesh_tls::ca::Ca;
 use secmesh_tls::config::{ClientAuth, ServerId, TlsFiles, Workload};
 use secmesh_tokens::{Algorithm, Issuer, KeySet, MintRequest, SigningKey, Verifier};
@@ -511,63 +507,21 @@ async fn a_bound_token_replayed_from_another_workload_is_refused() {
 
 // ---- tonic over the same server -------------------------------------------------------------
 
-#[derive(Clone, PartialEq, prost::Message)]
-struct WhoRequest {}
-
-#[derive(Clone, PartialEq, prost::Message)]
-struct WhoReply {
-    #[prost(string, tag = "1")]
-    caller: String,
-}
-
-#[derive(Clone)]
-struct Who;
-
-impl tonic::server::NamedService for Who {
-    const NAME: &'static str = "who.v1.Who";
-}
-
-struct WhoAmI;
-
-impl tonic::server::UnaryService<WhoRequest> for WhoAmI {
-    type Response = WhoReply;
-    type Future = std::future::Ready<Result<tonic::Response<WhoReply>, Status>>;
-
-    fn call(&mut self, req: tonic::Request<WhoRequest>) -> Self::Future {
-        let reply = req
-            .extensions()
-            .get::<PeerIdentity>()
-            .map(|p| WhoReply {
-                caller: p.spiffe_id.to_string(),
-            })
-            .ok_or_else(|| Status::unauthenticated("no peer"));
-        std::future::ready(reply.map(tonic::Response::new))
-    }
-}
-
-impl tower::Service<http::Request<tonic::body::Body>> for Who {
-    type Response = http::Response<tonic::body::Body>;
-    type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: http::Request<tonic::body::Body>) -> Self::Future {
-        Box::pin(async move {
-            let mut grpc = tonic::server::Grpc::new(tonic_prost::ProstCodec::default());
-            Ok(grpc.unary(WhoAmI, req).await)
-        })
-    }
-}
-
 #[tokio::test]
 async fn a_tonic_handler_sees_the_peer_identity() {
     let pki = Pki::new();
     let inventory = pki.workload("inventory");
     let (l, addr) = listener().await;
-    let routes = tonic::service::Routes::new(Who);
+    // The shared fixture, answering with the caller's SPIFFE ID from the request's extensions.
+    let routes = tonic::service::Routes::new(InventoryServer::new(|req: tonic::Request<_>| {
+        req.extensions()
+            .get::<PeerIdentity>()
+            .map(|p| ReserveReply {
+                caller: p.spiffe_id.to_string(),
+                ..ReserveReply::default()
+            })
+            .ok_or_else(|| Status::unauthenticated("no peer"))
+    }));
     tokio::spawn(TlsServer::new(inventory.server_config(ClientAuth::Required)).serve(l, routes));
 
     let orders = pki.workload("orders");
@@ -579,16 +533,9 @@ async fn a_tonic_handler_sees_the_peer_identity() {
         .connect_with_connector(connector)
         .await
         .unwrap();
-    let mut grpc = tonic::client::Grpc::new(channel);
-    grpc.ready().await.unwrap();
-    let reply: WhoReply = grpc
-        .unary(
-            tonic::Request::new(WhoRequest {}),
-            PathAndQuery::from_static("/who.v1.Who/WhoAmI"),
-            tonic_prost::ProstCodec::default(),
-        )
+    let reply = InventoryClient::with_origin(channel, format!("http://{addr}").parse().unwrap())
+        .reserve("A-1")
         .await
-        .unwrap()
-        .into_inner();
+        .unwrap();
     assert_eq!(reply.caller, "spiffe://mesh.test/orders");
 }

@@ -1,0 +1,100 @@
+//! inventory (tonic, mutual TLS): `inventory.v1.Inventory/Reserve`, the workspace's shared
+//! hand-written gRPC fixture (no protoc), behind the same layers, refusing with gRPC statuses.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http::Request;
+use secmesh::core::policy::SharedPolicy;
+use secmesh::core::{ExpiryClass, PeerIdentity};
+use secmesh::tokens::KeySet;
+use secmesh_testkit::inventory::{InventoryClient, InventoryServer, ReserveReply};
+use secmesh_tls::config::{ClientAuth, ServerId};
+use secmesh_tower::AuthenticateLayer;
+use secmesh_tower::audit::{AuditLayer, AuditOutLayer};
+use secmesh_tower::authorize::GrpcClassifier;
+use secmesh_tower::context::RequestContext;
+use secmesh_tower::deny::GrpcStatus;
+use secmesh_tower::propagate::PropagateLayer;
+use secmesh_tower::tls::{TlsConnector, TlsServer};
+use tonic::Status;
+use tower::ServiceBuilder;
+
+use crate::node::{Node, authorize, mesh_verifier};
+
+/// A gRPC channel of one node to inventory.
+pub(crate) type GrpcChannel = tower::util::BoxCloneSyncService<
+    Request<tonic::body::Body>,
+    http::Response<tonic::body::Body>,
+    tonic::transport::Error,
+>;
+
+/// Serves inventory on a new port of 127.0.0.1 and returns its address.
+pub(crate) async fn start(
+    node: &Node,
+    keys: &Arc<KeySet>,
+    policy: &SharedPolicy,
+) -> std::io::Result<SocketAddr> {
+    let server = InventoryServer::new(|req: tonic::Request<_>| {
+        let caller = req
+            .extensions()
+            .get::<PeerIdentity>()
+            .map(|p| p.spiffe_id.to_string())
+            .unwrap_or_default();
+        RequestContext::current()
+            .and_then(|ctx| ctx.claims().map(|c| c.sub.clone()))
+            .map(|sub| ReserveReply {
+                sub,
+                caller,
+                ..ReserveReply::default()
+            })
+            .ok_or_else(|| Status::internal("no request context"))
+    });
+    let svc = ServiceBuilder::new()
+        .layer(AuditLayer::new(node.auditor.clone(), node.name))
+        .layer(
+            AuthenticateLayer::from_verifier(mesh_verifier(keys, ExpiryClass::Fast), 10_000)
+                .denial(GrpcStatus),
+        )
+        .layer(
+            authorize(policy, ExpiryClass::Fast)
+                .classifier(GrpcClassifier)
+                .denial(GrpcStatus),
+        )
+        .service(tonic::service::Routes::new(server));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let server = TlsServer::from_workload(&node.workload, ClientAuth::Required);
+    tokio::spawn(server.serve(listener, svc));
+    Ok(addr)
+}
+
+/// `from`'s gRPC channel to inventory at `addr`: mutual TLS, the token carried, `out` audited.
+pub(crate) fn channel(
+    from: &Node,
+    addr: SocketAddr,
+) -> Result<GrpcChannel, Box<dyn std::error::Error>> {
+    let connector = TlsConnector::new(
+        from.workload
+            .client_config(ServerId::exact("spiffe://mesh.test/inventory".parse()?)),
+    );
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
+        .connect_with_connector_lazy(connector);
+    Ok(tower::util::BoxCloneSyncService::new(
+        ServiceBuilder::new()
+            .layer(PropagateLayer::new([format!("127.0.0.1:{}", addr.port())]))
+            .layer(AuditOutLayer::new(from.auditor.clone(), from.name))
+            .service(channel),
+    ))
+}
+
+/// Reserves stock through `channel`.
+pub(crate) async fn reserve(
+    channel: GrpcChannel,
+    addr: SocketAddr,
+) -> Result<ReserveReply, Status> {
+    let origin = format!("https://{addr}").parse().unwrap();
+    InventoryClient::with_origin(channel, origin)
+        .reserve("A-1")
+        .await
+}

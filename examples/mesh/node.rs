@@ -1,0 +1,178 @@
+//! What every node of the mesh has: an X.509-SVID from the internal CA, a chained and signed
+//! audit log, the inbound layers, and mTLS clients that carry the token and audit `out` calls.
+
+use std::net::SocketAddr;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use bytes::Bytes;
+use http::{Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use secmesh::audit::Auditor;
+use secmesh::audit::chain::AuditKey;
+use secmesh::audit::sink::{JsonLinesConfig, JsonLinesSink};
+use secmesh::core::ExpiryClass;
+use secmesh::core::policy::SharedPolicy;
+use secmesh::tokens::{KeySet, Verifier};
+use secmesh_fs::Overwrite;
+use secmesh_tls::ca::Ca;
+use secmesh_tls::config::{ServerId, TlsFiles, Watch, Workload};
+use secmesh_tower::audit::{AuditLayer, AuditOutLayer};
+use secmesh_tower::propagate::PropagateLayer;
+use secmesh_tower::tls::TlsConnector;
+use secmesh_tower::{AuthenticateLayer, AuthorizeLayer};
+use tower::{ServiceBuilder, ServiceExt};
+
+use crate::{MESH_AUD, MESH_ISS, TRUST_DOMAIN};
+
+/// An HTTPS client of one node to one other node.
+pub(crate) type HttpsClient = tower::util::BoxCloneSyncService<
+    Request<Full<Bytes>>,
+    http::Response<hyper::body::Incoming>,
+    hyper_util::client::legacy::Error,
+>;
+
+/// One service's identity and audit log.
+pub(crate) struct Node {
+    pub(crate) name: &'static str,
+    pub(crate) workload: Workload,
+    pub(crate) auditor: Auditor,
+    pub(crate) log: PathBuf,
+    /// Reloads the SVID and the CRL when their files change: a revocation takes effect
+    /// within a second, without a restart.
+    _watch: Watch,
+}
+
+impl Node {
+    /// The node `name`: its SVID from `pki` and its log `audit_dir/NAME.jsonl`, signed with `key`.
+    pub(crate) fn new(pki: &Pki, audit_dir: &Path, key: &AuditKey, name: &'static str) -> Node {
+        let log = audit_dir.join(format!("{name}.jsonl"));
+        let config =
+            JsonLinesConfig::default().with_key(AuditKey::from_pem(&key.to_pem()).unwrap());
+        let sink = JsonLinesSink::open(&log, config).unwrap();
+        let workload = pki.workload(name);
+        let watch = workload
+            .watch(Duration::from_secs(1))
+            .expect("start the TLS watch thread");
+        Node {
+            name,
+            _watch: watch,
+            workload,
+            auditor: Auditor::builder(sink).spawn(),
+            log,
+        }
+    }
+
+    /// An mTLS HTTP client that carries the token and writes `out` events, to `dest` only.
+    pub(crate) fn client_to(&self, dest: SocketAddr, server: &str) -> HttpsClient {
+        let config = self
+            .workload
+            .client_config(ServerId::exact(server.parse().unwrap()));
+        let client = Client::builder(TokioExecutor::new())
+            .build::<_, Full<Bytes>>(TlsConnector::new(config));
+        let svc = ServiceBuilder::new()
+            .layer(PropagateLayer::new([format!("127.0.0.1:{}", dest.port())]))
+            .layer(AuditOutLayer::new(self.auditor.clone(), self.name))
+            .service(client);
+        tower::util::BoxCloneSyncService::new(svc)
+    }
+
+    /// authenticate (internal tokens up to `max_class`) + audit around `app`.
+    pub(crate) fn secure(&self, app: Router, keys: &Arc<KeySet>, max_class: ExpiryClass) -> Router {
+        app.layer(AuthenticateLayer::from_verifier(
+            mesh_verifier(keys, max_class),
+            10_000,
+        ))
+        .layer(AuditLayer::new(self.auditor.clone(), self.name))
+    }
+}
+
+/// The verifier of the mesh's internal tokens, up to `max_class`.
+pub(crate) fn mesh_verifier(keys: &Arc<KeySet>, max_class: ExpiryClass) -> Verifier {
+    Verifier::new(keys.clone())
+        .issuer(MESH_ISS)
+        .audience(MESH_AUD)
+        .max_class(max_class)
+}
+
+/// The mesh policy for routes that accept tokens up to `max_class`.
+pub(crate) fn authorize(policy: &SharedPolicy, max_class: ExpiryClass) -> AuthorizeLayer {
+    AuthorizeLayer::new(policy.clone()).max_class(max_class)
+}
+
+/// Sends a request without a body; a transport error comes back as text.
+pub(crate) async fn send(
+    client: &HttpsClient,
+    method: Method,
+    url: String,
+) -> Result<(StatusCode, String), String> {
+    let req = Request::builder()
+        .method(method)
+        .uri(url)
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let res = client
+        .clone()
+        .oneshot(req)
+        .await
+        .map_err(|e| format!("{e}"))?;
+    let status = res.status();
+    let body = res.into_body().collect().await.map_err(|e| e.to_string())?;
+    Ok((
+        status,
+        String::from_utf8_lossy(&body.to_bytes()).into_owned(),
+    ))
+}
+
+/// A reply, or 502 with the transport error.
+pub(crate) fn reply(r: Result<(StatusCode, String), String>) -> (StatusCode, String) {
+    r.unwrap_or_else(|e| (StatusCode::BAD_GATEWAY, e))
+}
+
+/// The internal CA and the workloads' SVIDs, in the work directory's `pki/`.
+pub(crate) struct Pki {
+    ca: Ca,
+    dir: PathBuf,
+}
+
+impl Pki {
+    /// A new CA in `work_dir/pki` (0700; every private key 0600), replaced on every run: no key
+    /// is left world-readable anywhere.
+    pub(crate) fn create(work_dir: &Path) -> Result<Pki, Box<dyn std::error::Error>> {
+        let dir = work_dir.join("pki");
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir)?;
+        }
+        std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
+        let ca = Ca::init(dir.join("ca"), TRUST_DOMAIN.parse()?)?;
+        std::fs::write(dir.join("ca.crl"), ca.crl(1)?)?;
+        Ok(Pki { ca, dir })
+    }
+
+    /// The workload `name`: an SVID for `spiffe://mesh.test/NAME`, loaded with the CA and CRL.
+    pub(crate) fn workload(&self, name: &str) -> Workload {
+        let svid = self
+            .ca
+            .issue(
+                &format!("spiffe://{TRUST_DOMAIN}/{name}").parse().unwrap(),
+                1,
+            )
+            .unwrap();
+        let (crt, key) = (
+            self.dir.join(format!("{name}.crt")),
+            self.dir.join(format!("{name}.key")),
+        );
+        std::fs::write(&crt, &svid.cert_pem).unwrap();
+        // Readable by its owner only: created 0600, never widened.
+        secmesh_fs::write_private(&key, svid.key_pem.as_bytes(), Overwrite::No).unwrap();
+        Workload::load(
+            TlsFiles::new(crt, key, self.dir.join("ca/ca.crt")).crl(self.dir.join("ca.crl")),
+        )
+        .unwrap()
+    }
+}

@@ -1,0 +1,92 @@
+//! What the audit logs say: one transaction's tree through every service, a service's last
+//! event, and every log's chain verified with the audit key at the end.
+
+use std::path::{Path, PathBuf};
+
+use secmesh::audit::chain::AuditKey;
+use secmesh::audit::trace;
+use secmesh::audit::verify::{read_events, verify_files};
+use secmesh::core::TxnId;
+
+use crate::node::Node;
+
+/// Print what the service's log says of its last request (for refusals before any txn).
+pub(crate) fn print_last(node: &Node) {
+    node.auditor.flush().unwrap();
+    let (events, _) = read_events(&[&node.log]).unwrap();
+    if let Some(e) = events.last() {
+        println!(
+            "    {} logged: {} {} -> {} ({}) {}",
+            node.name,
+            e.verb.as_deref().unwrap_or("-"),
+            e.object.as_deref().unwrap_or("-"),
+            format!("{:?}", e.decision).to_lowercase(),
+            e.reason.as_deref().or(e.rule.as_deref()).unwrap_or("-"),
+            e.status.map_or(String::new(), |s| s.to_string()),
+        );
+    }
+}
+
+/// Print the tree of `txn` from every service's log.
+pub(crate) fn print_tree(nodes: &[&Node], txn: &str) {
+    for n in nodes {
+        n.auditor.flush().unwrap();
+    }
+    let logs: Vec<&PathBuf> = nodes.iter().map(|n| &n.log).collect();
+    let (events, _) = read_events(&logs).unwrap();
+    let Ok(txn) = txn.parse::<TxnId>() else {
+        println!("    (no transaction: refused before one was started)");
+        return;
+    };
+    for line in trace::build(txn, events).render().lines() {
+        println!("    {line}");
+    }
+}
+
+/// Close every node's log (a final checkpoint each) and verify its chain with the audit key;
+/// `false` when a chain does not verify.
+pub(crate) fn close_and_verify(
+    nodes: Vec<Node>,
+    audit_dir: &Path,
+    key: &AuditKey,
+) -> std::io::Result<bool> {
+    let mut all_ok = true;
+    for n in nodes {
+        n.auditor.shutdown();
+        // The whole set: the live file and every file rotated out of it.
+        match verify_files(&log_set(&n.log)?, Some(key.public_key())) {
+            Ok(r) => println!(
+                "audit log {:<42} {} events, {} signed checkpoints: chain ok",
+                n.log.display().to_string(),
+                r.events,
+                r.checkpoints
+            ),
+            Err(e) => {
+                all_ok = false;
+                println!("audit log {}: {e}", n.log.display());
+            }
+        }
+    }
+    println!(
+        "verify again with: cargo run -p secmesh-cli -- audit verify --key {} {}*",
+        audit_dir.join("audit-key.pub").display(),
+        audit_dir.join("orders.jsonl").display()
+    );
+    Ok(all_ok)
+}
+
+/// A service's log files: the live `NAME.jsonl` and every rotated `NAME.jsonl.*` beside it
+/// (files set aside after a crash, `*.torn-*`, are not part of the chain).
+fn log_set(live: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let dir = live.parent().unwrap_or(Path::new("."));
+    let name = live.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    let mut set = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let f = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if (f == name || f.starts_with(&format!("{name}."))) && !f.contains(".torn") {
+            set.push(path);
+        }
+    }
+    Ok(set)
+}

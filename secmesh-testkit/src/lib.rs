@@ -1,0 +1,11 @@
+//! Fixtures shared by secmesh's examples and tests; not published.
+//!
+//! [`inventory`] is a small gRPC service, `inventory.v1.Inventory` with one unary method
+//! `Reserve`, written by hand against tonic's server and client APIs the way `tonic-build`
+//! would generate it: prost derives for the messages, no protoc and no build script. The
+//! examples (`tonic_service`, the mesh's inventory node) and `secmesh-tower`'s gRPC tests all
+//! use this one copy.
+#![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub)]
+
+pub mod inventory;
