@@ -29,7 +29,7 @@ fn reserve_from_context(_req: tonic::Request<ReserveRequest>) -> Result<ReserveR
         .and_then(|ctx| {
             let c = ctx.claims()?;
             Some(ReserveReply {
-                sub: c.sub.clone(),
+                sub: c.sub.to_string(),
                 txn: c.txn.map(|t| t.to_string()).unwrap_or_default(),
                 trace_id: ctx.trace_id().to_string(),
                 ..ReserveReply::default()

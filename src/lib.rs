@@ -54,8 +54,7 @@
 //! verbs = ["read"]
 //! objects = ["orders/{sub}/**"]
 //! "#, Format::Toml)?;
-//! let sub = claims.sub.parse()?;
-//! let decision = policy.decide(&Request::new(&sub, &"read".parse()?, &"orders/user:alice/7".parse()?));
+//! let decision = policy.decide(&Request::new(&claims.sub, &"read".parse()?, &"orders/user:alice/7".parse()?));
 //! assert!(decision.is_allowed());
 //! assert_eq!(decision.rule(), Some("owners-read-own-orders"));
 //! # Ok::<(), Box<dyn std::error::Error>>(())

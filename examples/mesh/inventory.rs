@@ -42,7 +42,7 @@ pub(crate) async fn start(
             .map(|p| p.spiffe_id.to_string())
             .unwrap_or_default();
         RequestContext::current()
-            .and_then(|ctx| ctx.claims().map(|c| c.sub.clone()))
+            .and_then(|ctx| ctx.claims().map(|c| c.sub.to_string()))
             .map(|sub| ReserveReply {
                 sub,
                 caller,

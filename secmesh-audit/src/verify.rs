@@ -7,7 +7,11 @@
 //!
 //! # What is detected
 //! With the service's public key (`--key`):
-//! - a changed, deleted, inserted, swapped or moved record: `broken_chain` / `bad_sequence`;
+//! - a changed, deleted, inserted, swapped or moved record: `broken_chain` / `bad_sequence`,
+//!   at the changed record's own line (a changed record is found when the next record does
+//!   not chain to it; the record after that, or the next record's signature, says which of
+//!   the two changed; when nothing follows the record that does not chain, at the end of an
+//!   unsigned or open log, that record is the one reported);
 //!   a torn last line: `torn_line`; a line that is not a strict record: `malformed`; a line
 //!   over 1 MiB: `line_too_long`;
 //! - a signed record whose signature does not verify, that is signed by another key, or
@@ -27,7 +31,8 @@
 //!   older files (retention, `retained`) or the caller allows it
 //!   ([`Verifier::from_generation`]);
 //! - a service other than the one expected ([`Verifier::service`]), or files of several
-//!   services in one set: `service_mismatch`;
+//!   services in one set: `service_mismatch` ([`Verifier::verify_services`] groups the files
+//!   of several services first and verifies each service's set on its own);
 //! - with a witness ([`Verifier::witness`]), a log cut back before a witnessed signed record,
 //!   even when the tail is allowed open: `witness_mismatch`.
 //!
@@ -324,12 +329,151 @@ impl<'k> Verifier<'k> {
         walk.finish()
     }
 
+    /// Verify files of several services given together: grouped by the service their first
+    /// record names ([`group_by_service`]), each group verified on its own as one service's
+    /// set, so that a file set mixing services is not mistaken for tampering. With
+    /// [`service`](Self::service) set, every file must be that service's: the files form one
+    /// set, as [`verify_files`](Self::verify_files) checks them.
+    ///
+    /// ```
+    /// use secmesh_audit::chain::AuditKey;
+    /// use secmesh_audit::event::{AuditEvent, Direction};
+    /// use secmesh_audit::sink::{JsonLinesConfig, JsonLinesSink, Sink};
+    /// use secmesh_audit::verify::Verifier;
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let key = AuditKey::generate()?;
+    /// let public = key.public_key().to_vec();
+    /// let mut files = Vec::new();
+    /// for service in ["payments", "orders"] {
+    ///     let path = dir.path().join(format!("{service}.jsonl"));
+    ///     let config = JsonLinesConfig::default().with_key(AuditKey::from_pem(&key.to_pem())?);
+    ///     let mut sink = JsonLinesSink::open(&path, config.with_service(service))?;
+    ///     sink.write_batch(&mut [AuditEvent::now(service, Direction::In)])?;
+    ///     drop(sink);
+    ///     files.push(path);
+    /// }
+    /// let outcomes = Verifier::new(Some(&public)).verify_services(&files);
+    /// let services: Vec<_> = outcomes.iter().map(|o| o.service.as_deref()).collect();
+    /// assert_eq!(services, [Some("orders"), Some("payments")]);
+    /// assert!(outcomes.iter().all(|o| o.result.is_ok()));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn verify_services<P: AsRef<Path>>(&self, paths: &[P]) -> Vec<ServiceOutcome> {
+        let groups = if self.service.is_some() {
+            vec![ServiceFiles {
+                service: self.service.clone(),
+                files: paths.iter().map(|p| p.as_ref().to_path_buf()).collect(),
+            }]
+        } else {
+            group_by_service(paths)
+        };
+        groups
+            .into_iter()
+            .map(|g| ServiceOutcome {
+                result: self.verify_files(&g.files),
+                service: g.service,
+                files: g.files,
+            })
+            .collect()
+    }
+
     /// Verify one file's bytes held in memory.
     pub fn verify_bytes(&self, bytes: &[u8]) -> Result<Report, VerifyFailure> {
         let mut walk = Walk::new(self);
         walk.file(Path::new("<memory>"), &mut LineReader::new(bytes))?;
         walk.finish()
     }
+}
+
+/// The files of one service, as [`group_by_service`] finds them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ServiceFiles {
+    /// The service their first records name; `None` for a file whose first record cannot be
+    /// read (each such file is a group of its own, so that its failure is reported).
+    pub service: Option<String>,
+    /// The files, in the order given.
+    pub files: Vec<PathBuf>,
+}
+
+/// One service's result in [`Verifier::verify_services`].
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ServiceOutcome {
+    /// The service (see [`ServiceFiles::service`]).
+    pub service: Option<String>,
+    /// Its files, in the order given.
+    pub files: Vec<PathBuf>,
+    /// Its verification.
+    pub result: Result<Report, VerifyFailure>,
+}
+
+/// Group log files by the service their first record names (a signed record's `service`, or
+/// an unsigned log's first event's, passing over the audit queue's own events): one group per
+/// service, ordered by name, then one group per file whose first record cannot be read. Only
+/// the first line of each file is read (a few more in an unsigned file that begins with the
+/// queue's own events).
+///
+/// Grouping trusts nothing: each group is then verified strictly, so a file that claims
+/// another service in its first record fails that service's verification (a generation is
+/// missing from one set, or a set starts with a generation it cannot start with).
+pub fn group_by_service<P: AsRef<Path>>(paths: &[P]) -> Vec<ServiceFiles> {
+    let mut named: Vec<ServiceFiles> = Vec::new();
+    let mut unknown = Vec::new();
+    for p in paths {
+        let path = p.as_ref().to_path_buf();
+        match first_record_service(&path) {
+            Some(service) => match named
+                .iter_mut()
+                .find(|g| g.service.as_deref() == Some(service.as_str()))
+            {
+                Some(g) => g.files.push(path),
+                None => named.push(ServiceFiles {
+                    service: Some(service),
+                    files: vec![path],
+                }),
+            },
+            None => unknown.push(ServiceFiles {
+                service: None,
+                files: vec![path],
+            }),
+        }
+    }
+    named.sort_by(|a, b| a.service.cmp(&b.service));
+    named.extend(unknown);
+    named
+}
+
+/// The service name of the audit queue's own events (drop and loss reports), written into
+/// every service's log.
+const QUEUE_SERVICE: &str = "secmesh-audit";
+
+/// How many events of an unsigned file are read, at most, to find its service.
+const SERVICE_SCAN: usize = 64;
+
+/// The service a file names: its first signed record's, or, in an unsigned file, the first
+/// event's that is not the audit queue's own (within the first lines); `None` when its first
+/// record cannot be read.
+fn first_record_service(path: &Path) -> Option<String> {
+    let mut r = LineReader::open(path).ok()?;
+    let mut queue_only = None;
+    for _ in 0..SERVICE_SCAN {
+        match r.next_line().ok()? {
+            Next::Line { .. } => match parse_line(r.line()) {
+                Ok((Record::Checkpoint(c), _)) => return Some(c.service),
+                Ok((Record::Event(e), _)) if e.service != QUEUE_SERVICE => {
+                    return Some(e.service);
+                }
+                Ok((Record::Event(e), _)) => {
+                    queue_only.get_or_insert(e.service);
+                }
+                Err(_) => break,
+            },
+            Next::TooLong | Next::Eof => break,
+        }
+    }
+    queue_only
 }
 
 /// Verify one service's log files with the strict defaults (see the module docs). `key` is

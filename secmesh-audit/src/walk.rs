@@ -40,7 +40,34 @@ pub(crate) struct Walk<'v, 'k> {
     signed: bool,
     sigs: HashSet<String>,
     last_pos: (PathBuf, u64, Option<u64>),
+    /// A `prev` that did not match, decided at the next record (see [`Suspect`]).
+    suspect: Option<Suspect>,
     report: Report,
+}
+
+/// A record whose `prev` is not the hash of the record before although its `seq` follows:
+/// either the record before was changed (then the record after this one still chains to this
+/// one, or this one is a signed record whose signature vouches for its `prev`) or this record
+/// was. The next record decides, so that a changed record is reported at its own line.
+struct Suspect {
+    /// The record before: file, line, seq.
+    before: (PathBuf, u64, Option<u64>),
+    /// The failure at this record, reported when the record before cannot be blamed.
+    here: VerifyFailure,
+}
+
+impl Suspect {
+    /// The record before was changed.
+    fn blame_before(self, why: &str) -> VerifyFailure {
+        let (file, line, seq) = self.before;
+        VerifyFailure {
+            file,
+            line,
+            seq,
+            kind: FailureKind::BrokenChain,
+            detail: format!("this record was changed: {why}"),
+        }
+    }
 }
 
 type Fail = Box<dyn Fn(FailureKind, String) -> VerifyFailure>;
@@ -60,6 +87,7 @@ impl<'v, 'k> Walk<'v, 'k> {
             signed: opts.key.is_some(),
             sigs: HashSet::new(),
             last_pos: (PathBuf::new(), 0, None),
+            suspect: None,
             report: Report {
                 key_checked: opts.key.is_some(),
                 ..Report::default()
@@ -85,15 +113,16 @@ impl<'v, 'k> Walk<'v, 'k> {
         };
         self.file_gen = None;
         loop {
-            let next = r.next_line().map_err(|e| io_failure(path, e.to_string()))?;
+            let next = r.next_line().map_err(|e| io_failure(path, e.to_string()));
+            let next = self.or_suspect(next)?;
             let lineno = r.lineno();
             let complete = match next {
                 Next::Eof => break,
                 Next::TooLong => {
-                    return Err(at(lineno, None)(
+                    return self.or_suspect(Err(at(lineno, None)(
                         FailureKind::LineTooLong,
                         format!("a line longer than {MAX_LINE} bytes"),
-                    ));
+                    )));
                 }
                 Next::Line { complete } => complete,
             };
@@ -101,32 +130,35 @@ impl<'v, 'k> Walk<'v, 'k> {
             let (record, prev) = match parse_line(line) {
                 Ok(x) => x,
                 Err(e) if !complete => {
-                    return Err(at(lineno, None)(
+                    return self.or_suspect(Err(at(lineno, None)(
                         FailureKind::TornLine,
                         format!("the last line is cut off ({e})"),
-                    ));
+                    )));
                 }
-                Err(e) => return Err(at(lineno, None)(FailureKind::Malformed, e)),
+                Err(e) => {
+                    return self.or_suspect(Err(at(lineno, None)(FailureKind::Malformed, e)));
+                }
             };
             let seq = record.seq();
             let fail = at(lineno, Some(seq));
             if !complete {
-                return Err(fail(
+                return self.or_suspect(Err(fail(
                     FailureKind::TornLine,
                     "the last line has no newline: a torn write".into(),
-                ));
+                )));
             }
-            self.line(&fail, lineno, record, &prev, seq)?;
+            let checked = self.line(&fail, lineno, record, &prev, seq);
+            self.or_suspect(checked)?;
             self.prev_hash = Some(chain::hash_line(line));
             self.last_seq = Some(seq);
             self.last_pos = (path.to_path_buf(), lineno, Some(seq));
         }
         if self.signed && self.file_gen.is_none() {
             // An empty file in a signed set.
-            return Err(at(0, None)(
+            return self.or_suspect(Err(at(0, None)(
                 FailureKind::NoCheckpoint,
                 "an empty file: no signed open record".into(),
-            ));
+            )));
         }
         Ok(())
     }
@@ -139,6 +171,20 @@ impl<'v, 'k> Walk<'v, 'k> {
         prev: &str,
         seq: u64,
     ) -> Result<(), VerifyFailure> {
+        let expected_prev = self
+            .prev_hash
+            .map_or_else(|| GENESIS.to_owned(), |h| chain::to_hex(&h));
+        if let Some(suspect) = self.suspect.take() {
+            // The record before this one did not chain to its predecessor. If this one chains
+            // to it, it is intact: its predecessor is the changed record.
+            return Err(if prev == expected_prev {
+                suspect.blame_before(
+                    "the next record's `prev` is not its hash, and the record after that chains to the next one",
+                )
+            } else {
+                suspect.here
+            });
+        }
         // The set may start after generation 0: its first record is then the anchor.
         let anchor = self.last_seq.is_none()
             && match &record {
@@ -179,17 +225,22 @@ impl<'v, 'k> Walk<'v, 'k> {
             }
         }
         if !anchor {
-            let expected_prev = self
-                .prev_hash
-                .map_or_else(|| GENESIS.to_owned(), |h| chain::to_hex(&h));
+            let expected_seq = self.last_seq.map_or(1, |s| s.saturating_add(1));
             if prev != expected_prev {
-                return Err(fail(
+                let here = fail(
                     FailureKind::BrokenChain,
                     "`prev` is not the hash of the record before".into(),
-                ));
-            }
-            let expected_seq = self.last_seq.map_or(1, |s| s.saturating_add(1));
-            if seq != expected_seq {
+                );
+                if seq != expected_seq || self.last_seq.is_none() {
+                    return Err(here); // removed, inserted, moved or cut: this is the place
+                }
+                // The seq follows: this record or the one before was changed; the next
+                // record (or this one's signature) says which.
+                self.suspect = Some(Suspect {
+                    before: self.last_pos.clone(),
+                    here,
+                });
+            } else if seq != expected_seq {
                 return Err(fail(
                     FailureKind::BadSequence,
                     format!("seq {seq} where {expected_seq} was due"),
@@ -258,6 +309,12 @@ impl<'v, 'k> Walk<'v, 'k> {
         }
         if !c.verify(&key) {
             return Err(bad("the signature does not verify".into()));
+        }
+        if let Some(suspect) = self.suspect.take() {
+            // The signature covers `prev`: the record before is not the one it signed.
+            return Err(
+                suspect.blame_before("the signed record after it states another hash for it")
+            );
         }
         // The service (checked against the expected one before the chain).
         self.report.service.get_or_insert_with(|| c.service.clone());
@@ -360,6 +417,10 @@ impl<'v, 'k> Walk<'v, 'k> {
 
     /// The checks on the set as a whole.
     pub(crate) fn finish(mut self) -> Result<Report, VerifyFailure> {
+        if let Some(suspect) = self.suspect.take() {
+            // The last record does not chain, and nothing after it says which one changed.
+            return Err(suspect.here);
+        }
         let (file, line, seq) = self.last_pos.clone();
         let fail = |kind, detail| VerifyFailure {
             file: file.clone(),
@@ -494,6 +555,14 @@ impl<'v, 'k> Walk<'v, 'k> {
                 }
             }
         }
+    }
+}
+
+impl Walk<'_, '_> {
+    /// A failure found while a suspect is pending is reported at the suspect: the earlier
+    /// line comes first.
+    fn or_suspect<T>(&mut self, r: Result<T, VerifyFailure>) -> Result<T, VerifyFailure> {
+        r.map_err(|e| self.suspect.take().map_or(e, |s| s.here))
     }
 }
 

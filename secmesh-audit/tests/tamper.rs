@@ -68,11 +68,12 @@ fn changed_deleted_swapped_inserted_records_are_found() {
     // Line 1 is the `open` record; event i is on line i + 2 up to the first checkpoint.
     assert!(original[0].contains("\"kind\":\"open\""));
 
-    // Changed: line 4's object.
+    // Changed: line 4's object. Reported at line 4 itself (it used to be reported at line 5,
+    // the first record that does not chain to it).
     let mut l = original.clone();
     l[3] = l[3].replace("orders/2", "orders/9");
     write_lines(&path, &l);
-    assert_eq!(failure(&path, &key), (5, FailureKind::BrokenChain));
+    assert_eq!(failure(&path, &key), (4, FailureKind::BrokenChain));
 
     // Deleted: line 3.
     let mut l = original.clone();

@@ -10,16 +10,27 @@ use secmesh_audit::chain::{AuditKey, parse_public_key};
 use secmesh_audit::checkpoint::{Checkpoint, CheckpointKind};
 use secmesh_audit::event::{AuditEvent, Decision, Direction};
 use secmesh_audit::reader::MAX_LINE;
-use secmesh_audit::verify::{Record, Verifier, for_each_event, parse_line};
+use secmesh_audit::verify::{
+    Record, Report, ServiceOutcome, Verifier, VerifyFailure, for_each_event, parse_line,
+};
 use secmesh_core::TxnId;
 use secmesh_fs::escape_for_terminal;
 
-use crate::io::{REJECTED, USAGE, fail, json_for_terminal, write_private, write_public};
+use crate::io::{
+    REJECTED, USAGE, fail, json_for_terminal, print_json, refuse_existing, shown, write_private,
+    write_public,
+};
 
 /// `secmesh audit ...`
 #[derive(Subcommand, Debug)]
 pub(crate) enum AuditCommand {
-    /// Verify the hash chain and signed records of one service's log files, strictly.
+    /// Verify the hash chain and signed records of services' log files, strictly.
+    ///
+    /// The files may belong to several services (`orders.jsonl* payments.jsonl*`): they are
+    /// grouped by the service their first record names and each service's set is verified on
+    /// its own, one line per service (`orders: ok: ..`, `error: payments: ..`); the exit code
+    /// is 1 if any set fails. With --service, every file must be that service's. A changed
+    /// record is reported at its own line.
     ///
     /// With --key, the log must begin every file with a signed `open` record, chain every
     /// signed record to the one before, and end with a `close` record (a clean shutdown).
@@ -68,7 +79,11 @@ pub(crate) struct VerifyArgs {
     /// must be in the log.
     #[arg(long)]
     witness: Option<PathBuf>,
-    /// The log files (a service's live file and its rotated ones, in any order).
+    /// Print one JSON object: `ok`, and per service `service`, `files`, `ok` and either the
+    /// counts or the `failure` (`file`, `line`, `seq`, `kind`, `detail`).
+    #[arg(long)]
+    json: bool,
+    /// The log files (each service's live file and its rotated ones, in any order).
     #[arg(required = true)]
     files: Vec<PathBuf>,
 }
@@ -94,6 +109,10 @@ pub(crate) struct TailArgs {
     /// Print what is there and exit instead of following.
     #[arg(long)]
     no_follow: bool,
+    /// Print each record as one JSON object per line (JSON lines), as it is in the log;
+    /// an unreadable record as `{"unreadable": ..}`, a torn last line as `{"torn_bytes": n}`.
+    #[arg(long)]
+    json: bool,
 }
 
 /// `secmesh audit keygen` options.
@@ -105,6 +124,10 @@ pub(crate) struct KeygenArgs {
     /// Where to write the public key.
     #[arg(long)]
     public_out: PathBuf,
+    /// Replace the output files if they exist (without it, an existing file is refused and
+    /// nothing is written).
+    #[arg(long)]
+    force: bool,
 }
 
 pub(crate) fn run(cmd: AuditCommand) -> ExitCode {
@@ -148,27 +171,99 @@ fn verify(args: VerifyArgs) -> ExitCode {
     if let Some(w) = args.witness {
         verifier = verifier.witness(w);
     }
-    match verifier.verify_files(&args.files) {
-        Ok(r) => {
-            println!(
-                "ok: {} events, {} checkpoints{}{}",
-                r.events,
-                r.checkpoints,
-                if r.after_last_checkpoint > 0 {
-                    format!(", {} after the last checkpoint", r.after_last_checkpoint)
-                } else {
-                    String::new()
-                },
-                if r.key_checked {
-                    ""
-                } else {
-                    " (checkpoints not checked against a trusted key: pass --key)"
-                }
-            );
-            ExitCode::SUCCESS
+    let outcomes = verifier.verify_services(&args.files);
+    let all_ok = outcomes.iter().all(|o| o.result.is_ok());
+    if args.json {
+        print_json(&serde_json::json!({
+            "ok": all_ok,
+            "services": outcomes.iter().map(outcome_json).collect::<Vec<_>>(),
+        }));
+        for o in &outcomes {
+            if let Err(f) = &o.result {
+                let name = o.service.as_deref().unwrap_or("(unknown service)");
+                let _ = fail(REJECTED, format!("{name}: {f}"));
+            }
         }
-        Err(f) => fail(REJECTED, escape_for_terminal(&f.to_string())),
+    } else if let [one] = outcomes.as_slice() {
+        // One service: the output of a single set, as before.
+        match &one.result {
+            Ok(r) => println!("ok: {}", summary(r)),
+            Err(f) => return fail(REJECTED, escape_for_terminal(&f.to_string())),
+        }
+    } else {
+        for o in &outcomes {
+            let name = o.service.as_deref().unwrap_or("(unknown service)");
+            match &o.result {
+                Ok(r) => println!("{}: ok: {}", shown(name), summary(r)),
+                Err(f) => {
+                    let _ = fail(REJECTED, format!("{name}: {f}"));
+                }
+            }
+        }
     }
+    if all_ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(REJECTED)
+    }
+}
+
+/// `N events, M checkpoints[, K after the last checkpoint][ (not checked against a key)]`.
+fn summary(r: &Report) -> String {
+    format!(
+        "{} events, {} checkpoints{}{}",
+        r.events,
+        r.checkpoints,
+        if r.after_last_checkpoint > 0 {
+            format!(", {} after the last checkpoint", r.after_last_checkpoint)
+        } else {
+            String::new()
+        },
+        if r.key_checked {
+            ""
+        } else {
+            " (checkpoints not checked against a trusted key: pass --key)"
+        }
+    )
+}
+
+fn outcome_json(o: &ServiceOutcome) -> serde_json::Value {
+    let files: Vec<String> = o
+        .files
+        .iter()
+        .map(|f| f.to_string_lossy().into_owned())
+        .collect();
+    match &o.result {
+        Ok(r) => serde_json::json!({
+            "service": o.service,
+            "files": files,
+            "ok": true,
+            "events": r.events,
+            "checkpoints": r.checkpoints,
+            "after_last_checkpoint": r.after_last_checkpoint,
+            "key_checked": r.key_checked,
+            "closed": r.closed,
+            "generations": r.generations.map(|(a, b)| [a, b]),
+            "recoveries": r.recoveries,
+            "witnessed": r.witnessed,
+        }),
+        Err(f) => serde_json::json!({
+            "service": o.service,
+            "files": files,
+            "ok": false,
+            "failure": failure_json(f),
+        }),
+    }
+}
+
+fn failure_json(f: &VerifyFailure) -> serde_json::Value {
+    serde_json::json!({
+        "file": f.file.to_string_lossy(),
+        "line": f.line,
+        "seq": f.seq,
+        "kind": f.kind.as_str(),
+        "detail": f.detail,
+    })
 }
 
 fn trace(args: TraceArgs) -> ExitCode {
@@ -277,8 +372,16 @@ fn tail(args: TailArgs) -> ExitCode {
             Ok(_) if pending.ends_with(b"\n") => {
                 let line = &pending[..pending.len() - 1];
                 let text = match parse_line(line) {
+                    Ok(_) if args.json => {
+                        // The record as it is (strict JSON), escaped like all JSON output.
+                        json_for_terminal(&String::from_utf8_lossy(line)).into_owned()
+                    }
                     Ok((Record::Event(ev), _)) => line_of(&ev),
                     Ok((Record::Checkpoint(c), _)) => signed_line(&c),
+                    Err(e) if args.json => {
+                        json_for_terminal(&serde_json::json!({"unreadable": e}).to_string())
+                            .into_owned()
+                    }
                     Err(e) => format!("!! unreadable record: {e}"),
                 };
                 let text = escape_for_terminal(&text);
@@ -297,7 +400,11 @@ fn tail(args: TailArgs) -> ExitCode {
             Ok(_) => {
                 // A partial line: wait for the rest (or report it when not following).
                 if args.no_follow {
-                    println!("!! torn last line ({} bytes)", pending.len());
+                    if args.json {
+                        println!("{}", serde_json::json!({"torn_bytes": pending.len()}));
+                    } else {
+                        println!("!! torn last line ({} bytes)", pending.len());
+                    }
                     return ExitCode::from(REJECTED);
                 }
                 std::thread::sleep(Duration::from_millis(200));
@@ -334,14 +441,18 @@ fn rotated(path: &Path, reader: &mut BufReader<std::fs::File>) -> bool {
 }
 
 fn keygen(args: KeygenArgs) -> ExitCode {
+    if let Err(e) = refuse_existing(&[&args.private_out, &args.public_out], args.force) {
+        return fail(USAGE, e);
+    }
     let key = match AuditKey::generate() {
         Ok(k) => k,
         Err(e) => return fail(USAGE, e),
     };
-    match write_private(&args.private_out, key.to_pem().as_bytes()).and_then(|()| {
+    match write_private(&args.private_out, key.to_pem().as_bytes(), args.force).and_then(|()| {
         write_public(
             &args.public_out,
             format!("{}\n", key.public_key_b64()).as_bytes(),
+            args.force,
         )
     }) {
         Ok(()) => ExitCode::SUCCESS,

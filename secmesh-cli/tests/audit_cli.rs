@@ -152,8 +152,10 @@ fn verify_sound_and_tampered_logs() {
         orders,
     ]));
     assert_eq!(code, 1);
+    // The changed record itself, line 2 (it used to be reported at line 3, the record after
+    // it, which reads as if line 3 had been changed).
     assert!(
-        err.starts_with(&format!("error: {orders}:3: broken_chain")),
+        err.starts_with(&format!("error: {orders}:2: broken_chain")),
         "{err}"
     );
 

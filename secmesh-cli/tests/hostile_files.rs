@@ -290,7 +290,8 @@ fn private_keys_are_0600_whatever_the_umask_and_the_old_file() {
     let dir = tempfile::tempdir().unwrap();
     let d = |n: &str| dir.path().join(n);
     let s = |p: &PathBuf| p.to_str().unwrap().to_owned();
-    // Pre-existing world-readable files are replaced by private ones.
+    // Pre-existing world-readable files are replaced by private ones (with --force: without
+    // it, an existing output file is refused).
     for n in ["ed.key", "hs.key", "hs.jwks", "svid.key"] {
         std::fs::write(d(n), "old").unwrap();
         std::fs::set_permissions(d(n), std::fs::Permissions::from_mode(0o666)).unwrap();
@@ -310,6 +311,7 @@ fn private_keys_are_0600_whatever_the_umask_and_the_old_file() {
             &s(&key),
             "--jwks-out",
             &s(&jwks),
+            "--force",
         ]);
         assert_eq!(o.status.code(), Some(0), "{alg}: {}", stderr(&o));
         assert_eq!(mode(&key), 0o600, "{alg} private key");
@@ -343,6 +345,7 @@ fn private_keys_are_0600_whatever_the_umask_and_the_old_file() {
             &s(&d("svid.crt")),
             "--key-out",
             &s(&key),
+            "--force",
         ]);
         assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
         assert_eq!(mode(&key), 0o600, "{key:?}");

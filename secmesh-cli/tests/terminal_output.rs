@@ -170,3 +170,113 @@ fn token_claims_print_escaped() {
         }
     }
 }
+
+/// Service names read from logs, in the per-service lines of `audit verify` (sound, failed,
+/// and as JSON), and values given to `token mint --claim` / `--kid`, are escaped.
+#[test]
+fn per_service_verify_lines_and_mint_errors_print_escaped() {
+    use secmesh_audit::event::{AuditEvent, Direction};
+    use secmesh_audit::sink::{JsonLinesConfig, JsonLinesSink, Sink};
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut files = Vec::new();
+    for (name, service) in [
+        ("a.jsonl", "a\u{1b}[2J\u{202e}"),
+        ("b.jsonl", "b\u{9b}31m\r"),
+    ] {
+        let path = dir.path().join(name);
+        let mut sink = JsonLinesSink::open(&path, JsonLinesConfig::default()).unwrap();
+        sink.write_batch(&mut [
+            AuditEvent::now(service, Direction::In),
+            AuditEvent::now(service, Direction::In),
+            AuditEvent::now(service, Direction::In),
+        ])
+        .unwrap();
+        drop(sink);
+        files.push(path.to_str().unwrap().to_owned());
+    }
+    let verify = |extra: &[&str]| {
+        let mut args = vec!["audit", "verify"];
+        args.extend_from_slice(extra);
+        args.extend(files.iter().map(String::as_str));
+        secmesh(&args)
+    };
+    let o = verify(&[]);
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&o.stdout).lines().count(), 2);
+    assert_clean("audit verify per service", &o);
+    let o = verify(&["--json"]);
+    assert_clean("audit verify --json", &o);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["services"][0]["service"], "a\u{1b}[2J\u{202e}");
+    // A changed record: the failure line names the service, escaped.
+    let text = std::fs::read_to_string(&files[1]).unwrap();
+    std::fs::write(&files[1], text.replacen("\"in\"", "\"out\"", 1)).unwrap();
+    let o = verify(&[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("broken_chain"));
+    assert_clean("audit verify failure", &o);
+
+    // token mint: a hostile --kid or --claim in an error.
+    let key = dir.path().join("k.jwk");
+    let jwks = dir.path().join("jwks.json");
+    let o = secmesh(&[
+        "keygen",
+        "--alg",
+        "hs256",
+        "--kid",
+        "h1",
+        "--private-out",
+        key.to_str().unwrap(),
+        "--jwks-out",
+        jwks.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0));
+    for extra in [
+        ["--kid", "h\u{1b}[2J\u{202e}"],
+        ["--claim", "x\u{9b}31m"],
+        ["--claim", "\u{202e}x\r=1"],
+        ["--alg", "HS\u{1b}[2J"],
+    ] {
+        let mut args = vec![
+            "token",
+            "mint",
+            "--key",
+            key.to_str().unwrap(),
+            "--iss",
+            "i",
+            "--sub",
+            "s",
+            "--aud",
+            "a",
+            "--class",
+            "fast",
+        ];
+        args.extend_from_slice(&extra);
+        let o = secmesh(&args);
+        assert_eq!(o.status.code(), Some(2), "{extra:?}");
+        assert_clean(&format!("token mint {extra:?}"), &o);
+    }
+    // A hostile claim value that is accepted comes back escaped in --json.
+    let o = secmesh(&[
+        "token",
+        "mint",
+        "--key",
+        key.to_str().unwrap(),
+        "--iss",
+        "i",
+        "--sub",
+        "s",
+        "--aud",
+        "a",
+        "--class",
+        "fast",
+        "--claim",
+        "note=\u{1b}[2J\u{202e}\u{9b}",
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(0));
+    assert_clean("token mint --json", &o);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["claims"]["note"], "\u{1b}[2J\u{202e}\u{9b}");
+}

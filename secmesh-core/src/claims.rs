@@ -22,11 +22,16 @@
 //! assert_eq!(claims.cls, ExpiryClass::Fast);
 //! assert_eq!(claims.lifetime(), 180);
 //! assert!(claims.aud.contains("mesh.test"));
-//! let grants: Vec<_> = claims.grants().map(|g| (g.verb, g.object)).collect();
-//! assert_eq!(grants, [("read", "orders/*"), ("create", "orders")]);
+//! assert_eq!(claims.sub, "user:alice");
+//! // The scope is parsed once, here, into the grants the authorizer checks.
+//! let grants: Vec<_> = claims.grants().iter().map(|g| g.to_string()).collect();
+//! assert_eq!(grants, ["read:orders/*", "create:orders"]);
 //!
 //! let missing = Claims::from_json(br#"{"iss":"x"}"#).unwrap_err();
 //! assert!(matches!(missing, ClaimsError::Missing("sub")));
+//! let bad = br#"{"iss":"i","sub":"u","aud":"a","iat":1,"exp":2,"jti":"j","cls":"fast",
+//!   "scope":"read:a/**/b"}"#;
+//! assert!(matches!(Claims::from_json(bad), Err(ClaimsError::Scope(_))));
 //! # Ok::<(), ClaimsError>(())
 //! ```
 
@@ -39,6 +44,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::class::ExpiryClass;
 use crate::json::{self, JsonError};
+use crate::policy::grant::{Grant as PolicyGrant, GrantError};
+use crate::svo::{Subject, SvoError};
 use crate::trace::TxnId;
 
 /// A JSON object, as kept for `tctx`, `rctx` and unknown claims.
@@ -57,6 +64,12 @@ pub enum ClaimsError {
     /// A claim is present but malformed.
     #[error("{0}")]
     Invalid(String),
+    /// `sub` is not a [`Subject`] (empty, too long, or a forbidden character).
+    #[error("invalid claim `sub`: {0}")]
+    Subject(SvoError),
+    /// `scope` is not in the grant grammar the authorizer uses.
+    #[error("invalid claim `scope`: {0}")]
+    Scope(ScopeError),
 }
 
 /// The `aud` claim: one audience or several.
@@ -135,29 +148,40 @@ impl<'de> Deserialize<'de> for Audience {
     }
 }
 
-/// One grant of a `scope`: `verb:object-pattern`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Grant<'a> {
-    /// The verb, or `*` for any verb.
-    pub verb: &'a str,
-    /// The object pattern (policy pattern syntax: `*` one segment, trailing `**`).
-    pub object: &'a str,
+/// Why a `scope` was refused. The grammar is the authorizer's: grants separated by single
+/// spaces, each a [`policy::Grant`](crate::policy::Grant).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ScopeError {
+    /// The scope is the empty string (leave `scope` out instead).
+    #[error("invalid scope: empty")]
+    Empty,
+    /// A leading, trailing or doubled space.
+    #[error("invalid scope: grants are separated by single spaces")]
+    Spacing,
+    /// More than [`MAX_GRANTS`](crate::policy::grant::MAX_GRANTS) grants.
+    #[error("invalid scope: more than {} grants", crate::policy::grant::MAX_GRANTS)]
+    TooMany,
+    /// One grant is not in the grant grammar.
+    #[error("invalid scope: grant {index}: {error}")]
+    Grant {
+        /// The grant's position, from 1.
+        index: usize,
+        /// Why it was refused.
+        error: GrantError,
+    },
 }
 
-impl fmt::Display for Grant<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.verb, self.object)
-    }
+/// The `scope` claim: space-separated grants, each `verb:object-pattern`, parsed once.
+///
+/// A `Scope` keeps the string it was built from (the wire form, re-serialised byte for byte)
+/// and the typed [`policy::Grant`](crate::policy::Grant)s the authorizer checks, so that no
+/// request re-parses it. Equality and hashing are on the string.
+#[derive(Clone)]
+pub struct Scope {
+    raw: String,
+    grants: Vec<PolicyGrant>,
 }
-
-/// A malformed `scope` string.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("invalid scope: {0}")]
-pub struct ScopeError(std::borrow::Cow<'static, str>);
-
-/// The `scope` claim: space-separated grants, each `verb:object-pattern`.
-#[derive(Clone, PartialEq, Eq, Hash)]
-pub struct Scope(String);
 
 impl Scope {
     /// Parse a scope string: grants separated by single spaces, each in the one grant grammar
@@ -166,24 +190,27 @@ impl Scope {
     /// scope that mints is a scope that authorizes: there is no grant that is accepted here and
     /// refused on every request.
     pub fn new(s: impl Into<String>) -> Result<Scope, ScopeError> {
-        let s = s.into();
-        if s.is_empty() {
-            return Err(ScopeError("empty".into()));
+        let raw = s.into();
+        if raw.is_empty() {
+            return Err(ScopeError::Empty);
         }
-        for (i, g) in s.split(' ').enumerate() {
+        let mut grants = Vec::new();
+        for (i, g) in raw.split(' ').enumerate() {
             if i == crate::policy::grant::MAX_GRANTS {
-                return Err(ScopeError(
-                    format!("more than {} grants", crate::policy::grant::MAX_GRANTS).into(),
-                ));
+                return Err(ScopeError::TooMany);
             }
             if g.is_empty() {
-                return Err(ScopeError("grants are separated by single spaces".into()));
+                return Err(ScopeError::Spacing);
             }
-            if let Err(e) = g.parse::<crate::policy::Grant>() {
-                return Err(ScopeError(format!("grant {}: {e}", i + 1).into()));
-            }
+            grants.push(
+                g.parse::<PolicyGrant>()
+                    .map_err(|error| ScopeError::Grant {
+                        index: i + 1,
+                        error,
+                    })?,
+            );
         }
-        Ok(Scope(s))
+        Ok(Scope { raw, grants })
     }
 
     /// Build a scope from grants given as `(verb, object)` pairs.
@@ -197,35 +224,46 @@ impl Scope {
         Scope::new(joined.join(" "))
     }
 
-    /// The grants, in order.
-    pub fn grants(&self) -> impl Iterator<Item = Grant<'_>> {
-        self.0.split(' ').filter_map(|g| {
-            g.split_once(':')
-                .map(|(verb, object)| Grant { verb, object })
-        })
+    /// The grants, typed, in order (never empty).
+    pub fn grants(&self) -> &[PolicyGrant] {
+        &self.grants
     }
 
     /// Whether every grant of `self` is also literally a grant of `wider` (renewal may narrow
     /// a scope, never widen it).
     pub fn is_subset_of(&self, wider: &Scope) -> bool {
-        self.grants().all(|g| wider.grants().any(|w| w == g))
+        self.grants.iter().all(|g| wider.grants.contains(g))
     }
 
     /// The wire string.
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.raw
+    }
+}
+
+impl PartialEq for Scope {
+    fn eq(&self, other: &Scope) -> bool {
+        self.raw == other.raw
+    }
+}
+
+impl Eq for Scope {}
+
+impl std::hash::Hash for Scope {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.raw.hash(h);
     }
 }
 
 impl fmt::Debug for Scope {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Scope({:?})", self.0)
+        write!(f, "Scope({:?})", self.raw)
     }
 }
 
 impl fmt::Display for Scope {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.raw)
     }
 }
 
@@ -238,7 +276,7 @@ impl std::str::FromStr for Scope {
 
 impl Serialize for Scope {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.0)
+        s.serialize_str(&self.raw)
     }
 }
 
@@ -288,8 +326,8 @@ pub struct Confirmation {
 pub struct Claims {
     /// Issuer.
     pub iss: String,
-    /// Subject: the principal, e.g. `user:alice`.
-    pub sub: String,
+    /// Subject: the principal, e.g. `user:alice`, checked once at decode.
+    pub sub: Subject,
     /// Audience: the trust domain or service.
     pub aud: Audience,
     /// Issued at (seconds since the epoch).
@@ -304,7 +342,7 @@ pub struct Claims {
     pub txn: Option<TxnId>,
     /// Expiry class.
     pub cls: ExpiryClass,
-    /// Grants.
+    /// Grants, parsed once at decode.
     pub scope: Option<Scope>,
     /// The workload that requested the token.
     pub req_wl: Option<String>,
@@ -325,7 +363,7 @@ impl Claims {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         iss: impl Into<String>,
-        sub: impl Into<String>,
+        sub: Subject,
         aud: Audience,
         iat: u64,
         exp: u64,
@@ -334,7 +372,7 @@ impl Claims {
     ) -> Claims {
         Claims {
             iss: iss.into(),
-            sub: sub.into(),
+            sub,
             aud,
             iat,
             exp,
@@ -365,9 +403,9 @@ impl Claims {
         self.exp.saturating_sub(self.iat)
     }
 
-    /// The grants of `scope` (none when there is no scope).
-    pub fn grants(&self) -> impl Iterator<Item = Grant<'_>> {
-        self.scope.iter().flat_map(Scope::grants)
+    /// The typed grants of `scope` (empty when there is no scope).
+    pub fn grants(&self) -> &[PolicyGrant] {
+        self.scope.as_ref().map_or(&[], Scope::grants)
     }
 
     /// The current actor: the outermost `act.sub`.
@@ -377,16 +415,16 @@ impl Claims {
 
     /// Check every identifier that reaches the policy or the logs against the identifier
     /// grammar ([`check_identifier`](crate::svo::check_identifier): non-empty, bounded, no
-    /// whitespace, control or bidirectional formatting characters): `iss`, `sub`, each `aud`,
-    /// `jti`, `req_wl` and every actor in `act`. Decoding ([`Claims::from_json`]) runs it, so
-    /// a token with `"sub": ""` or `"sub": "alice\u0000"` does not verify (`invalid_claim`).
+    /// whitespace, control or bidirectional formatting characters): `iss`, each `aud`, `jti`,
+    /// `req_wl` and every actor in `act` (`sub` is a [`Subject`], checked when it was made).
+    /// Decoding ([`Claims::from_json`]) runs it, so a token with `"sub": ""` or
+    /// `"iss": "alice\u0000"` does not verify (`invalid_claim`).
     pub fn check_identifiers(&self) -> Result<(), ClaimsError> {
         let check = |name: &str, v: &str| {
             crate::svo::check_identifier(v)
                 .map_err(|e| ClaimsError::Invalid(format!("invalid claim `{name}`: {e}")))
         };
         check("iss", &self.iss)?;
-        check("sub", &self.sub)?;
         for a in self.aud.iter() {
             check("aud", a)?;
         }
@@ -430,7 +468,7 @@ struct RawClaims {
     jti: Option<String>,
     txn: Option<TxnId>,
     cls: Option<ExpiryClass>,
-    scope: Option<Scope>,
+    scope: Option<String>,
     req_wl: Option<String>,
     act: Option<Actor>,
     cnf: Option<Confirmation>,
@@ -449,7 +487,8 @@ impl RawClaims {
     fn into_claims_unchecked(self) -> Result<Claims, ClaimsError> {
         Ok(Claims {
             iss: self.iss.ok_or(ClaimsError::Missing("iss"))?,
-            sub: self.sub.ok_or(ClaimsError::Missing("sub"))?,
+            sub: Subject::new(self.sub.ok_or(ClaimsError::Missing("sub"))?)
+                .map_err(ClaimsError::Subject)?,
             aud: self.aud.ok_or(ClaimsError::Missing("aud"))?,
             iat: self.iat.ok_or(ClaimsError::Missing("iat"))?,
             exp: self.exp.ok_or(ClaimsError::Missing("exp"))?,
@@ -457,7 +496,11 @@ impl RawClaims {
             jti: self.jti.ok_or(ClaimsError::Missing("jti"))?,
             txn: self.txn,
             cls: self.cls.ok_or(ClaimsError::Missing("cls"))?,
-            scope: self.scope,
+            scope: self
+                .scope
+                .map(Scope::new)
+                .transpose()
+                .map_err(ClaimsError::Scope)?,
             req_wl: self.req_wl,
             act: self.act,
             cnf: self.cnf,

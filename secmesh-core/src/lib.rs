@@ -18,10 +18,11 @@ pub mod policy;
 pub mod svo;
 pub mod trace;
 
-pub use claims::{Actor, Audience, Claims, ClaimsError, Confirmation, Grant, Scope};
+pub use claims::{Actor, Audience, Claims, ClaimsError, Confirmation, Scope, ScopeError};
 pub use class::{ClassBounds, ExpiryClass};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use identity::{PeerIdentity, SpiffeId, TrustDomain};
+pub use policy::Grant;
 pub use policy::{Decision, Policy, SharedPolicy};
 pub use svo::{Object, Subject, Verb};
 pub use trace::{SpanId, TraceId, TraceParent, TxnId};

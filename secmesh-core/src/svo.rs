@@ -329,6 +329,15 @@ impl Subject {
     }
 }
 
+impl Subject {
+    /// A subject from an owned string, checked like [`FromStr`] (no copy).
+    pub fn new(s: impl Into<String>) -> Result<Subject, SvoError> {
+        let s = s.into();
+        check_identifier(&s)?;
+        Ok(Subject(s))
+    }
+}
+
 impl FromStr for Subject {
     type Err = SvoError;
 
@@ -341,6 +350,51 @@ impl FromStr for Subject {
 impl fmt::Display for Subject {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+impl AsRef<str> for Subject {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<Subject> for String {
+    fn from(s: Subject) -> String {
+        s.0
+    }
+}
+
+impl PartialEq<str> for Subject {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<&str> for Subject {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
+impl PartialEq<Subject> for &str {
+    fn eq(&self, other: &Subject) -> bool {
+        *self == other.0
+    }
+}
+
+impl serde::Serialize for Subject {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+/// Decoding checks the identifier grammar ([`check_identifier`]), as [`FromStr`] does.
+impl<'de> serde::Deserialize<'de> for Subject {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <String as serde::Deserialize>::deserialize(d)?;
+        check_identifier(&s).map_err(serde::de::Error::custom)?;
+        Ok(Subject(s))
     }
 }
 

@@ -23,7 +23,7 @@
 use std::sync::Arc;
 
 use secmesh_core::claims::{Actor, Audience, Claims, Confirmation, JsonMap, Scope};
-use secmesh_core::{ClassBounds, Clock, ExpiryClass, SystemClock, TxnId};
+use secmesh_core::{ClassBounds, Clock, ExpiryClass, Subject, SystemClock, TxnId};
 
 use crate::b64;
 use crate::backend::rand::{SecureRandom, SystemRandom};
@@ -233,10 +233,12 @@ impl Issuer {
             Some(t) => t,
             None => new_txn(&rng)?,
         };
+        let sub = Subject::new(req.sub.clone())
+            .map_err(|e| SignError::Claims(format!("invalid sub: {e}")))?;
         let now = self.clock.now_unix();
         let mut c = Claims::new(
             self.iss.clone(),
-            req.sub.clone(),
+            sub,
             aud,
             now,
             now + lifetime,

@@ -101,7 +101,7 @@ fn theirs_verify_here() {
         let t = now();
         let mut claims = Claims::new(
             ISS,
-            "user:alice",
+            "user:alice".parse().unwrap(),
             AUD.into(),
             t,
             t + 180,

@@ -189,7 +189,7 @@ fn from_context(ev: &mut AuditEvent, ctx: &RequestContext) {
     ev.token_sha256 = ctx.token_hash().map(|h| h.to_string());
     if let Some(c) = ctx.claims() {
         ev.txn = c.txn;
-        ev.sub = Some(c.sub.clone());
+        ev.sub = Some(c.sub.to_string());
         ev.jti = Some(c.jti.clone());
         ev.cls = Some(c.cls);
         if ev.caller.is_none() {

@@ -76,7 +76,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Subject {
         parts
             .extensions
             .get::<Arc<Verified<secmesh_core::Claims>>>()
-            .map(|v| Subject(v.claims().sub.clone()))
+            .map(|v| Subject(v.claims().sub.to_string()))
             .ok_or(StatusCode::UNAUTHORIZED)
     }
 }

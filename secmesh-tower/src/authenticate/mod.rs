@@ -49,7 +49,7 @@
 //!     .layer(AuthenticateLayer::from_verifier(verifier, 10_000))
 //!     .service(service_fn(|req: Request<String>| async move {
 //!         let claims = req.extensions().get::<Arc<Verified<Claims>>>().unwrap();
-//!         Ok::<_, std::convert::Infallible>(Response::new(claims.sub.clone()))
+//!         Ok::<_, std::convert::Infallible>(Response::new(claims.sub.to_string()))
 //!     }));
 //!
 //! let req = Request::builder().header("txn-token", &token).body(String::new())?;
@@ -481,7 +481,7 @@ mod tests {
                 let v = req
                     .extensions()
                     .get::<Arc<secmesh_tokens::Verified<Claims>>>();
-                Ok::<_, std::convert::Infallible>(Response::new(v.unwrap().sub.clone()))
+                Ok::<_, std::convert::Infallible>(Response::new(v.unwrap().sub.to_string()))
             }))
             .oneshot(both())
             .await

@@ -57,7 +57,7 @@ use std::task::{Context, Poll};
 
 use http::{Request, Response};
 use secmesh_core::claims::Claims;
-use secmesh_core::policy::{Decision, Grant, SharedPolicy, parse_scope};
+use secmesh_core::policy::{Decision, Grant, SharedPolicy};
 use secmesh_core::{ExpiryClass, Object, PeerIdentity, Subject, Verb};
 use secmesh_tokens::Verified;
 use tower_layer::Layer;
@@ -263,17 +263,9 @@ impl<C: Classify, D> Config<C, D> {
             ));
         }
         let (verb, object) = self.classifier.classify(parts).map_err(|e| e.denial())?;
-        let subject: Subject = claims
-            .sub
-            .parse()
-            .map_err(|_| Denial::forbidden(None, "invalid subject"))?;
-        let grants: Option<Vec<Grant>> = match &claims.scope {
-            Some(scope) => Some(
-                parse_scope(scope.as_str())
-                    .map_err(|e| Denial::forbidden(None, format!("invalid scope: {e}")))?,
-            ),
-            None => None,
-        };
+        // `sub` and `scope` were parsed once, when the token was decoded.
+        let subject: &Subject = &claims.sub;
+        let grants: Option<&[Grant]> = claims.scope.as_ref().map(|s| s.grants());
         let Some(policy) = &self.policy else {
             crate::audit::note_decision(
                 &parts.extensions,
@@ -282,10 +274,10 @@ impl<C: Classify, D> Config<C, D> {
                 claims.current_actor(),
                 None,
             );
-            let covered = grants
+            let covered = claims
+                .grants()
                 .iter()
-                .flatten()
-                .any(|g| g.covers(&verb, &object, &subject));
+                .any(|g| g.covers(&verb, &object, subject));
             if !covered {
                 return Err(Denial::forbidden(None, "missing grant"));
             }
@@ -304,11 +296,11 @@ impl<C: Classify, D> Config<C, D> {
             .map(|p| p.spiffe_id.to_string());
         let caller = peer.as_deref().or_else(|| claims.current_actor());
         let mut req =
-            secmesh_core::policy::Request::new(&subject, &verb, &object).with_class(claims.cls);
+            secmesh_core::policy::Request::new(subject, &verb, &object).with_class(claims.cls);
         if let Some(c) = caller {
             req = req.with_caller(c);
         }
-        if let Some(g) = &grants {
+        if let Some(g) = grants {
             req = req.with_grants(g);
         }
         let decision = policy.decide(&req);
