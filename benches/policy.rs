@@ -403,5 +403,32 @@ fn bench_per_subject(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench, bench_per_subject);
+/// `Policy::explain` on denied requests of the same mix (secmesh only): the price of a deny's
+/// explanation, paid only when one is asked for; `decide` above never pays it.
+fn bench_explain(c: &mut Criterion) {
+    let mut group = c.benchmark_group("policy_explain");
+    group
+        .sample_size(20)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+        .throughput(Throughput::Elements(1));
+    for n in [10usize, 1_000, 10_000] {
+        let policy = Policy::from_toml(&toml_policy(&rules(n))).unwrap();
+        let denied: Vec<Req> = requests(n.div_ceil(10))
+            .into_iter()
+            .filter(|r| !policy.decide(&secmesh_request(r)).is_allowed())
+            .collect();
+        assert!(!denied.is_empty());
+        group.bench_with_input(BenchmarkId::new("secmesh", n), &n, |b, _| {
+            let mut i = 0;
+            b.iter(|| {
+                i = (i + 1) % denied.len();
+                black_box(policy.explain(black_box(&secmesh_request(&denied[i]))))
+            });
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench, bench_per_subject, bench_explain);
 criterion_main!(benches);

@@ -14,12 +14,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::routing::get;
 use http_body_util::BodyExt;
-use secmesh::core::ExpiryClass;
-use secmesh::core::policy::SharedPolicy;
-use secmesh::tokens::{Algorithm, Issuer, KeySet, MintRequest, SigningKey, Verifier};
-use secmesh_tower::extract::{Claims, Decision, Subject};
-use secmesh_tower::reload::PolicyWatcher;
-use secmesh_tower::{AuthenticateLayer, AuthorizeLayer};
+use secmesh::prelude::*;
 use tower::ServiceExt;
 
 const POLICY: &str = r#"

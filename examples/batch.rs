@@ -11,13 +11,9 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::routing::get;
-use secmesh::core::ExpiryClass;
 use secmesh::core::claims::Scope;
-use secmesh::core::policy::{Format, Policy, SharedPolicy};
+use secmesh::prelude::*;
 use secmesh::tokens::renew::Renewer;
-use secmesh::tokens::{Algorithm, Issuer, KeySet, MintRequest, SigningKey, Verifier};
-use secmesh_tower::extract::Claims;
-use secmesh_tower::{AuthenticateLayer, AuthorizeLayer};
 
 const POLICY: &str = r#"
 [[rule]]

@@ -10,16 +10,9 @@
 
 use std::sync::Arc;
 
-use secmesh::core::ExpiryClass;
-use secmesh::core::policy::{Format, Policy, SharedPolicy};
+use secmesh::prelude::*;
 use secmesh::tokens::cache::TokenHash;
-use secmesh::tokens::{Algorithm, Issuer, KeySet, MintRequest, SigningKey, Verifier};
 use secmesh_testkit::inventory::{InventoryClient, InventoryServer, ReserveReply, ReserveRequest};
-use secmesh_tower::authorize::GrpcClassifier;
-use secmesh_tower::context::RequestContext;
-use secmesh_tower::deny::GrpcStatus;
-use secmesh_tower::propagate::PropagateLayer;
-use secmesh_tower::{AuthenticateLayer, AuthorizeLayer};
 use tonic::Status;
 use tower::ServiceBuilder;
 

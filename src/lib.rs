@@ -2,17 +2,30 @@
 //!
 //! Secure the calls between services from inside them: transaction tokens that travel with
 //! each request, claim-based access control, expiry classes, mutual-TLS identities, and an
-//! audit log at every boundary. This facade re-exports the core crates; the tower layers and the
-//! TLS side are the `secmesh-tower` and `secmesh-tls` crates.
+//! audit log at every boundary. This is the one crate a service depends on: it re-exports the
+//! others behind features, and [`prelude`] holds what a service author uses.
+//!
+//! ## Features
+//!
+//! | feature | default | what |
+//! |---|---|---|
+//! | `ring` | yes | the ring crypto backend |
+//! | `aws-lc-rs` | | the aws-lc-rs backend instead (with `default-features = false`) |
+//! | `axum` | yes | the tower layers ([`tower`]) and the axum extractors |
+//! | `tonic` | | the tower layers, for tonic (no axum) |
+//! | `tls` | yes | mutual TLS ([`tls`]): workloads, `TlsServer`, `TlsConnector`; and `serve` |
+//! | `serve` | with `tls` | `PlainServer`: HTTP/1.1 and HTTP/2 with connection limits |
+//! | `ca` | | the internal development CA, `tls::ca` |
 //!
 //! ## The design
 //!
-//! - **Crates, one way**: [`core`] (vocabulary and the policy engine; no I/O, no crypto) ←
+//! - **Parts, one way**: [`core`] (vocabulary and the policy engine; no I/O, no crypto) ←
 //!   [`tokens`] (our own strict JWS parser and verifier on ring, or aws-lc-rs as a feature) and
-//!   [`audit`] (events, the bounded queue, chained and signed logs) ← `secmesh-tower` (the only
-//!   crate that knows tower and http: authenticate, authorize, audit in/out, propagate, request
-//!   context, mutual-TLS serving) and `secmesh-tls` (X.509-SVIDs, the internal CA, rustls
-//!   configurations); the `secmesh` CLI on top.
+//!   [`audit`] (events, the bounded queue, chained and signed logs) ← [`tower`] (the only part
+//!   that knows tower and http: authenticate, authorize, audit in/out, propagate, request
+//!   context, serving) and [`tls`] (X.509-SVIDs, rustls configurations, the internal CA behind
+//!   `ca`); the `secmesh` CLI on top. Each is its own crate (`secmesh-core`, ...); a service
+//!   names only this one.
 //! - **The wire format** follows the OAuth Transaction Tokens draft: `typ: txntoken+jwt`, the
 //!   `Txn-Token` header, `txn` (the transaction id, which is also the trace id), `scope` (grants
 //!   `verb:object-pattern`), `req_wl` (the requesting workload), `act` (the actor chain), plus
@@ -20,7 +33,7 @@
 //!   refused.
 //! - **Time is architecture**: a token is minted for a class — fast (180 s), medium (5400 s) or
 //!   slow (86400 s) — whose bound caps its lifetime; a route declares the slowest class it
-//!   accepts, and long-running work renews (`tokens::renew`) without widening scope.
+//!   accepts, and long-running work renews ([`tokens::renew`]) without widening scope.
 //! - **Access control** speaks subject/verb/object: grants carried in the token, and per-service
 //!   policies (TOML or JSON) from a shared store with the caller (the mTLS peer's SPIFFE ID, else
 //!   the token's current actor) and the class; any matching deny wins, every decision names its
@@ -33,10 +46,11 @@
 //!   codes.
 //!
 //! # Example
+//!
+//! Mint a token at the edge, verify it in a service, and decide with a policy:
 //! ```
-//! use secmesh::core::ExpiryClass;
-//! use secmesh::core::policy::{Format, Policy, Request};
-//! use secmesh::tokens::{Algorithm, Issuer, KeySet, MintRequest, SigningKey, Verifier};
+//! use secmesh::prelude::*;
+//! use secmesh::core::policy::Request;
 //!
 //! let key = SigningKey::generate(Algorithm::EdDsa)?;
 //! let verifier = Verifier::new(KeySet::single(key.verifying_key(Some("gw-1".into()))))
@@ -59,14 +73,28 @@
 //! assert_eq!(decision.rule(), Some("owners-read-own-orders"));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! Protecting an axum router with these and the layers is the README's first example.
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
+
+pub mod prelude;
 
 pub use secmesh_audit as audit;
 pub use secmesh_core as core;
 pub use secmesh_tokens as tokens;
 
-/// The README's examples, compiled as doctests.
-#[cfg(doctest)]
+/// X.509-SVIDs and peer identity, workloads and their rustls configurations, reload; the
+/// internal CA (`tls::ca`) with the `ca` feature. The `secmesh-tls` crate.
+#[cfg(feature = "tls")]
+pub use secmesh_tls as tls;
+/// The tower layers: authenticate, authorize, audit in/out, propagate, the request context,
+/// policy reload, denials for HTTP and gRPC, the axum extractors (`axum`), the servers (`axum`,
+/// `tls`). The `secmesh-tower` crate.
+#[cfg(feature = "tower")]
+pub use secmesh_tower as tower;
+
+/// The README's examples, compiled as doctests (they use the default features).
+#[cfg(all(doctest, feature = "axum", feature = "tls"))]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;

@@ -10,10 +10,10 @@ use axum::routing::{get, post};
 use http::{Method, StatusCode};
 use secmesh::core::ExpiryClass;
 use secmesh::core::policy::SharedPolicy;
+use secmesh::tls::config::ClientAuth;
 use secmesh::tokens::KeySet;
-use secmesh_tls::config::ClientAuth;
-use secmesh_tower::extract::{Claims, Peer};
-use secmesh_tower::tls::TlsServer;
+use secmesh::tower::extract::{Claims, Peer};
+use secmesh::tower::tls::TlsServer;
 use tokio::net::TcpListener;
 
 use crate::inventory::{self, GrpcChannel};

@@ -12,9 +12,9 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use secmesh::core::ExpiryClass;
+use secmesh::tls::config::ServerId;
 use secmesh::tokens::{Issuer, KeySet, MintRequest, Verifier};
-use secmesh_tls::config::ServerId;
-use secmesh_tower::tls::TlsConnector;
+use secmesh::tower::tls::TlsConnector;
 
 use crate::idp::Idp;
 use crate::node::{Node, Pki};

@@ -7,15 +7,21 @@
 //!
 //! `check` decides one request against a policy file and prints one JSON object,
 //! `{"decision":"allow"|"deny","rule":ID|null,"reason":TEXT,"shadow":{"decision":..,"rule":..}|null}`,
-//! exiting 0 on allow, 1 on deny and 2 on an invalid policy or usage. `lint` reports rules that
-//! can never match or never decide, exiting 0 when there are none, 1 when there are findings and
-//! 2 on an invalid policy. A file ending in `.json` is read as JSON, anything else as TOML.
+//! exiting 0 on allow, 1 on deny and 2 on an invalid policy or usage. With `--explain`, a deny
+//! explains itself: the rules that came closest and the first condition each failed, printed as
+//! text, or with `--explain --json` as an `"explanation"` key added to the same object (exit
+//! codes unchanged). `lint` reports rules that can never match or never decide, exiting 0 when
+//! there are none, 1 when there are findings and 2 on an invalid policy; it also warns (without
+//! changing the exit code) about verbs no built-in classifier produces, unless declared with
+//! `--known-verb`. A file ending in `.json` is read as JSON, anything else as TOML.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use secmesh_core::ExpiryClass;
-use secmesh_core::policy::{Decision, Effect, Format, Grant, Policy, Request, parse_scope};
+use secmesh_core::policy::{
+    Closest, Decision, Effect, Explanation, Failure, Format, Grant, Policy, Request, parse_scope,
+};
 use secmesh_core::svo::{Object, Subject, Verb};
 
 use crate::io::{
@@ -62,6 +68,13 @@ pub(crate) struct CheckArgs {
     /// A subject attribute for rules with `attributes`, e.g. role=admin (repeatable).
     #[arg(long = "attr", value_name = "NAME=VALUE")]
     attrs: Vec<String>,
+    /// Explain a deny: the rules that came closest and the first condition each failed.
+    #[arg(long)]
+    explain: bool,
+    /// Print JSON (the default output is JSON already; with --explain, the explanation is
+    /// added to it instead of printed as text).
+    #[arg(long)]
+    json: bool,
 }
 
 /// Arguments of `policy lint`.
@@ -70,6 +83,9 @@ pub(crate) struct LintArgs {
     /// The policy file (TOML, or JSON when it ends in .json).
     #[arg(value_name = "FILE")]
     file: PathBuf,
+    /// A verb a custom classifier of the service produces (repeatable): no warning for it.
+    #[arg(long = "known-verb", value_name = "VERB")]
+    known_verbs: Vec<String>,
 }
 
 /// Run a `policy` subcommand.
@@ -150,7 +166,17 @@ fn check(args: &CheckArgs) -> ExitCode {
     }
     let req = req.with_attributes(&attrs);
     let decision = policy.decide(&req);
-    println!("{}", json_for_terminal(&decision_json(&decision)));
+    match (args.explain, args.json) {
+        (false, _) => println!("{}", json_for_terminal(&decision_json(&decision, None))),
+        (true, true) => {
+            let why = policy.explain(&req);
+            println!(
+                "{}",
+                json_for_terminal(&decision_json(&decision, Some(&why)))
+            );
+        }
+        (true, false) => print_explanation(&decision, &policy.explain(&req)),
+    }
     if decision.is_allowed() {
         ExitCode::SUCCESS
     } else {
@@ -158,8 +184,105 @@ fn check(args: &CheckArgs) -> ExitCode {
     }
 }
 
-/// The decision as one JSON object, keys in the documented order.
-fn decision_json(d: &Decision) -> String {
+/// The explanation as text, one line per closest rule, escaped for the terminal.
+fn print_explanation(d: &Decision, why: &Explanation) {
+    let rule = why.rule().map(|r| format!(" (rule `{}`)", shown(r)));
+    println!("{}: {}{}", d.effect(), d.reason(), rule.unwrap_or_default());
+    if let Some(s) = d.shadow() {
+        let rule = s.rule().map(|r| format!(" (rule `{}`)", shown(r)));
+        println!(
+            "shadow: {}: {}{}",
+            s.effect(),
+            s.reason(),
+            rule.unwrap_or_default()
+        );
+    }
+    if why.closest().is_empty() {
+        if why.reason() == secmesh_core::policy::Reason::NoRule {
+            println!("the policy has no allow rule");
+        }
+        return;
+    }
+    println!("closest rules:");
+    for (i, c) in why.closest().iter().enumerate() {
+        println!("  {}. {}", i + 1, shown(c));
+    }
+}
+
+/// One closest rule as JSON: the rule, the count of conditions met, and the first failed
+/// condition with what the request had and what the rule wanted.
+fn closest_json(c: &Closest) -> serde_json::Value {
+    use serde_json::{Value, json};
+    let strings = |v: &mut dyn Iterator<Item = String>| Value::from(v.collect::<Vec<_>>());
+    let (request, rule, name) = match c.failure() {
+        Failure::Subject { subject, subjects } => (
+            json!(&**subject),
+            strings(&mut subjects.iter().map(ToString::to_string)),
+            None,
+        ),
+        Failure::Verb { verb, verbs } => (
+            json!(&**verb),
+            strings(&mut verbs.iter().map(ToString::to_string)),
+            None,
+        ),
+        Failure::Object { object, objects } => (
+            json!(&**object),
+            strings(&mut objects.iter().map(ToString::to_string)),
+            None,
+        ),
+        Failure::Caller { caller, callers } => (
+            json!(caller.as_deref()),
+            strings(&mut callers.iter().map(ToString::to_string)),
+            None,
+        ),
+        Failure::Class { class, max_class } => (
+            json!(class.map(|c| c.as_str())),
+            json!(max_class.as_str()),
+            None,
+        ),
+        Failure::Attribute {
+            name,
+            values,
+            globs,
+        } => (
+            strings(&mut values.iter().map(ToString::to_string)),
+            strings(&mut globs.iter().map(ToString::to_string)),
+            Some(&**name),
+        ),
+        Failure::Grant { verb, object } => (json!(format!("{verb}:{object}")), Value::Null, None),
+        _ => (Value::Null, Value::Null, None),
+    };
+    let mut failed = json!({
+        "condition": c.failure().condition().as_str(),
+        "request": request,
+        "rule": rule,
+        "message": c.failure().to_string(),
+    });
+    if let Some(name) = name {
+        failed["attribute"] = json!(name);
+    }
+    json!({
+        "rule": c.rule(),
+        "index": c.index() + 1,
+        "effect": c.effect().as_str(),
+        "matched": c.matched(),
+        "conditions": c.conditions(),
+        "failed": failed,
+    })
+}
+
+fn explanation_json(why: &Explanation) -> String {
+    serde_json::json!({
+        "reason": why.reason().code(),
+        "rule": why.rule(),
+        "closest": why.closest().iter().map(closest_json).collect::<Vec<_>>(),
+    })
+    .to_string()
+}
+
+/// The decision as one JSON object, keys in the documented order; with an explanation, an
+/// `"explanation"` key last.
+fn decision_json(d: &Decision, why: Option<&Explanation>) -> String {
     let string = |s: &str| serde_json::Value::from(s).to_string();
     let rule = |r: Option<&str>| r.map_or_else(|| "null".to_owned(), string);
     let effect = |e: Effect| string(e.as_str());
@@ -173,8 +296,11 @@ fn decision_json(d: &Decision) -> String {
             )
         },
     );
+    let explanation = why.map_or_else(String::new, |w| {
+        format!(",\"explanation\":{}", explanation_json(w))
+    });
     format!(
-        "{{\"decision\":{},\"rule\":{},\"reason\":{},\"shadow\":{}}}",
+        "{{\"decision\":{},\"rule\":{},\"reason\":{},\"shadow\":{}{explanation}}}",
         effect(d.effect()),
         rule(d.rule()),
         string(d.reason().as_str()),
@@ -187,8 +313,12 @@ fn lint(args: &LintArgs) -> ExitCode {
         Ok(p) => p,
         Err(e) => return fail(USAGE, e),
     };
-    let report = policy.lint_report();
-    let findings = report.findings();
+    let known: Vec<&str> = args.known_verbs.iter().map(String::as_str).collect();
+    let report = policy.lint_report_with_verbs(&known);
+    let (warnings, findings): (Vec<_>, Vec<_>) = report
+        .findings()
+        .iter()
+        .partition(|f| f.kind().is_advisory());
     let file = path_shown(&args.file);
     if !report.is_complete() {
         eprintln!(
@@ -197,15 +327,20 @@ fn lint(args: &LintArgs) -> ExitCode {
             report.comparisons()
         );
     }
-    for f in findings {
+    for f in report.findings() {
         println!("{file}: warning: {}", shown(f));
     }
     let rules = policy.rules().len();
+    let warned = match warnings.len() {
+        0 => String::new(),
+        1 => ", 1 warning".to_owned(),
+        n => format!(", {n} warnings"),
+    };
     if findings.is_empty() {
-        println!("{file}: {rules} rules, no findings");
+        println!("{file}: {rules} rules, no findings{warned}");
         ExitCode::SUCCESS
     } else {
-        println!("{file}: {rules} rules, {} findings", findings.len());
+        println!("{file}: {rules} rules, {} findings{warned}", findings.len());
         ExitCode::from(REJECTED)
     }
 }

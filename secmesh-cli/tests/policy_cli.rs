@@ -311,3 +311,196 @@ objects = [\"a\"]
     );
     assert!(stdout.contains("5 rules, 2 findings"), "{stdout}");
 }
+
+fn run_check(policy: &tempfile::NamedTempFile, extra: &[&str]) -> (i32, String) {
+    let path = policy.path().to_str().unwrap();
+    let mut args = vec!["policy", "check", "--policy", path];
+    args.extend_from_slice(extra);
+    let out = secmesh(&args);
+    (
+        out.status.code().unwrap(),
+        String::from_utf8(out.stdout).unwrap(),
+    )
+}
+
+/// Alice on her own order through the gateway, but without `--class`: the owners' rule has
+/// `max_class`, so it cannot match.
+const ALICE_NO_CLASS: &[&str] = &[
+    "--sub",
+    "user:alice",
+    "--verb",
+    "read",
+    "--object",
+    "orders/user:alice/42",
+    "--caller",
+    "spiffe://mesh.test/gateway",
+];
+
+#[test]
+fn explain_names_the_closest_rule_and_the_failed_condition() {
+    let p = file(".toml", POLICY);
+    let (code, plain) = run_check(&p, ALICE_NO_CLASS);
+    let (code_explained, text) = run_check(&p, &[ALICE_NO_CLASS, &["--explain"][..]].concat());
+    assert_eq!((code, code_explained), (1, 1), "exit codes do not change");
+    assert_eq!(
+        serde_json::from_str::<Value>(&plain).unwrap()["reason"],
+        "no rule"
+    );
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "deny: no rule",
+            "shadow: deny: no rule",
+            "closest rules:",
+            "  1. rule `owners-read-own-orders` (#1, allow, 4 of 5 conditions met): class: the \
+             request has no class; the rule accepts fast or faster",
+        ],
+        "{text}"
+    );
+
+    let (code, v) = check(&p, &[ALICE_NO_CLASS, &["--explain", "--json"][..]].concat());
+    assert_eq!(code, 1);
+    assert_eq!(
+        (&v["decision"], &v["reason"]),
+        (&"deny".into(), &"no rule".into())
+    );
+    let why = &v["explanation"];
+    assert_eq!(why["reason"], "no_rule");
+    assert_eq!(why["rule"], Value::Null);
+    let first = &why["closest"][0];
+    assert_eq!(first["rule"], "owners-read-own-orders");
+    assert_eq!(
+        (&first["index"], &first["matched"], &first["conditions"]),
+        (&1.into(), &4.into(), &5.into())
+    );
+    assert_eq!(first["failed"]["condition"], "class");
+    assert_eq!(first["failed"]["request"], Value::Null);
+    assert_eq!(first["failed"]["rule"], "fast");
+    assert_eq!(
+        why["closest"].as_array().unwrap().len(),
+        1,
+        "one allow rule"
+    );
+
+    // An allow explains nothing more; the deny rule names itself.
+    let (code, v) = check(&p, &[ALICE_OWN, &["--explain", "--json"][..]].concat());
+    assert_eq!(code, 0);
+    assert_eq!(v["explanation"]["closest"], serde_json::json!([]));
+    let (code, text) = run_check(
+        &p,
+        &[
+            "--sub",
+            "user:alice",
+            "--verb",
+            "read",
+            "--object",
+            "orders/x/archive/1",
+            "--explain",
+        ],
+    );
+    assert_eq!(code, 1);
+    assert!(
+        text.starts_with("deny: deny rule (rule `no-archive`)\n"),
+        "{text}"
+    );
+}
+
+#[test]
+fn json_flag_alone_keeps_the_output() {
+    let p = file(".toml", POLICY);
+    for args in [ALICE_OWN, ALICE_NO_CLASS] {
+        let (code, plain) = run_check(&p, args);
+        let (code_json, json) = run_check(&p, &[args, &["--json"][..]].concat());
+        assert_eq!((code, plain), (code_json, json));
+    }
+}
+
+#[test]
+fn explain_escapes_what_came_from_input() {
+    let p = file(
+        ".toml",
+        r#"
+[[rule]]
+id = "ops"
+effect = "allow"
+subjects = ["user:*"]
+verbs = ["read"]
+objects = ["ops/**"]
+callers = ["spiffe://mesh.test/*"]
+attributes = { role = ["ops"] }
+"#,
+    );
+    let base = ["--sub", "user:a", "--verb", "read", "--object", "ops/x"];
+    let evil_caller = "spiffe://evil.test/\u{202E}gateway";
+    let (code, text) = run_check(
+        &p,
+        &[&base[..], &["--caller", evil_caller, "--explain"]].concat(),
+    );
+    assert_eq!(code, 1);
+    assert!(!text.contains('\u{202E}'), "{text:?}");
+    assert!(text.contains("caller: `spiffe://evil.test/"), "{text}");
+
+    let (code, text) = run_check(
+        &p,
+        &[
+            &base[..],
+            &[
+                "--caller",
+                "spiffe://mesh.test/gw",
+                "--attr",
+                "role=\u{9b}31m",
+                "--explain",
+            ],
+        ]
+        .concat(),
+    );
+    assert_eq!(code, 1);
+    assert!(!text.contains('\u{9b}'), "{text:?}");
+    assert!(text.contains("attribute: `role` = ["), "{text}");
+
+    let (_, v) = check(
+        &p,
+        &[&base[..], &["--caller", evil_caller, "--explain", "--json"]].concat(),
+    );
+    assert_eq!(
+        v["explanation"]["closest"][0]["failed"]["request"],
+        evil_caller
+    );
+}
+
+#[test]
+fn lint_warns_on_verbs_no_classifier_produces() {
+    let p = file(
+        ".toml",
+        r#"
+[[rule]]
+id = "approvers"
+effect = "allow"
+subjects = ["user:*"]
+verbs = ["approve", "read"]
+objects = ["refunds/**"]
+"#,
+    );
+    let path = p.path().to_str().unwrap();
+    let out = secmesh(&["policy", "lint", path]);
+    assert_eq!(out.status.code(), Some(0), "a warning, not a finding");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        stdout.contains(
+            "warning: rule `approvers` (#1): verb `approve` is produced by no built-in \
+             classifier (read, create, update, delete, call)"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("1 rules, no findings, 1 warning"),
+        "{stdout}"
+    );
+
+    let out = secmesh(&["policy", "lint", path, "--known-verb", "approve"]);
+    assert_eq!(out.status.code(), Some(0));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(!stdout.contains("warning"), "{stdout}");
+    assert!(stdout.contains("1 rules, no findings\n"), "{stdout}");
+}

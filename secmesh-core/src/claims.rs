@@ -213,14 +213,21 @@ impl Scope {
         Ok(Scope { raw, grants })
     }
 
-    /// Build a scope from grants given as `(verb, object)` pairs.
+    /// Build a scope from grants given as `(verb, object)` pairs. Each pair must be one grant:
+    /// a space inside a verb or object (which would smuggle in a second grant) is refused.
     pub fn from_grants<'a>(
         grants: impl IntoIterator<Item = (&'a str, &'a str)>,
     ) -> Result<Scope, ScopeError> {
-        let joined: Vec<String> = grants
-            .into_iter()
-            .map(|(v, o)| format!("{v}:{o}"))
-            .collect();
+        let mut joined: Vec<String> = Vec::new();
+        for (i, (v, o)) in grants.into_iter().enumerate() {
+            let g = format!("{v}:{o}");
+            g.parse::<PolicyGrant>()
+                .map_err(|error| ScopeError::Grant {
+                    index: i + 1,
+                    error,
+                })?;
+            joined.push(g);
+        }
         Scope::new(joined.join(" "))
     }
 
@@ -746,6 +753,11 @@ mod tests {
         }
         let many = vec!["read:a"; 257].join(" ");
         assert!(Scope::new(many).is_err());
+        // One pair is one grant: a space cannot smuggle in another.
+        assert!(matches!(
+            Scope::from_grants([("read", "a"), ("read", "b *:**")]),
+            Err(ScopeError::Grant { index: 2, .. })
+        ));
         for good in [
             "read:a/**",
             "*:orders/{sub}/**",

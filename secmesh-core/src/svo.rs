@@ -120,6 +120,16 @@ pub fn check_identifier(s: &str) -> Result<(), SvoError> {
     Ok(())
 }
 
+/// The verb the built-in gRPC classifier gives every call (the object is the method,
+/// `package.Service/Method`).
+pub const GRPC_VERB: &str = "call";
+
+/// The verbs the built-in classifiers produce: `read`, `create`, `update` and `delete` from
+/// HTTP methods ([`Verb::from_http_method`]) and [`GRPC_VERB`] for gRPC. A policy verb outside
+/// this set matches only the requests of a custom classifier; `secmesh policy lint` warns
+/// about it.
+pub const CLASSIFIED_VERBS: [&str; 5] = ["read", "create", "update", "delete", GRPC_VERB];
+
 /// What a request does.
 #[derive(Clone, PartialEq, Eq, Hash, Debug)]
 pub enum Verb {
@@ -157,6 +167,28 @@ impl Verb {
             "DELETE" => Some(Verb::Delete),
             _ => None,
         }
+    }
+}
+
+impl Verb {
+    /// The verb of an HTTP method as the built-in HTTP classifier maps it: GET, HEAD and
+    /// OPTIONS `read`, POST `create`, PUT and PATCH `update`, DELETE `delete`; `None` for
+    /// every other method (the classifier refuses those).
+    pub fn from_http_method(method: &str) -> Option<Verb> {
+        match method {
+            "OPTIONS" => Some(Verb::Read),
+            m => Verb::from_method(m),
+        }
+    }
+
+    /// The verb of every gRPC call: [`GRPC_VERB`].
+    pub fn grpc_call() -> Verb {
+        Verb::Other(Arc::from(GRPC_VERB))
+    }
+
+    /// Whether a built-in classifier produces this verb ([`CLASSIFIED_VERBS`]).
+    pub fn is_classified(&self) -> bool {
+        CLASSIFIED_VERBS.contains(&self.as_str())
     }
 }
 
@@ -416,6 +448,14 @@ mod tests {
             assert_eq!(v.parse::<Verb>().unwrap(), Verb::from_method(m).unwrap());
         }
         assert_eq!(Verb::from_method("OPTIONS"), None);
+        assert_eq!(Verb::from_http_method("OPTIONS"), Some(Verb::Read));
+        assert_eq!(Verb::from_http_method("TRACE"), None);
+        for m in ["GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE"] {
+            assert!(Verb::from_http_method(m).unwrap().is_classified(), "{m}");
+        }
+        assert!(Verb::grpc_call().is_classified());
+        assert_eq!("call".parse::<Verb>().unwrap(), Verb::grpc_call());
+        assert!(!"approve".parse::<Verb>().unwrap().is_classified());
         assert_eq!("a:b".parse::<Verb>(), Err(SvoError::InvalidChar));
         assert_eq!("".parse::<Verb>(), Err(SvoError::Empty));
     }

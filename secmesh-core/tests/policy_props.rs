@@ -4,7 +4,9 @@
 
 use proptest::prelude::*;
 use secmesh_core::ExpiryClass;
-use secmesh_core::policy::{Effect, Format, Grant, Policy, Reason, Request, parse_scope};
+use secmesh_core::policy::{
+    Condition, Effect, Failure, Format, Grant, Policy, Reason, Request, parse_scope,
+};
 use secmesh_core::svo::{Object, Subject, Verb};
 
 #[derive(Clone, Debug)]
@@ -89,6 +91,122 @@ fn ref_matches(r: &RRule, q: &RReq) -> bool {
         && r.objects
             .iter()
             .any(|o| ref_object(o, &q.object, &q.subject))
+}
+
+/// Each condition of `r` for `q`, in the order an explanation checks them: subject, verb,
+/// object, caller, class, then one per attribute (with its name).
+fn ref_conditions<'a>(r: &'a RRule, q: &RReq) -> Vec<(Condition, Option<&'a str>, bool)> {
+    let mut out = vec![
+        (
+            Condition::Subject,
+            None,
+            r.subjects
+                .iter()
+                .any(|g| ref_glob(g.as_bytes(), q.subject.as_bytes())),
+        ),
+        (
+            Condition::Verb,
+            None,
+            r.verbs.iter().any(|v| v == "*" || *v == q.verb),
+        ),
+        (
+            Condition::Object,
+            None,
+            r.objects
+                .iter()
+                .any(|o| ref_object(o, &q.object, &q.subject)),
+        ),
+    ];
+    if let Some(cs) = &r.callers {
+        let ok = q
+            .caller
+            .as_ref()
+            .is_some_and(|c| cs.iter().any(|g| ref_glob(g.as_bytes(), c.as_bytes())));
+        out.push((Condition::Caller, None, ok));
+    }
+    if let Some(m) = r.max_class {
+        out.push((Condition::Class, None, q.class.is_some_and(|c| c <= m)));
+    }
+    for (name, globs) in &r.attributes {
+        let ok = q
+            .attributes
+            .iter()
+            .any(|(n, v)| n == name && globs.iter().any(|g| ref_glob(g.as_bytes(), v.as_bytes())));
+        out.push((Condition::Attribute, Some(name.as_str()), ok));
+    }
+    out
+}
+
+/// The explanation agrees with the decision and with the reference: the closest rules are
+/// the enforce-mode allow rules with the fewest failed conditions (then most met, then file
+/// order), each naming its first failed condition.
+fn check_explanation(
+    policy: &Policy,
+    req: &Request<'_>,
+    rules: &[RRule],
+    q: &RReq,
+) -> Result<(), TestCaseError> {
+    let d = policy.decide(req);
+    let why = policy.explain(req);
+    prop_assert_eq!(
+        (why.effect(), why.reason(), why.rule()),
+        (d.effect(), d.reason(), d.rule())
+    );
+    let allow_rules: Vec<usize> = (0..rules.len())
+        .filter(|&i| rules[i].allow && !rules[i].shadow)
+        .collect();
+    match d.reason() {
+        Reason::AllowRule | Reason::DenyRule => {
+            prop_assert!(why.closest().is_empty());
+            prop_assert_eq!(d.matched_rule(), d.rule_id());
+        }
+        Reason::MissingGrant => {
+            prop_assert_eq!(why.closest().len(), 1);
+            let c = &why.closest()[0];
+            let first = allow_rules
+                .iter()
+                .copied()
+                .find(|&i| ref_matches(&rules[i], q));
+            prop_assert_eq!(Some(c.index()), first);
+            prop_assert_eq!(
+                d.matched_rule().map(|r| r.as_str().to_owned()),
+                first.map(|i| format!("r{i}"))
+            );
+            prop_assert_eq!(c.failure().condition(), Condition::Grant);
+            prop_assert_eq!(c.matched(), c.conditions());
+        }
+        Reason::NoRule => {
+            let key = |i: usize| {
+                let cs = ref_conditions(&rules[i], q);
+                let failed = cs.iter().filter(|c| !c.2).count();
+                (failed, cs.len() - failed, i)
+            };
+            let mut ranked: Vec<(usize, usize, usize)> =
+                allow_rules.iter().map(|&i| key(i)).collect();
+            ranked.sort_by(|a, b| {
+                (a.0, std::cmp::Reverse(a.1), a.2).cmp(&(b.0, std::cmp::Reverse(b.1), b.2))
+            });
+            ranked.truncate(3);
+            let got: Vec<(usize, usize, usize)> = why
+                .closest()
+                .iter()
+                .map(|c| (c.conditions() - c.matched(), c.matched(), c.index()))
+                .collect();
+            prop_assert_eq!(got, ranked);
+            for c in why.closest() {
+                let cs = ref_conditions(&rules[c.index()], q);
+                let first = cs.iter().find(|c| !c.2).unwrap();
+                prop_assert_eq!(c.failure().condition(), first.0);
+                if let Failure::Attribute { name, .. } = c.failure() {
+                    let failing = cs.iter().any(|x| x.1 == Some(&**name) && !x.2);
+                    prop_assert!(failing, "{name} does not fail");
+                }
+                prop_assert!(!c.to_string().is_empty());
+            }
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 fn ref_grant(scope: &str, q: &RReq) -> bool {
@@ -305,6 +423,7 @@ fn check(policy: &Policy, rules: &[RRule], q: &RReq) -> Result<(), TestCaseError
         .map(|(n, v)| (n.as_str(), v.as_str()))
         .collect();
     let req = req.with_attributes(&attrs);
+    check_explanation(policy, &req, rules, q)?;
     let d = policy.decide(&req);
     let (allowed, rule, reason) = ref_decide(rules, false, q);
     prop_assert_eq!(d.is_allowed(), allowed);

@@ -83,7 +83,8 @@ impl MintRequest {
         self
     }
 
-    /// Add one grant `verb:object` to `scope`.
+    /// Add one grant `verb:object` to `scope` (one grant: a space in either part is refused
+    /// when minting).
     pub fn grant(mut self, verb: &str, object: &str) -> Self {
         self.grants.push(format!("{verb}:{object}"));
         self
@@ -282,7 +283,12 @@ fn scope_of(req: &MintRequest) -> Result<Option<Scope>, SignError> {
     if let Some(s) = &req.scope {
         parts.push(s.as_str());
     }
-    parts.extend(req.grants.iter().map(String::as_str));
+    for (i, g) in req.grants.iter().enumerate() {
+        // One `grant()` call is one grant: `grant("read", "a *:**")` must not add a second.
+        g.parse::<secmesh_core::policy::Grant>()
+            .map_err(|e| SignError::Claims(format!("grant {}: {e}", i + 1)))?;
+        parts.push(g);
+    }
     if parts.is_empty() {
         return Ok(None);
     }

@@ -71,6 +71,16 @@ proptest! {
     }
 }
 
+/// One `grant()` is one grant: a space cannot smuggle a second, wider grant into the scope.
+#[test]
+fn one_grant_call_is_one_grant() {
+    let (issuer, _) = pair();
+    let req = MintRequest::new("user:alice", ExpiryClass::Fast).grant("read", "orders/1 *:**");
+    assert!(issuer.mint(&req).is_err());
+    let req = MintRequest::new("user:alice", ExpiryClass::Fast).grant("read *:**", "orders/1");
+    assert!(issuer.mint(&req).is_err());
+}
+
 /// A token signed with a scope the authorizer cannot parse never verifies: refused at decode
 /// (`invalid_claim`), not with a 403 on every request.
 #[test]

@@ -142,6 +142,19 @@ impl Reason {
     }
 }
 
+impl Reason {
+    /// A stable snake_case word for logs, metrics and audit events: `allow_rule`,
+    /// `deny_rule`, `no_rule`, `missing_grant`.
+    pub const fn code(self) -> &'static str {
+        match self {
+            Reason::AllowRule => "allow_rule",
+            Reason::DenyRule => "deny_rule",
+            Reason::NoRule => "no_rule",
+            Reason::MissingGrant => "missing_grant",
+        }
+    }
+}
+
 impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -164,7 +177,16 @@ impl ShadowDecision {
 
     /// The deciding shadow rule, if one decided.
     pub fn rule(&self) -> Option<&str> {
-        self.rule.as_ref().map(RuleId::as_str)
+        match self.reason {
+            Reason::MissingGrant => None,
+            _ => self.rule.as_ref().map(RuleId::as_str),
+        }
+    }
+
+    /// The shadow rule that matched: the deciding one, or for "missing grant" the allow rule
+    /// the grants refused.
+    pub fn matched_rule(&self) -> Option<&RuleId> {
+        self.rule.as_ref()
     }
 
     /// Why.
@@ -195,11 +217,21 @@ impl Decision {
 
     /// The deciding rule's id: the allow or deny rule; `None` for "no rule" and "missing grant".
     pub fn rule(&self) -> Option<&str> {
-        self.rule.as_ref().map(RuleId::as_str)
+        self.rule_id().map(RuleId::as_str)
     }
 
     /// The deciding rule's id, shareable.
     pub fn rule_id(&self) -> Option<&RuleId> {
+        match self.reason {
+            Reason::MissingGrant => None,
+            _ => self.rule.as_ref(),
+        }
+    }
+
+    /// The rule that matched, for an audit event: the deciding rule, or for "missing grant"
+    /// the allow rule that matched before the grants refused the request; `None` for "no
+    /// rule".
+    pub fn matched_rule(&self) -> Option<&RuleId> {
         self.rule.as_ref()
     }
 
@@ -288,7 +320,7 @@ impl Policy {
             let (verb, object, subject) =
                 (req.verb.as_str(), req.object.as_str(), req.subject.as_str());
             if !grants.iter().any(|g| g.covers_str(verb, object, subject)) {
-                return (Effect::Deny, None, Reason::MissingGrant);
+                return (Effect::Deny, id(i), Reason::MissingGrant);
             }
         }
         (Effect::Allow, id(i), Reason::AllowRule)
@@ -452,6 +484,9 @@ mode = "shadow"
             assert_eq!(d.is_allowed(), allowed, "{scope}");
             if !allowed {
                 assert_eq!((d.reason(), d.rule()), (Reason::MissingGrant, None));
+                assert_eq!(d.matched_rule().map(RuleId::as_str), Some("read-orders"));
+            } else {
+                assert_eq!(d.matched_rule(), d.rule_id());
             }
         }
         // A deny rule still names itself when grants are missing too.

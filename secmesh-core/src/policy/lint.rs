@@ -5,6 +5,9 @@
 //!   shadowed: deny overrides allow, so it can never allow.
 //! - A rule every request of which is matched by an earlier rule of the same effect and mode
 //!   never decides: the earlier one is always named instead.
+//! - Advisory ([`FindingKind::is_advisory`]): a verb that no built-in classifier produces
+//!   (HTTP `read`/`create`/`update`/`delete`, gRPC `call`) matches only requests of a custom
+//!   classifier; declare such verbs with [`Policy::lint_report_with_verbs`].
 //!
 //! The inclusion test is conservative: it may miss a shadowed rule, it never reports one that
 //! is not.
@@ -52,6 +55,7 @@ use std::fmt;
 use super::engine::Policy;
 use super::index::Index;
 use super::model::{Effect, Mode, Rule, RuleId};
+use super::pattern::VerbPattern;
 
 /// What lint found about a rule.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -72,6 +76,21 @@ pub enum FindingKind {
         /// The earlier rule.
         by: RuleId,
     },
+    /// A verb that no built-in classifier produces
+    /// ([`CLASSIFIED_VERBS`](crate::svo::CLASSIFIED_VERBS)): the rule matches it only for the
+    /// requests of a custom classifier. Advisory: a typo (`reads`) or a custom verb.
+    UnclassifiedVerb {
+        /// The verb as the rule writes it.
+        verb: Box<str>,
+    },
+}
+
+impl FindingKind {
+    /// Whether the finding is advisory (a warning about something that may be intended)
+    /// rather than a rule that is dead: [`UnclassifiedVerb`](Self::UnclassifiedVerb).
+    pub fn is_advisory(&self) -> bool {
+        matches!(self, FindingKind::UnclassifiedVerb { .. })
+    }
 }
 
 /// One lint finding.
@@ -110,6 +129,12 @@ impl fmt::Display for Finding {
             FindingKind::NeverDecides { by } => {
                 write!(f, "covered by earlier rule `{by}`: never decides")
             }
+            FindingKind::UnclassifiedVerb { verb } => write!(
+                f,
+                "verb `{verb}` is produced by no built-in classifier ({}): only a custom \
+                 classifier's requests can match it",
+                crate::svo::CLASSIFIED_VERBS.join(", ")
+            ),
         }
     }
 }
@@ -251,6 +276,17 @@ impl Policy {
     /// [`lint_report`](Self::lint_report) with another budget of work (units of
     /// [`MAX_LINT_WORK`]).
     pub fn lint_with_budget(&self, max_work: usize) -> LintReport {
+        self.lint_with(max_work, &[])
+    }
+
+    /// [`lint_report`](Self::lint_report), with `custom_verbs` declared as produced by the
+    /// service's own classifiers: no [`UnclassifiedVerb`](FindingKind::UnclassifiedVerb)
+    /// finding for them.
+    pub fn lint_report_with_verbs(&self, custom_verbs: &[&str]) -> LintReport {
+        self.lint_with(MAX_LINT_WORK, custom_verbs)
+    }
+
+    fn lint_with(&self, max_work: usize, custom_verbs: &[&str]) -> LintReport {
         let rules = self.rules();
         let live = |r: &Rule| never_matches(r).is_none();
         let enforce = Index::build(rules, |r| live(r) && r.mode == Mode::Enforce);
@@ -265,6 +301,14 @@ impl Policy {
                 index: i,
                 kind,
             };
+            for v in &r.verbs {
+                if let VerbPattern::Exact(v) = v
+                    && !crate::svo::CLASSIFIED_VERBS.contains(&&**v)
+                    && !custom_verbs.contains(&&**v)
+                {
+                    out.push(finding(FindingKind::UnclassifiedVerb { verb: v.clone() }));
+                }
+            }
             if let Some(why) = never_matches(r) {
                 out.push(finding(FindingKind::NeverMatches { why }));
                 continue;
@@ -639,5 +683,66 @@ mod tests {
             "subjects=['*']\nverbs=['read']\nobjects=['a']\nmax_class='fast'",
         );
         assert_eq!(lint(&text).len(), 1);
+    }
+
+    #[test]
+    fn warns_on_verbs_no_classifier_produces() {
+        let policy = Policy::from_toml(
+            r#"
+[[rule]]
+id = "http"
+effect = "allow"
+subjects = ["*"]
+verbs = ["read", "create", "update", "delete", "*"]
+objects = ["a/**"]
+
+[[rule]]
+id = "grpc"
+effect = "allow"
+subjects = ["*"]
+verbs = ["call"]
+objects = ["inventory.v1.Inventory/*"]
+
+[[rule]]
+id = "typo"
+effect = "allow"
+subjects = ["*"]
+verbs = ["reads", "approve"]
+objects = ["b/**"]
+"#,
+        )
+        .unwrap();
+        let found = policy.lint();
+        let verbs: Vec<(&str, &FindingKind)> = found.iter().map(|f| (f.rule(), f.kind())).collect();
+        assert_eq!(
+            verbs,
+            [
+                (
+                    "typo",
+                    &FindingKind::UnclassifiedVerb {
+                        verb: "reads".into()
+                    }
+                ),
+                (
+                    "typo",
+                    &FindingKind::UnclassifiedVerb {
+                        verb: "approve".into()
+                    }
+                ),
+            ]
+        );
+        assert!(found.iter().all(|f| f.kind().is_advisory()));
+        assert!(found[0].to_string().starts_with(
+            "rule `typo` (#3): verb `reads` is produced by no built-in classifier (read, create, \
+             update, delete, call)"
+        ));
+        let declared = policy.lint_report_with_verbs(&["approve"]);
+        assert_eq!(declared.findings().len(), 1);
+        assert_eq!(
+            declared.findings()[0].kind(),
+            &FindingKind::UnclassifiedVerb {
+                verb: "reads".into()
+            }
+        );
     }
 }

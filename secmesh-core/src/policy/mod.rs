@@ -6,7 +6,8 @@
 //! carries the token's grants ([`grant`]), one must also cover the verb and object. Shadow
 //! rules are evaluated beside and reported, never enforced. [`SharedPolicy`] makes decisions
 //! lock-free and reloads atomic, keeping the last good policy when a reload fails. [`lint`]
-//! finds rules that can never match or never decide.
+//! finds rules that can never match or never decide. A deny explains itself on request
+//! ([`explain`]): the rules that came closest and the first condition each failed.
 //!
 //! ```toml
 //! [[rule]]
@@ -63,6 +64,7 @@
 //! ```
 
 pub mod engine;
+pub mod explain;
 pub mod grant;
 mod index;
 pub mod lint;
@@ -72,6 +74,7 @@ pub mod pattern;
 pub mod shared;
 
 pub use engine::{Decision, Policy, Reason, Request, ShadowDecision};
+pub use explain::{Closest, Condition, Explanation, Failure};
 pub use grant::{Grant, GrantError, parse_scope};
 pub use lint::{Finding, FindingKind, LintReport};
 pub use model::{Effect, Mode, Rule, RuleId};

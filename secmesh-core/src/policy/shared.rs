@@ -61,6 +61,19 @@ impl SharedPolicy {
         self.current.load().decide(req)
     }
 
+    /// Decide `req` and, for a deny, explain it ([`Policy::explain`]), both against the same
+    /// policy (a reload in between cannot make them disagree). The explanation is computed
+    /// only for a deny.
+    pub fn decide_explained(
+        &self,
+        req: &Request<'_>,
+    ) -> (Decision, Option<super::explain::Explanation>) {
+        let policy = self.current.load();
+        let d = policy.decide(req);
+        let why = (!d.is_allowed()).then(|| policy.explain_decision(req, &d));
+        (d, why)
+    }
+
     /// The current policy.
     pub fn current(&self) -> Arc<Policy> {
         self.current.load_full()

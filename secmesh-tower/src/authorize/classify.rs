@@ -88,10 +88,7 @@ pub trait Classify: Send + Sync + 'static {
 /// The verb of an HTTP method: GET, HEAD and OPTIONS `read`, POST `create`, PUT and PATCH
 /// `update`, DELETE `delete`; every other method is refused.
 pub fn verb_of(method: &Method) -> Result<Verb, ClassifyError> {
-    match *method {
-        Method::OPTIONS => Ok(Verb::Read),
-        ref m => Verb::from_method(m.as_str()).ok_or_else(|| ClassifyError::Method(m.clone())),
-    }
+    Verb::from_http_method(method.as_str()).ok_or_else(|| ClassifyError::Method(method.clone()))
 }
 
 /// The classifier for HTTP routes: the [verb of the method](verb_of) and the canonical
@@ -121,7 +118,7 @@ impl Classify for GrpcClassifier {
             return Err(ClassifyError::NotGrpc);
         }
         let object = Object::from_grpc_path(parts.uri.path())?;
-        Ok((Verb::Other("call".into()), object))
+        Ok((Verb::grpc_call(), object))
     }
 }
 
