@@ -26,18 +26,15 @@ use std::fmt;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use ring::digest;
-use ring::signature::{self, Ed25519KeyPair, KeyPair as _};
+use secmesh_tokens::{Algorithm, SigningKey, crypto};
+use zeroize::Zeroizing;
 
 /// The `prev` of the first line of a log.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
-/// SHA-256 of a line's bytes (without its newline).
+/// SHA-256 of a line's bytes (without its newline), through the `secmesh-tokens` crypto seam.
 pub fn hash_line(line: &[u8]) -> [u8; 32] {
-    let d = digest::digest(&digest::SHA256, line);
-    let mut out = [0u8; 32];
-    out.copy_from_slice(d.as_ref());
-    out
+    crypto::sha256(line)
 }
 
 /// Append lowercase hex to a byte buffer.
@@ -62,9 +59,12 @@ pub fn to_hex(bytes: &[u8]) -> String {
 }
 
 /// The service's Ed25519 audit key, which signs checkpoints.
+///
+/// A [`SigningKey`] of `secmesh-tokens` pinned to EdDSA, so it signs through the same backend as
+/// tokens; its PKCS#8 bytes are wiped from memory when it is dropped.
 pub struct AuditKey {
-    pair: Ed25519KeyPair,
-    pkcs8: Vec<u8>,
+    key: SigningKey,
+    public: [u8; 32],
 }
 
 impl fmt::Debug for AuditKey {
@@ -77,40 +77,61 @@ impl fmt::Debug for AuditKey {
 
 /// A key that could not be made or loaded.
 #[derive(Debug, thiserror::Error)]
-#[error("invalid audit key: {0}")]
-pub struct KeyError(String);
+#[non_exhaustive]
+pub enum KeyError {
+    /// The private key was refused (not PKCS#8, not Ed25519, malformed) or could not be made.
+    #[error("invalid audit key: {0}")]
+    Private(#[from] secmesh_tokens::KeyError),
+    /// The PEM armour of a public key is broken.
+    #[error("invalid audit key: {0}")]
+    Pem(String),
+    /// A PEM public key that is not an Ed25519 SPKI `PUBLIC KEY`.
+    #[error("invalid audit key: not an Ed25519 SPKI public key")]
+    NotEd25519,
+    /// A raw public key that is not base64url.
+    #[error("invalid audit key: not base64url")]
+    NotBase64,
+    /// A raw public key of the wrong length.
+    #[error("invalid audit key: {len} bytes, an Ed25519 key has 32")]
+    Length {
+        /// Its length in bytes.
+        len: usize,
+    },
+}
 
 impl AuditKey {
     /// A new random key.
     pub fn generate() -> Result<AuditKey, KeyError> {
-        let rng = ring::rand::SystemRandom::new();
-        let doc = Ed25519KeyPair::generate_pkcs8(&rng).map_err(|e| KeyError(e.to_string()))?;
-        AuditKey::from_pkcs8(doc.as_ref())
+        AuditKey::from_signing_key(SigningKey::generate(Algorithm::EdDsa)?)
     }
 
     /// A key from PKCS#8 DER (v1 or v2).
     pub fn from_pkcs8(der: &[u8]) -> Result<AuditKey, KeyError> {
-        let pair =
-            Ed25519KeyPair::from_pkcs8_maybe_unchecked(der).map_err(|e| KeyError(e.to_string()))?;
-        Ok(AuditKey {
-            pair,
-            pkcs8: der.to_vec(),
-        })
+        AuditKey::from_signing_key(SigningKey::from_pkcs8_der(Algorithm::EdDsa, der)?)
     }
 
     /// A key from a PKCS#8 PEM (`PRIVATE KEY`).
     pub fn from_pem(pem: &str) -> Result<AuditKey, KeyError> {
-        AuditKey::from_pkcs8(&pem_body(pem, "PRIVATE KEY")?)
+        AuditKey::from_signing_key(SigningKey::from_pkcs8_pem(Algorithm::EdDsa, pem)?)
     }
 
-    /// The private key as PKCS#8 PEM.
-    pub fn to_pem(&self) -> String {
-        pem_encode("PRIVATE KEY", &self.pkcs8)
+    fn from_signing_key(key: SigningKey) -> Result<AuditKey, KeyError> {
+        let public = key
+            .ed25519_public_key()
+            .and_then(|p| <[u8; 32]>::try_from(p).ok())
+            .ok_or(KeyError::NotEd25519)?;
+        Ok(AuditKey { key, public })
+    }
+
+    /// The private key as PKCS#8 PEM (wiped from memory when dropped).
+    pub fn to_pem(&self) -> Zeroizing<String> {
+        // Keys are only ever made from PKCS#8, so the document is always there.
+        self.key.to_pkcs8_pem().unwrap_or_default()
     }
 
     /// The raw 32-byte public key.
     pub fn public_key(&self) -> &[u8] {
-        self.pair.public_key().as_ref()
+        &self.public
     }
 
     /// The public key as base64url (what `--key` files and checkpoint lines hold).
@@ -120,7 +141,8 @@ impl AuditKey {
 
     /// Sign `message`; the signature as base64url.
     pub fn sign(&self, message: &[u8]) -> String {
-        URL_SAFE_NO_PAD.encode(self.pair.sign(message))
+        // Ed25519 signing cannot fail once the key is loaded.
+        URL_SAFE_NO_PAD.encode(self.key.sign(message).unwrap_or_default())
     }
 }
 
@@ -129,62 +151,77 @@ pub fn verify_signature(public: &[u8], message: &[u8], sig_b64: &str) -> bool {
     let Ok(sig) = URL_SAFE_NO_PAD.decode(sig_b64) else {
         return false;
     };
-    signature::UnparsedPublicKey::new(&signature::ED25519, public)
-        .verify(message, &sig)
-        .is_ok()
+    crypto::verify_ed25519(public, message, &sig)
 }
 
 /// Read a public key given as base64url raw bytes or as an SPKI PEM (`PUBLIC KEY`).
 pub fn parse_public_key(text: &str) -> Result<Vec<u8>, KeyError> {
     let t = text.trim();
     let raw = if t.starts_with("-----BEGIN") {
-        let der = pem_body(t, "PUBLIC KEY")?;
+        let block = pem::parse(t).map_err(|e| KeyError::Pem(e.to_string()))?;
+        if block.tag() != "PUBLIC KEY" {
+            return Err(KeyError::NotEd25519);
+        }
         // Ed25519 SPKI: 12 bytes of algorithm header, then the 32-byte key.
         const PREFIX: [u8; 12] = [
             0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
         ];
-        match der.strip_prefix(&PREFIX[..]) {
+        match block.contents().strip_prefix(&PREFIX[..]) {
             Some(k) => k.to_vec(),
-            None => return Err(KeyError("not an Ed25519 SPKI public key".into())),
+            None => return Err(KeyError::NotEd25519),
         }
     } else {
-        URL_SAFE_NO_PAD
-            .decode(t)
-            .map_err(|_| KeyError("not base64url".into()))?
+        URL_SAFE_NO_PAD.decode(t).map_err(|_| KeyError::NotBase64)?
     };
     if raw.len() != 32 {
-        return Err(KeyError(format!(
-            "{} bytes, an Ed25519 key has 32",
-            raw.len()
-        )));
+        return Err(KeyError::Length { len: raw.len() });
     }
     Ok(raw)
 }
 
-fn pem_body(pem: &str, label: &str) -> Result<Vec<u8>, KeyError> {
-    let begin = format!("-----BEGIN {label}-----");
-    let end = format!("-----END {label}-----");
-    let start = pem
-        .find(&begin)
-        .ok_or_else(|| KeyError(format!("no {label} block")))?
-        + begin.len();
-    let stop = pem[start..]
-        .find(&end)
-        .ok_or_else(|| KeyError(format!("unterminated {label} block")))?
-        + start;
-    let b64: String = pem[start..stop].split_whitespace().collect();
-    base64::engine::general_purpose::STANDARD
-        .decode(b64)
-        .map_err(|_| KeyError("bad PEM base64".into()))
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-fn pem_encode(label: &str, der: &[u8]) -> String {
-    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-    let mut s = format!("-----BEGIN {label}-----\n");
-    for chunk in b64.as_bytes().chunks(64) {
-        s.push_str(std::str::from_utf8(chunk).unwrap_or_default());
-        s.push('\n');
+    #[test]
+    fn the_key_round_trips_through_pkcs8_pem_and_signs_through_the_seam() {
+        let key = AuditKey::generate().unwrap();
+        let pem = key.to_pem();
+        assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----"));
+        let again = AuditKey::from_pem(&pem).unwrap();
+        assert_eq!(again.public_key(), key.public_key());
+        let sig = again.sign(b"m");
+        assert!(verify_signature(key.public_key(), b"m", &sig));
+        assert!(
+            !format!("{key:?}").contains(&pem[30..60]),
+            "Debug shows no private key"
+        );
     }
-    s.push_str(&format!("-----END {label}-----\n"));
-    s
+
+    #[test]
+    fn public_keys_are_refused_with_a_typed_reason() {
+        let key = AuditKey::generate().unwrap();
+        assert_eq!(
+            parse_public_key(&key.public_key_b64()).unwrap(),
+            key.public_key()
+        );
+        assert!(matches!(parse_public_key("*"), Err(KeyError::NotBase64)));
+        assert!(matches!(
+            parse_public_key("AAAA"),
+            Err(KeyError::Length { len: 3 })
+        ));
+        let cert = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+        assert!(matches!(parse_public_key(cert), Err(KeyError::NotEd25519)));
+        assert!(matches!(
+            parse_public_key("-----BEGIN PUBLIC KEY-----\n!!\n"),
+            Err(KeyError::Pem(_))
+        ));
+        // An ES256 private key is not an audit key.
+        let es = secmesh_tokens::SigningKey::generate(Algorithm::Es256).unwrap();
+        let es_pem = es.to_pkcs8_pem().unwrap();
+        assert!(matches!(
+            AuditKey::from_pem(&es_pem),
+            Err(KeyError::Private(_))
+        ));
+    }
 }

@@ -13,6 +13,7 @@ use clap::{Parser, Subcommand};
 mod audit_cmd;
 mod ca_cmd;
 mod io;
+mod keygen;
 mod policy_cmd;
 mod token_cmd;
 

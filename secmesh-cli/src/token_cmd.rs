@@ -174,7 +174,7 @@ pub(crate) fn keygen(args: KeygenArgs) -> ExitCode {
     if let Err(e) = refuse_existing(&[&args.private_out, &args.jwks_out], args.force) {
         return fail(USAGE, e);
     }
-    let key = match SigningKey::generate(alg) {
+    let key = match crate::keygen::generate(alg) {
         Ok(k) => k,
         Err(e) => return fail(USAGE, format!("cannot generate a {alg} key: {e}")),
     };

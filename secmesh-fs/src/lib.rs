@@ -21,6 +21,9 @@
 //!   bound (standard input is whatever the caller's shell connected, so only its size is
 //!   checked).
 //!
+//! - **Watched.** [`watch`] (the `watch` feature) reloads a set of files when they change: one
+//!   helper for the policy and the TLS material.
+//!
 //! Errors are typed and name the file, escaped so that a hostile file name cannot drive a
 //! terminal.
 //!
@@ -40,6 +43,9 @@
 //! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
+
+#[cfg(feature = "watch")]
+pub mod watch;
 
 use std::fmt;
 use std::fs::{File, OpenOptions};

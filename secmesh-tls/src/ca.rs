@@ -1,4 +1,5 @@
-//! A small internal CA for development and small fleets: X.509-SVIDs, revocation, CRLs.
+//! A small internal CA for development and small fleets: X.509-SVIDs, revocation, CRLs
+//! (the `ca` feature).
 //!
 //! A CA lives in a directory: `ca.key` (PKCS#8 PEM, mode 0600), `ca.crt`, `issued.log` (one
 //! line per certificate: serial, SPIFFE ID, not-after) and `revoked.log` (serial and time).
@@ -36,7 +37,6 @@ use rcgen::{
     ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose,
     RevokedCertParams, SanType, SerialNumber,
 };
-use ring::rand::SecureRandom;
 use secmesh_core::{SpiffeId, TrustDomain};
 use time::{Duration, OffsetDateTime};
 
@@ -154,8 +154,7 @@ fn read_optional(path: &Path, limit: u64) -> Result<Option<String>, CaError> {
 
 fn random_serial() -> Result<[u8; 16], CaError> {
     let mut b = [0u8; 16];
-    ring::rand::SystemRandom::new()
-        .fill(&mut b)
+    secmesh_tokens::crypto::fill_random(&mut b)
         .map_err(|_| CaError::Generate("the random number generator failed".into()))?;
     b[0] &= 0x7f; // positive
     b[0] |= 0x01; // and 16 bytes long

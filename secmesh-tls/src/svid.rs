@@ -51,7 +51,7 @@ pub enum SvidError {
 
 /// base64url (no padding) SHA-256 of DER bytes: the `x5t#S256` thumbprint.
 pub fn thumbprint(der: &[u8]) -> String {
-    URL_SAFE_NO_PAD.encode(ring::digest::digest(&ring::digest::SHA256, der))
+    URL_SAFE_NO_PAD.encode(secmesh_tokens::crypto::sha256(der))
 }
 
 /// The `x5t#S256` thumbprint of the first certificate in a PEM text (a certificate file, leaf

@@ -128,7 +128,16 @@ impl Algorithm {
             Algorithm::Hs256 => 32,
             Algorithm::Hs384 => 48,
             Algorithm::Hs512 => 64,
-            _ => 0,
+            Algorithm::EdDsa
+            | Algorithm::Es256
+            | Algorithm::Es384
+            | Algorithm::Es512
+            | Algorithm::Rs256
+            | Algorithm::Rs384
+            | Algorithm::Rs512
+            | Algorithm::Ps256
+            | Algorithm::Ps384
+            | Algorithm::Ps512 => 0,
         }
     }
 
@@ -139,7 +148,15 @@ impl Algorithm {
             Algorithm::Es384 => Some("P-384"),
             Algorithm::Es512 => Some("P-521"),
             Algorithm::EdDsa => Some("Ed25519"),
-            _ => None,
+            Algorithm::Rs256
+            | Algorithm::Rs384
+            | Algorithm::Rs512
+            | Algorithm::Ps256
+            | Algorithm::Ps384
+            | Algorithm::Ps512
+            | Algorithm::Hs256
+            | Algorithm::Hs384
+            | Algorithm::Hs512 => None,
         }
     }
 }

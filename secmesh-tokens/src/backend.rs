@@ -18,7 +18,8 @@ pub(crate) use imp::{digest, hmac, rand, signature};
 use imp::error::KeyRejected;
 use signature::{EcdsaKeyPair, EcdsaSigningAlgorithm};
 
-/// The name of the backend compiled in: `"ring"` or `"aws-lc-rs"`.
+/// The name of the backend compiled in: `"ring"` or `"aws-lc-rs"` (aws-lc-rs when both
+/// features are on).
 #[cfg(feature = "aws-lc-rs")]
 pub const NAME: &str = "aws-lc-rs";
 /// The name of the backend compiled in: `"ring"` or `"aws-lc-rs"`.

@@ -161,7 +161,7 @@ pub enum KeyError {
     /// A well-formed key that is too weak to use: short RSA modulus, small exponent, ROCA, short
     /// HMAC secret.
     #[error("weak key: {0}")]
-    Weak(String),
+    Weak(crate::key::WeakKey),
     /// The key does not fit the algorithm it is pinned to.
     #[error("key does not fit {alg}: {detail}")]
     AlgMismatch {

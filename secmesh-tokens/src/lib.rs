@@ -11,7 +11,9 @@
 //!   returns a [`Verified<Claims>`](Verified) proof or a [`VerifyError`] whose
 //!   [`kind`](VerifyError::kind) says exactly why.
 //!
-//! Both are synchronous and fast (microseconds), so async code calls them directly; share them
+//! - [`crypto`]: the seam the other secmesh crates hash and sign through (one backend for all).
+//!
+//! Issuing and verifying are synchronous and fast (microseconds), so async code calls them directly; share them
 //! in an `Arc`.
 //!
 //! # Example
@@ -47,6 +49,7 @@ pub mod alg;
 mod b64;
 mod backend;
 pub mod cache;
+pub mod crypto;
 pub mod error;
 pub mod issuer;
 pub mod jws;

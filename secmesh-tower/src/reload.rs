@@ -1,8 +1,9 @@
 //! Policy reload without restart: watch a policy file and swap it into a [`SharedPolicy`].
 //!
-//! [`PolicyWatcher`] polls the file's modification time and size (cheap, portable, and it
-//! sees files replaced by an atomic rename, as config-management tools write them). When they
-//! change it reads and compiles the file off the request path and swaps it in atomically;
+//! [`PolicyWatcher`] runs `secmesh_fs`'s file watch: it polls the file's stamps (cheap,
+//! portable, and it sees files replaced by an atomic rename, as config-management tools write
+//! them, or deleted and written again). When they change it reads and compiles the file off the
+//! request path and swaps it in atomically;
 //! requests keep deciding lock-free against whichever policy is current. A file that fails to
 //! read or parse is reported (tracing, and [`PolicyWatcher::last_error`]) and the last good
 //! policy stays. [`PolicyWatcher::reload_now`] is the explicit trigger.
@@ -39,10 +40,11 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use secmesh_core::policy::parse::MAX_POLICY_LEN;
 use secmesh_core::policy::{Format, PolicyError, SharedPolicy};
+use secmesh_fs::watch::{FileWatch, Reload, Snapshot, WatchError, Watcher};
 
 /// Why a reload failed; the previous policy stays in force.
 #[derive(Debug, thiserror::Error)]
@@ -71,47 +73,56 @@ struct State {
     path: PathBuf,
     format: Format,
     shared: SharedPolicy,
-    seen: Mutex<Option<(SystemTime, u64)>>,
     last_error: Mutex<Option<String>>,
 }
 
 impl State {
-    fn stamp(&self) -> Option<(SystemTime, u64)> {
-        let meta = std::fs::metadata(&self.path).ok()?;
-        Some((meta.modified().ok()?, meta.len()))
-    }
-
-    fn reload(&self) -> Result<(), ReloadError> {
-        let stamp = self.stamp();
-        let limit = u64::try_from(MAX_POLICY_LEN).unwrap_or(u64::MAX);
-        let result = secmesh_fs::read(&self.path, limit)
-            .map_err(|e| ReloadError::Io {
+    /// The reload error for what the file watch reports.
+    fn error(&self, e: WatchError<ReloadError>) -> ReloadError {
+        match e {
+            WatchError::Rejected(e) => e,
+            WatchError::Read(e) => ReloadError::Io {
                 path: self.path.clone(),
                 source: e.into(),
+            },
+            other => ReloadError::Io {
+                path: self.path.clone(),
+                source: std::io::Error::other(other.to_string()),
+            },
+        }
+    }
+
+    fn set_last_error(&self, error: Option<String>) {
+        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = error;
+    }
+}
+
+/// The file watch (`secmesh_fs::watch`) hands over the bytes, read bounded; this compiles them.
+impl Reload for State {
+    type Error = ReloadError;
+
+    fn reload(&self, files: &Snapshot) -> Result<(), ReloadError> {
+        self.shared
+            .reload_from_slice(files.file(0), self.format)
+            .map_err(|source| ReloadError::Invalid {
+                path: self.path.clone(),
+                source,
             })
-            .and_then(|bytes| {
-                self.shared
-                    .reload_from_slice(&bytes, self.format)
-                    .map_err(|source| ReloadError::Invalid {
-                        path: self.path.clone(),
-                        source,
-                    })
-            });
-        if let Ok(mut seen) = self.seen.lock() {
-            *seen = stamp;
-        }
-        let mut last = self.last_error.lock().unwrap_or_else(|p| p.into_inner());
-        match &result {
-            Ok(()) => {
-                tracing::info!(target: "secmesh::policy", path = %secmesh_fs::Shown(&self.path), "policy loaded");
-                *last = None;
-            }
-            Err(e) => {
-                tracing::error!(target: "secmesh::policy", error = %e, "policy reload failed; keeping the last good policy");
-                *last = Some(e.to_string());
-            }
-        }
-        result
+    }
+
+    fn reloaded(&self) {
+        tracing::info!(target: "secmesh::policy", path = %secmesh_fs::Shown(&self.path), "policy loaded");
+        self.set_last_error(None);
+    }
+
+    fn failed(&self, error: &WatchError<ReloadError>) {
+        // The same words as `ReloadError::Io` (`cannot read <path>: <why>`).
+        let text = match error {
+            WatchError::Read(e) => format!("cannot read {e}"),
+            other => other.to_string(),
+        };
+        tracing::error!(target: "secmesh::policy", error = %text, "policy reload failed; keeping the last good policy");
+        self.set_last_error(Some(text));
     }
 }
 
@@ -119,13 +130,7 @@ impl State {
 #[derive(Debug)]
 pub struct PolicyWatcher {
     state: Arc<State>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for PolicyWatcher {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+    watcher: Watcher<State>,
 }
 
 impl PolicyWatcher {
@@ -144,34 +149,24 @@ impl PolicyWatcher {
             .and_then(Format::from_extension)
             .unwrap_or(Format::Toml);
         let state = Arc::new(State {
-            path,
+            path: path.clone(),
             format,
             shared,
-            seen: Mutex::new(None),
             last_error: Mutex::new(None),
         });
-        state.reload()?;
-        let s = state.clone();
-        let task = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(interval);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-            loop {
-                tick.tick().await;
-                let now = s.stamp();
-                let changed = s.seen.lock().map(|seen| *seen != now).unwrap_or(true);
-                if changed {
-                    let s = s.clone();
-                    // Reading and compiling a large policy is blocking work.
-                    let _ = tokio::task::spawn_blocking(move || s.reload()).await;
-                }
-            }
-        });
-        Ok(PolicyWatcher { state, task })
+        let watcher = FileWatch::new([path])
+            .interval(interval)
+            .limit(u64::try_from(MAX_POLICY_LEN).unwrap_or(u64::MAX))
+            .spawn(Arc::clone(&state))
+            .map_err(|e| state.error(e))?;
+        let watcher = PolicyWatcher { state, watcher };
+        watcher.reload_now()?;
+        Ok(watcher)
     }
 
     /// Reload now, whatever the file's time stamp says.
     pub fn reload_now(&self) -> Result<(), ReloadError> {
-        self.state.reload()
+        self.watcher.reload_now().map_err(|e| self.state.error(e))
     }
 
     /// The error of the last reload, if it failed.

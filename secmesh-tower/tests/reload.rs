@@ -153,3 +153,21 @@ async fn hostile_replacements_keep_the_last_good_policy() {
     assert_eq!(shared.current().rules().len(), 4);
     assert!(watcher.last_error().is_none());
 }
+
+#[tokio::test]
+async fn a_deleted_policy_keeps_the_last_good_one_until_it_is_written_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("policy.toml");
+    std::fs::write(&path, rules(2)).unwrap();
+    let shared = SharedPolicy::default();
+    let watcher = PolicyWatcher::spawn(&path, shared.clone(), Duration::from_millis(20)).unwrap();
+
+    std::fs::remove_file(&path).unwrap();
+    assert!(eventually(|| watcher.last_error().is_some()).await);
+    assert!(watcher.last_error().unwrap().starts_with("cannot read "));
+    assert_eq!(shared.current().rules().len(), 2, "last good policy kept");
+
+    std::fs::write(&path, rules(4)).unwrap();
+    assert!(eventually(|| shared.current().rules().len() == 4).await);
+    assert!(watcher.last_error().is_none());
+}

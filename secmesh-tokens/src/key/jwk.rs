@@ -7,6 +7,10 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use super::MAX_KEYS;
+use super::mismatch;
+use super::tables::Curve;
+use crate::alg::{Algorithm, Family};
+use crate::b64;
 use crate::error::KeyError;
 
 /// One JSON Web Key. Unknown members are ignored; `Debug` never prints private members.
@@ -174,4 +178,73 @@ impl JwkSet {
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).unwrap_or_default()
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// From the wire shape to the key's algorithm and bytes
+
+/// A base64url member of a JWK, decoded.
+pub(super) fn decode_field(name: &str, v: &Option<String>) -> Result<Vec<u8>, KeyError> {
+    let s = v
+        .as_deref()
+        .ok_or_else(|| KeyError::Jwk(format!("missing member `{name}`")))?;
+    b64::decode(s.as_bytes())
+        .map_err(|_| KeyError::Jwk(format!("`{name}` is not base64url without padding")))
+}
+
+/// The algorithm a JWK is pinned to: its `alg`, or the only one its curve allows.
+pub(super) fn jwk_alg(jwk: &Jwk) -> Result<Algorithm, KeyError> {
+    let kty = jwk.kty.as_deref().unwrap_or("");
+    if let Some(name) = &jwk.alg {
+        let alg: Algorithm = name
+            .parse()
+            .map_err(|_| KeyError::Unsupported(format!("algorithm {name:?}")))?;
+        let family_ok = matches!(
+            (alg.family(), kty),
+            (Family::Ed25519, "OKP")
+                | (Family::Ecdsa, "EC")
+                | (Family::Rsa, "RSA")
+                | (Family::Hmac, "oct")
+        );
+        if !family_ok {
+            return Err(mismatch(alg, format!("key type {kty:?}")));
+        }
+        if let (Some(want), Some(crv)) = (alg.curve(), jwk.crv.as_deref())
+            && want != crv
+        {
+            return Err(mismatch(alg, format!("curve {crv:?}")));
+        }
+        return Ok(alg);
+    }
+    match (kty, jwk.crv.as_deref()) {
+        ("OKP", Some("Ed25519")) => Ok(Algorithm::EdDsa),
+        ("EC", Some("P-256")) => Ok(Algorithm::Es256),
+        ("EC", Some("P-384")) => Ok(Algorithm::Es384),
+        ("EC", Some("P-521")) => Ok(Algorithm::Es512),
+        _ => Err(KeyError::Jwk(format!(
+            "a {kty:?} key needs `alg` to pin it to one algorithm"
+        ))),
+    }
+}
+
+/// The uncompressed point (`04 || x || y`) of an EC JWK on `curve`.
+pub(super) fn ec_point(jwk: &Jwk, alg: Algorithm, curve: Curve) -> Result<Vec<u8>, KeyError> {
+    let len = curve.coordinate_len();
+    let x = decode_field("x", &jwk.x)?;
+    let y = decode_field("y", &jwk.y)?;
+    if x.len() != len || y.len() != len {
+        return Err(mismatch(
+            alg,
+            format!(
+                "coordinates of {}/{} bytes, expected {len}",
+                x.len(),
+                y.len()
+            ),
+        ));
+    }
+    let mut point = Vec::with_capacity(1 + 2 * len);
+    point.push(4);
+    point.extend_from_slice(&x);
+    point.extend_from_slice(&y);
+    Ok(point)
 }

@@ -9,9 +9,21 @@ use x509_parser::prelude::FromDer;
 use x509_parser::public_key::RSAPublicKey;
 use x509_parser::x509::SubjectPublicKeyInfo;
 
-use super::{Public, mismatch};
-use crate::alg::{Algorithm, Family};
+use super::mismatch;
+use super::tables::{Curve, Suite, suite};
+use crate::alg::Algorithm;
 use crate::error::KeyError;
+
+/// A public key's bytes as found in DER or a JWK, before it is checked and kept.
+pub(super) enum Raw {
+    Ed25519(Vec<u8>),
+    /// The uncompressed point.
+    Ec(Vec<u8>),
+    Rsa {
+        n: Vec<u8>,
+        e: Vec<u8>,
+    },
+}
 
 /// `(n, e)` of a DER `RSAPublicKey`, with no trailing data.
 pub(super) fn rsa_public_from_pkcs1(der: &[u8]) -> Result<(Vec<u8>, Vec<u8>), KeyError> {
@@ -21,47 +33,48 @@ pub(super) fn rsa_public_from_pkcs1(der: &[u8]) -> Result<(Vec<u8>, Vec<u8>), Ke
     }
 }
 
-pub(super) fn public_from_spki(alg: Algorithm, der: &[u8]) -> Result<Public, KeyError> {
+pub(super) fn public_from_spki(alg: Algorithm, der: &[u8]) -> Result<Raw, KeyError> {
     match SubjectPublicKeyInfo::from_der(der) {
         Ok(([], spki)) => public_from_parsed(alg, &spki),
         _ => Err(KeyError::Invalid("malformed SubjectPublicKeyInfo".into())),
     }
 }
 
-pub(super) fn public_from_certificate(alg: Algorithm, der: &[u8]) -> Result<Public, KeyError> {
+pub(super) fn public_from_certificate(alg: Algorithm, der: &[u8]) -> Result<Raw, KeyError> {
     match x509_parser::parse_x509_certificate(der) {
         Ok(([], cert)) => public_from_parsed(alg, cert.public_key()),
         _ => Err(KeyError::Invalid("malformed X.509 certificate".into())),
     }
 }
 
-fn public_from_parsed(alg: Algorithm, spki: &SubjectPublicKeyInfo<'_>) -> Result<Public, KeyError> {
+fn public_from_parsed(alg: Algorithm, spki: &SubjectPublicKeyInfo<'_>) -> Result<Raw, KeyError> {
     let oid = &spki.algorithm.algorithm;
     let data = spki.subject_public_key.data.as_ref();
-    match alg.family() {
-        Family::Ed25519 if *oid == OID_SIG_ED25519 => Ok(Public::Ed25519(data.to_vec())),
-        Family::Ecdsa if *oid == OID_KEY_TYPE_EC_PUBLIC_KEY => {
-            let curve = spki
+    match suite(alg)? {
+        Suite::Ed25519 if *oid == OID_SIG_ED25519 => Ok(Raw::Ed25519(data.to_vec())),
+        Suite::Ecdsa { curve, .. } if *oid == OID_KEY_TYPE_EC_PUBLIC_KEY => {
+            let named = spki
                 .algorithm
                 .parameters
                 .as_ref()
                 .and_then(|p| p.as_oid().ok());
-            let want = if alg == Algorithm::Es384 {
-                OID_NIST_EC_P384
-            } else {
-                OID_EC_P256
+            let want = match curve {
+                Curve::P256 => OID_EC_P256,
+                Curve::P384 => OID_NIST_EC_P384,
             };
-            if curve.as_ref() != Some(&want) {
+            if named.as_ref() != Some(&want) {
                 return Err(mismatch(alg, "the key is on another curve"));
             }
-            Ok(Public::Ec(data.to_vec()))
+            Ok(Raw::Ec(data.to_vec()))
         }
-        Family::Rsa if *oid == OID_PKCS1_RSAENCRYPTION => {
+        Suite::Rsa { .. } if *oid == OID_PKCS1_RSAENCRYPTION => {
             let (n, e) = rsa_public_from_pkcs1(data)?;
-            Ok(Public::Rsa { n, e })
+            Ok(Raw::Rsa { n, e })
         }
-        Family::Hmac => Err(mismatch(alg, "a public key")),
-        _ => Err(mismatch(alg, format!("a public key of type {oid}"))),
+        Suite::Hmac { .. } => Err(mismatch(alg, "a public key")),
+        Suite::Ed25519 | Suite::Ecdsa { .. } | Suite::Rsa { .. } => {
+            Err(mismatch(alg, format!("a public key of type {oid}")))
+        }
     }
 }
 
