@@ -1,5 +1,6 @@
-//! The inbound stack per request: a bare axum service, secmesh authenticate + authorize
-//! (verified-token cache hit and miss), and jwt-authorizer doing the same job (verify the JWT,
+//! The inbound stack per request: a bare axum service, secmesh authenticate + authorize as two
+//! layers (verified-token cache hit and miss) and as the one `SecureLayer` (cache hit), and
+//! jwt-authorizer doing the same job (verify the JWT,
 //! check a claim) on its own axum 0.7, in one run.
 //!
 //! ```text
@@ -16,7 +17,7 @@ use http::{Request, StatusCode};
 use secmesh::core::policy::{Format, Policy, SharedPolicy};
 use secmesh::core::{ExpiryClass, ManualClock};
 use secmesh::tokens::{Algorithm, Issuer, KeySet, MintRequest, SigningKey, Verifier};
-use secmesh_tower::{AuthenticateLayer, AuthorizeLayer};
+use secmesh_tower::{AuthenticateLayer, AuthorizeLayer, SecureLayer};
 use tower::ServiceExt;
 
 const NOW: u64 = 1_800_000_000;
@@ -87,6 +88,15 @@ fn bench(c: &mut Criterion) {
             .clone()
             .layer(AuthorizeLayer::new(policy()).max_class(ExpiryClass::Fast))
             .layer(AuthenticateLayer::from_verifier(verifier(), 10_000));
+        // The one stack (authenticate + authorize in one service, no audit: the same job as the
+        // two layers above and as jwt-authorizer).
+        let stack = bare.clone().layer(
+            SecureLayer::builder(verifier(), policy())
+                .max_class(ExpiryClass::Fast)
+                .cache_capacity(10_000)
+                .build()
+                .unwrap(),
+        );
         let miss = bare
             .clone()
             .layer(AuthorizeLayer::new(policy()).max_class(ExpiryClass::Fast))
@@ -144,6 +154,10 @@ fn bench(c: &mut Criterion) {
         run(&hit, mk(&token));
         g.bench_function("secmesh-cache-hit", |b| {
             b.iter(|| run(&hit, mk(black_box(&token))))
+        });
+        run(&stack, mk(&token));
+        g.bench_function("secmesh-stack-cache-hit", |b| {
+            b.iter(|| run(&stack, mk(black_box(&token))))
         });
         let mut i = 0usize;
         g.bench_function("secmesh-cache-miss", |b| {
