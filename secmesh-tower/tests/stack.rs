@@ -227,7 +227,8 @@ async fn every_deny_reason_over_http_and_grpc() {
             403,
             "7",
             "missing_grant",
-            None,
+            // The allow rule that matched, whose grant the token lacks.
+            Some("users-read-orders"),
         ),
         (
             "GET",

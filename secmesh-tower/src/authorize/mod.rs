@@ -308,14 +308,18 @@ impl<C: Classify> Authz<C> {
             );
         }
         if !decision.is_allowed() {
-            let rule = decision.rule().map(str::to_owned);
             let reason = match decision.reason() {
+                // The allow rule that matched but whose grant the token lacks: the audit event
+                // and the log name it.
                 Reason::MissingGrant => DenyReason::MissingGrant {
                     verb: verb.clone(),
                     object: object.clone(),
-                    rule,
+                    rule: decision.matched_rule().map(|r| r.as_str().to_owned()),
                 },
-                reason => DenyReason::Policy { rule, reason },
+                reason => DenyReason::Policy {
+                    rule: decision.rule().map(str::to_owned),
+                    reason,
+                },
             };
             let mut d = refuse(reason, &verb, &object, &caller);
             d.shadow = decision.shadow().cloned();
