@@ -10,10 +10,21 @@ use secmesh::core::TxnId;
 
 use crate::node::Node;
 
-/// Print what the service's log says of its last request (for refusals before any txn).
-pub(crate) fn print_last(node: &Node) {
+/// Print what the service's log says of its last request (for refusals before any txn);
+/// `seen` is how many events the log held when this was last asked.
+pub(crate) fn print_last(node: &Node, seen: &mut usize) {
     node.auditor.flush().unwrap();
     let (events, _) = read_events(&[&node.log]).unwrap();
+    if events.len() == *seen {
+        // Refusals before authentication from one source are aggregated: the first is written,
+        // the next ones in the same window are counted into one summary record.
+        println!(
+            "    {} logged: counted (a repeated refusal from the same source; one summary record per window)",
+            node.name
+        );
+        return;
+    }
+    *seen = events.len();
     if let Some(e) = events.last() {
         println!(
             "    {} logged: {} {} -> {} ({}) {}",

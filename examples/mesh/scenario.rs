@@ -158,13 +158,14 @@ pub(crate) async fn run(m: &Mesh<'_>) -> Result<usize, Box<dyn std::error::Error
     let at = tampered.len() - 5;
     tampered[at] = if tampered[at] == b'A' { b'B' } else { b'A' };
     let tampered = String::from_utf8(tampered)?;
+    let mut seen = 0;
     for (step, token) in [
         ("5a. a tampered token", tampered),
         ("5b. an expired token", m.idp.expired_token("alice")),
     ] {
         let (s, _, challenge) = call_gateway(Method::GET, "/orders/user:alice/42", token).await;
         check(step, s, StatusCode::UNAUTHORIZED, &challenge);
-        print_last(m.gateway);
+        print_last(m.gateway, &mut seen);
     }
     Ok(failures)
 }

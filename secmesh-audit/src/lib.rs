@@ -34,4 +34,4 @@ pub mod trace;
 pub mod verify;
 mod walk;
 
-pub use queue::{AuditError, Auditor, AuditorBuilder, Durability, FullPolicy, Submit};
+pub use queue::{AuditError, Auditor, AuditorBuilder, CloseHook, Durability, FullPolicy, Submit};

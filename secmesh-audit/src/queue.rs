@@ -70,7 +70,7 @@ use std::fmt;
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::thread::{JoinHandle, Thread};
 use std::time::Duration;
 
@@ -129,8 +129,18 @@ enum Msg {
     Stop,
 }
 
+/// A part that holds events back and must hand them over when the auditor closes (see
+/// [`Auditor::before_close`]).
+pub trait CloseHook: Send + Sync {
+    /// Submit what is held back, now: the auditor still accepts events.
+    fn before_close(&self);
+}
+
 struct Shared {
     tx: Mutex<Option<SyncSender<Msg>>>,
+    /// Called when the auditor closes, before the last events are drained (see
+    /// [`Auditor::before_close`]); entries whose owner is gone are pruned.
+    close_hooks: Mutex<Vec<Weak<dyn CloseHook>>>,
     policy: FullPolicy,
     dropped: AtomicU64,
     unreported: AtomicU64,
@@ -190,6 +200,16 @@ impl Shared {
     }
 
     fn stop(&self) {
+        // Whoever still holds events back (counts of aggregated refusals) hands them over
+        // first, so that closing never loses them.
+        let hooks = self
+            .close_hooks
+            .lock()
+            .map(|mut h| std::mem::take(&mut *h))
+            .unwrap_or_default();
+        for hook in hooks.iter().filter_map(Weak::upgrade) {
+            hook.before_close();
+        }
         let tx = self.tx.lock().ok().and_then(|mut tx| tx.take());
         if let Some(tx) = tx {
             // Queued behind every event recorded so far: the writer drains them first.
@@ -287,6 +307,7 @@ impl<S: Sink> AuditorBuilder<S> {
         let room = Arc::new(Notify::new());
         let shared = Arc::new(Shared {
             tx: Mutex::new(Some(tx.clone())),
+            close_hooks: Mutex::new(Vec::new()),
             policy: self.policy,
             dropped: AtomicU64::new(0),
             unreported: AtomicU64::new(0),
@@ -454,6 +475,17 @@ impl Auditor {
     /// Events the sink failed to write (lost, and reported in the log once it works again).
     pub fn write_errors(&self) -> u64 {
         self.shared.write_errors.load(Ordering::Relaxed)
+    }
+
+    /// Call `hook` when this auditor closes ([`shutdown`](Self::shutdown), or the last clone
+    /// dropped), before the queue is drained: for a part that holds events back (a layer that
+    /// aggregates repeated refusals into one counted event) to submit them. Only a weak
+    /// reference is kept; hooks whose owner is gone are pruned.
+    pub fn before_close(&self, hook: Weak<dyn CloseHook>) {
+        if let Ok(mut hooks) = self.shared.close_hooks.lock() {
+            hooks.retain(|h| h.strong_count() > 0);
+            hooks.push(hook);
+        }
     }
 
     /// Drain the queue, write everything and stop the writer. Other clones then get

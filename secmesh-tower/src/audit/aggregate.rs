@@ -16,7 +16,7 @@ use std::thread::Thread;
 use std::time::{Duration, Instant};
 
 use secmesh_audit::event::{AuditEvent, Decision, Direction};
-use secmesh_audit::{Auditor, Durability};
+use secmesh_audit::{Auditor, CloseHook, Durability};
 
 /// The source refusals are aggregated under once `max_sources` are told apart.
 pub(crate) const OTHER: &str = "other";
@@ -57,7 +57,7 @@ impl Aggregator {
         window: Duration,
         max_sources: usize,
     ) -> Arc<Aggregator> {
-        Arc::new(Aggregator {
+        let agg = Arc::new(Aggregator {
             auditor,
             service,
             window: window.max(Duration::from_millis(1)),
@@ -66,7 +66,12 @@ impl Aggregator {
             state: Mutex::new(State::default()),
             timer_started: AtomicBool::new(false),
             timer: OnceLock::new(),
-        })
+        });
+        // Shutting the auditor down while this layer lives writes the open window's counts
+        // first: closing never loses them.
+        let hook: Weak<dyn CloseHook> = Arc::downgrade(&agg) as Weak<dyn CloseHook>;
+        agg.auditor.before_close(hook);
+        agg
     }
 
     fn index(&self, now: Instant) -> u64 {
@@ -182,13 +187,30 @@ fn roll(st: &mut State, now: u64) -> Vec<(String, u64)> {
     st.sources.drain().filter(|(_, n)| *n > 0).collect()
 }
 
-impl Drop for Aggregator {
-    fn drop(&mut self) {
+impl CloseHook for Aggregator {
+    fn before_close(&self) {
+        self.flush_all();
+    }
+}
+
+impl Aggregator {
+    /// Write every count held, whether its window has ended or not.
+    fn flush_all(&self) {
         let ended = {
             let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-            roll(&mut st, u64::MAX)
+            let now = st.window;
+            let ended = roll(&mut st, u64::MAX);
+            // Later refusals in the same window are counted afresh (nothing is counted twice).
+            st.window = now;
+            ended
         };
         self.write(ended);
+    }
+}
+
+impl Drop for Aggregator {
+    fn drop(&mut self) {
+        self.flush_all();
         if let Some(t) = self.timer.get() {
             t.unpark();
         }
@@ -348,6 +370,37 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let events = flood(dir.path(), AuditLayer::no_aggregation, From::Ip, 1, 50).await;
         assert_eq!(events.len(), 50);
+    }
+
+    #[tokio::test]
+    async fn shutting_the_auditor_down_writes_the_open_window_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("svc.jsonl");
+        let sink = JsonLinesSink::open(&path, JsonLinesConfig::default()).unwrap();
+        let auditor = Auditor::builder(sink).spawn();
+        let key = SigningKey::generate(Algorithm::EdDsa).unwrap();
+        let verifier = Verifier::new(KeySet::single(key.verifying_key(Some("k".into()))));
+        let svc = ServiceBuilder::new()
+            .layer(
+                // A window far longer than the test: only the close can write its count.
+                AuditLayer::new(auditor.clone(), "svc")
+                    .aggregate_unauthenticated(Duration::from_secs(3600), 16),
+            )
+            .layer(AuthenticateLayer::from_verifier(verifier, 16))
+            .service(service_fn(|_req: Request<String>| async {
+                Ok::<_, std::convert::Infallible>(Response::new(String::new()))
+            }));
+        for _ in 0..5 {
+            svc.clone().oneshot(request(From::Ip, 7)).await.unwrap();
+        }
+        // The service (and its layer) is still alive when the auditor is shut down.
+        auditor.shutdown();
+        let (events, _) = read_events(&[&path]).unwrap();
+        assert_eq!(refusals(&events), 5, "{events:?}");
+        drop(svc);
+        // Nothing is counted twice when the layer drops afterwards.
+        let (events, _) = read_events(&[&path]).unwrap();
+        assert_eq!(refusals(&events), 5);
     }
 
     #[tokio::test]
