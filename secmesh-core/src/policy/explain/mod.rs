@@ -133,7 +133,7 @@ impl fmt::Display for Closest {
 }
 
 /// Why a request was decided the way it was, in more detail than a
-/// [`Decision`](super::Decision).
+/// [`Decision`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Explanation {
     effect: Effect,
