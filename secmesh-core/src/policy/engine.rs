@@ -252,6 +252,8 @@ pub struct Policy {
     rules: Vec<Rule>,
     enforce: Index,
     shadow: Option<Index>,
+    /// The first rule with an attribute condition, found once when the policy is built.
+    attribute_rule: Option<usize>,
 }
 
 impl Default for Policy {
@@ -272,11 +274,19 @@ impl Policy {
             .iter()
             .any(|r| r.mode == Mode::Shadow)
             .then(|| Index::build(&rules, |r| r.mode == Mode::Shadow));
+        let attribute_rule = rules.iter().position(|r| r.attributes().next().is_some());
         Policy {
             rules,
             enforce,
             shadow,
+            attribute_rule,
         }
+    }
+
+    /// The id of the first rule (file order) with an attribute condition: a policy that can
+    /// only match with attributes the service must supply.
+    pub fn first_attribute_rule(&self) -> Option<&str> {
+        self.attribute_rule.map(|i| self.rules[i].id())
     }
 
     /// The rules, in file order.

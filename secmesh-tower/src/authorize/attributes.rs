@@ -34,7 +34,6 @@ use std::fmt;
 
 use http::request::Parts;
 use secmesh_core::claims::Claims;
-use secmesh_core::policy::Policy;
 
 /// The attributes of one request, (name, value) pairs; a name may repeat.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -114,13 +113,4 @@ impl fmt::Debug for Source {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("AttributeSource")
     }
-}
-
-/// The first rule of `policy` with an attribute condition.
-pub(crate) fn first_attribute_rule(policy: &Policy) -> Option<&str> {
-    policy
-        .rules()
-        .iter()
-        .find(|r| r.attributes().next().is_some())
-        .map(|r| r.id())
 }

@@ -55,12 +55,12 @@ pub mod attributes;
 pub mod classify;
 
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::request::Parts;
 use http::{Request, Response};
-use secmesh_core::policy::{Decision, Grant, Policy, Reason, SharedPolicy};
+use secmesh_core::policy::{Decision, Grant, Reason, SharedPolicy};
 use secmesh_core::{ExpiryClass, Object, PeerIdentity, Subject, Verb};
 use tower_layer::Layer;
 use tower_service::Service;
@@ -123,14 +123,6 @@ pub(crate) fn check_class(cls: ExpiryClass, max: Option<ExpiryClass>) -> Result<
     }
 }
 
-/// Whether the current policy needs attributes, cached per loaded policy (only for a service
-/// without an attribute source, so the lock is never on the default path).
-#[derive(Debug, Default)]
-struct AttributeGuard {
-    /// The policy last looked at, and its first attribute rule.
-    seen: Mutex<Option<(Arc<Policy>, Option<String>)>>,
-}
-
 /// The authorization step, shared by [`AuthorizeLayer`] and the
 /// [`SecureLayer`](crate::SecureLayer).
 pub(crate) struct Authz<C> {
@@ -138,7 +130,6 @@ pub(crate) struct Authz<C> {
     pub(crate) classifier: C,
     pub(crate) max_class: Option<ExpiryClass>,
     pub(crate) attributes: Option<Source>,
-    guard: Arc<AttributeGuard>,
 }
 
 impl<C: Clone> Clone for Authz<C> {
@@ -148,7 +139,6 @@ impl<C: Clone> Clone for Authz<C> {
             classifier: self.classifier.clone(),
             max_class: self.max_class,
             attributes: self.attributes.clone(),
-            guard: Arc::new(AttributeGuard::default()),
         }
     }
 }
@@ -170,7 +160,6 @@ impl<C> Authz<C> {
             classifier,
             max_class: None,
             attributes: Some(Source(Arc::new(TctxAttributes))),
-            guard: Arc::new(AttributeGuard::default()),
         }
     }
 
@@ -180,7 +169,6 @@ impl<C> Authz<C> {
             classifier,
             max_class: self.max_class,
             attributes: self.attributes,
-            guard: self.guard,
         }
     }
 
@@ -192,24 +180,11 @@ impl<C> Authz<C> {
         let Some(policy) = &self.policy else {
             return Ok(());
         };
-        match attributes::first_attribute_rule(&policy.current()) {
+        match policy.current().first_attribute_rule() {
             Some(rule) => Err(ConfigError::AttributesWithoutSource {
                 rule: rule.to_owned(),
             }),
             None => Ok(()),
-        }
-    }
-
-    /// Without a source: the first attribute rule of `policy` (cached per loaded policy).
-    fn needs_attributes(&self, policy: &Arc<Policy>) -> Option<String> {
-        let mut seen = self.guard.seen.lock().unwrap_or_else(|p| p.into_inner());
-        match &*seen {
-            Some((p, rule)) if Arc::ptr_eq(p, policy) => rule.clone(),
-            _ => {
-                let rule = attributes::first_attribute_rule(policy).map(str::to_owned);
-                *seen = Some((policy.clone(), rule.clone()));
-                rule
-            }
         }
     }
 }
@@ -283,7 +258,7 @@ impl<C: Classify> Authz<C> {
                 }
                 None => {
                     let policy = shared.current();
-                    if let Some(rule) = self.needs_attributes(&policy) {
+                    if let Some(rule) = policy.first_attribute_rule().map(str::to_owned) {
                         tracing::error!(
                             target: "secmesh::authorize",
                             rule = %rule,
