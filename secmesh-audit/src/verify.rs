@@ -419,30 +419,28 @@ pub struct ServiceOutcome {
 /// another service in its first record fails that service's verification (a generation is
 /// missing from one set, or a set starts with a generation it cannot start with).
 pub fn group_by_service<P: AsRef<Path>>(paths: &[P]) -> Vec<ServiceFiles> {
-    let mut named: Vec<ServiceFiles> = Vec::new();
+    // Keyed by service, so that many files naming many services group in n log n, sorted.
+    let mut named: std::collections::BTreeMap<String, Vec<PathBuf>> = Default::default();
     let mut unknown = Vec::new();
     for p in paths {
         let path = p.as_ref().to_path_buf();
         match first_record_service(&path) {
-            Some(service) => match named
-                .iter_mut()
-                .find(|g| g.service.as_deref() == Some(service.as_str()))
-            {
-                Some(g) => g.files.push(path),
-                None => named.push(ServiceFiles {
-                    service: Some(service),
-                    files: vec![path],
-                }),
-            },
+            Some(service) => named.entry(service).or_default().push(path),
             None => unknown.push(ServiceFiles {
                 service: None,
                 files: vec![path],
             }),
         }
     }
-    named.sort_by(|a, b| a.service.cmp(&b.service));
-    named.extend(unknown);
-    named
+    let mut groups: Vec<ServiceFiles> = named
+        .into_iter()
+        .map(|(service, files)| ServiceFiles {
+            service: Some(service),
+            files,
+        })
+        .collect();
+    groups.extend(unknown);
+    groups
 }
 
 /// The service name of the audit queue's own events (drop and loss reports), written into
