@@ -49,6 +49,17 @@ pub enum TlsError {
         /// What was wrong.
         reason: String,
     },
+    /// A CRL names a CA of the bundle as its issuer, but no CA of the bundle of that name
+    /// signed it: refused when loaded (a CRL signed by another CA must not revoke anything).
+    #[error("{path}: CRL #{index} refused: {reason}")]
+    CrlNotVerified {
+        /// The CRL file.
+        path: PathBuf,
+        /// The CRL's position in the file, from 0.
+        index: usize,
+        /// Why.
+        reason: String,
+    },
     /// The workload's own certificate does not chain to the bundle (or is expired or revoked).
     #[error("{path}: the workload certificate does not verify against the CA bundle: {reason}")]
     OwnCertificate {

@@ -7,14 +7,13 @@ use std::sync::Arc;
 
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{
-    CertificateDer, CertificateRevocationListDer, PrivateKeyDer, TrustAnchor, UnixTime,
-};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, TrustAnchor, UnixTime};
 use rustls::sign::CertifiedKey;
 use secmesh_core::{SpiffeId, TrustDomain};
 use secmesh_fs::watch::{Snapshot, Stamps};
-use webpki::{CertRevocationList, KeyUsage, OwnedCertRevocationList};
+use webpki::KeyUsage;
 
+use super::crl::Crls;
 use super::verify::check_chain;
 use super::{TlsError, TlsFiles};
 use crate::svid;
@@ -25,7 +24,8 @@ pub(super) struct Material {
     pub(super) id: SpiffeId,
     pub(super) trust_domain: TrustDomain,
     pub(super) roots: Vec<TrustAnchor<'static>>,
-    pub(super) crls: Vec<CertRevocationList<'static>>,
+    /// Verified once here, consulted at every handshake.
+    pub(super) crls: Crls,
     pub(super) stamps: Stamps,
 }
 
@@ -96,18 +96,15 @@ pub(super) fn load(
         roots.push(anchor);
     }
 
-    let mut crls = Vec::new();
-    if let Some(path) = &files.crl {
-        for der in CertificateRevocationListDer::pem_slice_iter(snapshot.file(3)) {
-            let der = der.map_err(|e| pem_err(path, e))?;
-            let crl = OwnedCertRevocationList::from_der(&der)
-                .map_err(|e| trust_err(path, format!("not a CRL: {e}")))?;
-            crls.push(CertRevocationList::from(crl));
-        }
-        if crls.is_empty() {
-            return Err(pem_err(path, "no X509 CRL in the file"));
-        }
-    }
+    let crls = match &files.crl {
+        Some(path) => Crls::load(
+            path,
+            snapshot.file(3),
+            &roots,
+            provider.signature_verification_algorithms.all,
+        )?,
+        None => Crls::none(),
+    };
 
     let material = Material {
         trust_domain: id.trust_domain(),

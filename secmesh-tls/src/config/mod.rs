@@ -24,7 +24,8 @@
 //! Federation (peers of other trust domains) is not supported.
 //!
 //! The module's files: `error` ([`TlsError`], [`PeerRejected`]), `material` (reading and
-//! checking the files), `verify` (the peer checks as rustls verifiers), `watch` ([`Watch`]).
+//! checking the files), `crl` (CRLs verified once at load, then an index each handshake
+//! consults), `verify` (the peer checks as rustls verifiers), `watch` ([`Watch`]).
 //!
 //! # Example
 //! ```
@@ -63,6 +64,7 @@ use secmesh_core::SpiffeId;
 use secmesh_fs::watch::{Snapshot, Stamps};
 use webpki::KeyUsage;
 
+mod crl;
 mod error;
 mod material;
 mod verify;

@@ -1,4 +1,4 @@
-//! The peer checks: the chain (bundle, validity, CRLs, usage), the X.509-SVID leaf rules and
+//! The peer checks: the chain (bundle, validity, CRLs verified at load, usage), the X.509-SVID leaf rules and
 //! the SPIFFE ID, as rustls verifiers for servers and clients, and the resolver that hands out
 //! the current certificate.
 
@@ -18,7 +18,7 @@ use rustls::{
 use secmesh_core::SpiffeId;
 use webpki::{
     CertRevocationList, EndEntityCert, ExpirationPolicy, KeyUsage, RevocationCheckDepth,
-    RevocationOptionsBuilder, UnknownStatusPolicy,
+    RevocationOptionsBuilder, UnknownStatusPolicy, VerifiedPath,
 };
 
 use super::material::Material;
@@ -35,7 +35,23 @@ pub(super) fn check_chain(
     usage: KeyUsage,
 ) -> Result<(), rustls::Error> {
     let cert = EndEntityCert::try_from(end_entity).map_err(pki_error)?;
-    let crls: Vec<&CertRevocationList<'_>> = m.crls.iter().collect();
+    let algs = provider.signature_verification_algorithms.all;
+    let Some(list) = m.crls.per_handshake() else {
+        // The CRLs were verified at load: the chain is built without them, and each path found
+        // is checked against their index (a revoked path lets webpki try another, as with CRLs).
+        let check = |path: &VerifiedPath<'_>| m.crls.check_path(path, now, crl_expiry);
+        let check: Option<&dyn Fn(&VerifiedPath<'_>) -> Result<(), webpki::Error>> =
+            if m.crls.is_empty_index() {
+                None
+            } else {
+                Some(&check)
+            };
+        return cert
+            .verify_for_usage(algs, &m.roots, intermediates, now, usage, None, check)
+            .map(|_| ())
+            .map_err(pki_error);
+    };
+    let crls: Vec<&CertRevocationList<'_>> = list.iter().collect();
     let revocation = RevocationOptionsBuilder::new(&crls).ok().map(|b| {
         b.with_depth(RevocationCheckDepth::Chain)
             // A CRL speaks for the CA that signed it; certificates of other CAs in the bundle
@@ -47,17 +63,9 @@ pub(super) fn check_chain(
             })
             .build()
     });
-    cert.verify_for_usage(
-        provider.signature_verification_algorithms.all,
-        &m.roots,
-        intermediates,
-        now,
-        usage,
-        revocation,
-        None,
-    )
-    .map(|_| ())
-    .map_err(pki_error)
+    cert.verify_for_usage(algs, &m.roots, intermediates, now, usage, revocation, None)
+        .map(|_| ())
+        .map_err(pki_error)
 }
 
 /// The peer's SPIFFE ID after the chain and leaf checks.
