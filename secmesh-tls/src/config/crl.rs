@@ -85,12 +85,13 @@ impl Crls {
         let mut indexable = true;
         for der in CertificateRevocationListDer::pem_slice_iter(pem) {
             let der = der.map_err(|e| pem_err(e.to_string()))?;
-            let crl = CertRevocationList::from(OwnedCertRevocationList::from_der(&der).map_err(
-                |e| TlsError::Trust {
-                    path: path.to_path_buf(),
-                    reason: format!("not a CRL: {e}"),
-                },
-            )?);
+            let crl =
+                CertRevocationList::from(OwnedCertRevocationList::from_der(&der).map_err(|e| {
+                    TlsError::Trust {
+                        path: path.to_path_buf(),
+                        reason: format!("not a CRL: {e}"),
+                    }
+                })?);
             let n = list.len();
             let refused = |reason: String| TlsError::CrlNotVerified {
                 path: path.to_path_buf(),
@@ -284,7 +285,11 @@ fn tlv(input: &[u8], tag: u8) -> Option<(&[u8], &[u8], &[u8])> {
         (len, 2 + n)
     };
     let end = header.checked_add(len)?;
-    Some((input.get(..end)?, input.get(header..end)?, input.get(end..)?))
+    Some((
+        input.get(..end)?,
+        input.get(header..end)?,
+        input.get(end..)?,
+    ))
 }
 
 /// A BIT STRING's contents without unused bits.
@@ -367,6 +372,9 @@ mod tests {
         assert!(tlv(&[0x30, 0x84, 0xff, 0xff, 0xff, 0xff], 0x30).is_none());
         assert!(tlv(&[0x31, 0x00], 0x30).is_none());
         let (all, value, rest) = tlv(&[0x30, 0x81, 0x01, 7, 9], 0x30).unwrap();
-        assert_eq!((all, value, rest), (&[0x30, 0x81, 0x01, 7][..], &[7][..], &[9][..]));
+        assert_eq!(
+            (all, value, rest),
+            (&[0x30, 0x81, 0x01, 7][..], &[7][..], &[9][..])
+        );
     }
 }
