@@ -2,10 +2,15 @@
 //! in one run.
 //!
 //! - `handshake`: a full TLS 1.3 mutual handshake in memory (P-256 certificates on both sides,
-//!   no resumption): rustls with its stock webpki verifiers (DNS name check, no CRL) against
-//!   secmesh's `Workload` configurations (chain + CRL + X.509-SVID leaf rules + SPIFFE ID checks
-//!   on both sides) plus reading the client's `PeerIdentity` out of the connection; and the same
-//!   without a CRL, to show what the CRL checks cost.
+//!   no resumption): `rustls_webpki`, rustls with its stock webpki verifiers (DNS name check, no
+//!   CRL); `mtls`, secmesh's `Workload` configurations without CRLs (chain + X.509-SVID leaf
+//!   rules + SPIFFE ID checks on both sides, plus reading the client's `PeerIdentity` out of the
+//!   connection); `mtls-crl`, the same with a CRL on both sides (verified once at load, an index
+//!   consulted per handshake); `mtls-crl-webpki`, the per-handshake path secmesh had before:
+//!   rustls' `WebPkiClientVerifier` with the same CRL (webpki verifies the CRL's signature at
+//!   every handshake, with the revocation options secmesh used: whole chain, unknown status
+//!   allowed, expiry enforced) and the same SVID checks, on both sides; `mtls-webpki`, that
+//!   wrapper without CRLs (it costs what `mtls` costs, so the CRL rows compare like with like).
 //! - `request`: one HTTP/1.1 request on a kept-alive mutual-TLS connection over 127.0.0.1 to the
 //!   same axum router, served by tokio-rustls + hyper-util directly, and by secmesh's
 //!   `TlsServer` (which puts the peer identity into every request).
@@ -30,9 +35,18 @@ use rcgen::{
     KeyUsagePurpose, SanType,
 };
 use rustls::client::Resumption;
-use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{
+    CertificateDer, CertificateRevocationListDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName,
+    UnixTime,
+};
 use rustls::server::WebPkiClientVerifier;
-use rustls::{ClientConfig, ClientConnection, RootCertStore, ServerConfig, ServerConnection};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{
+    ClientConfig, ClientConnection, DigitallySignedStruct, DistinguishedName, RootCertStore,
+    ServerConfig, ServerConnection, SignatureScheme,
+};
 use secmesh_tls::ca::Ca;
 use secmesh_tls::config::{ClientAuth, ServerId, TlsFiles, Workload};
 use secmesh_tower::tls::{TlsConnector, TlsServer};
@@ -118,6 +132,11 @@ fn plain_configs() -> (Arc<ServerConfig>, Arc<ClientConfig>) {
 /// The secmesh side: the internal CA, a CRL (or none), two workloads.
 fn secmesh_workloads(dir: &std::path::Path, with_crl: bool) -> (Workload, Workload) {
     let ca = Ca::init(dir.join("ca"), "mesh.test".parse().unwrap()).unwrap();
+    // A CRL with an entry, so the lookup is not of an empty list.
+    let revoked = ca
+        .issue(&"spiffe://mesh.test/revoked".parse().unwrap(), 1)
+        .unwrap();
+    ca.revoke(&revoked.serial).unwrap();
     std::fs::write(dir.join("ca.crl"), ca.crl(1).unwrap()).unwrap();
     let load = |name: &str| {
         let svid = ca
@@ -153,6 +172,157 @@ fn secmesh_configs(
     (server, Arc::new(client))
 }
 
+/// The per-handshake CRL path kept for comparison: rustls' webpki client verifier (with or
+/// without the CRLs) on both sides, then the SVID checks secmesh makes (SPIFFE ID in the trust
+/// domain, the server's ID the one expected). The server's certificate goes through the client
+/// verifier too (clientAuth instead of serverAuth usage: the SVIDs carry both; the same work).
+#[derive(Debug)]
+struct WebpkiCrl {
+    inner: Arc<dyn ClientCertVerifier>,
+    expected: Option<&'static str>,
+}
+
+impl WebpkiCrl {
+    fn new(dir: &std::path::Path, with_crl: bool, expected: Option<&'static str>) -> Self {
+        let mut roots = RootCertStore::empty();
+        for der in CertificateDer::pem_file_iter(dir.join("ca/ca.crt")).unwrap() {
+            roots.add(der.unwrap()).unwrap();
+        }
+        let builder = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider());
+        let builder = if with_crl {
+            let crls = CertificateRevocationListDer::pem_file_iter(dir.join("ca.crl"))
+                .unwrap()
+                .map(Result::unwrap);
+            builder
+                .with_crls(crls)
+                .allow_unknown_revocation_status()
+                .enforce_revocation_expiration()
+        } else {
+            builder
+        };
+        WebpkiCrl {
+            inner: builder.build().unwrap(),
+            expected,
+        }
+    }
+
+    fn svid(&self, leaf: &CertificateDer<'_>) -> Result<(), rustls::Error> {
+        let id = secmesh_tls::svid::spiffe_id(leaf)
+            .map_err(|e| rustls::Error::General(e.to_string()))?;
+        let member = id.trust_domain().as_str() == "mesh.test";
+        if !member || self.expected.is_some_and(|want| want != id.as_str()) {
+            return Err(rustls::Error::General("unexpected peer".into()));
+        }
+        Ok(())
+    }
+}
+
+impl ClientCertVerifier for WebpkiCrl {
+    fn client_auth_mandatory(&self) -> bool {
+        true
+    }
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[] // as secmesh's server: no hints
+    }
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        let verified = self
+            .inner
+            .verify_client_cert(end_entity, intermediates, now)?;
+        self.svid(end_entity)?;
+        Ok(verified)
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+impl ServerCertVerifier for WebpkiCrl {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        ClientCertVerifier::verify_client_cert(self, end_entity, intermediates, now)?;
+        Ok(ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// Configurations over the files of [`secmesh_workloads`] with the [`WebpkiCrl`] verifiers.
+fn webpki_crl_configs(
+    dir: &std::path::Path,
+    with_crl: bool,
+) -> (Arc<ServerConfig>, Arc<ClientConfig>) {
+    let chain = |name: &str| -> Vec<CertificateDer<'static>> {
+        CertificateDer::pem_file_iter(dir.join(format!("{name}.crt")))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    let key = |name: &str| PrivateKeyDer::from_pem_file(dir.join(format!("{name}.key"))).unwrap();
+    let alpn = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let mut server = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_client_cert_verifier(Arc::new(WebpkiCrl::new(dir, with_crl, None)))
+        .with_single_cert(chain("orders"), key("orders"))
+        .unwrap();
+    server.alpn_protocols = alpn.clone();
+    let expected = Some("spiffe://mesh.test/orders");
+    let mut client = ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(WebpkiCrl::new(dir, with_crl, expected)))
+        .with_client_auth_cert(chain("gateway"), key("gateway"))
+        .unwrap();
+    client.alpn_protocols = alpn;
+    client.resumption = Resumption::disabled();
+    (Arc::new(server), Arc::new(client))
+}
+
 fn bench_handshake(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let (orders, gateway) = secmesh_workloads(dir.path(), true);
@@ -161,6 +331,8 @@ fn bench_handshake(c: &mut Criterion) {
     let (plain_server, plain_client) = plain_configs();
     let (svid_server, svid_client) = secmesh_configs(&orders, &gateway);
     let (nc_server, nc_client) = secmesh_configs(&orders_nc, &gateway_nc);
+    let (wc_server, wc_client) = webpki_crl_configs(dir.path(), true);
+    let (wn_server, wn_client) = webpki_crl_configs(no_crl_dir.path(), false);
 
     let mut g = c.benchmark_group("tls/handshake");
     g.bench_function("rustls_webpki", |b| {
@@ -172,11 +344,17 @@ fn bench_handshake(c: &mut Criterion) {
         let leaf = &conn.peer_certificates().unwrap()[0];
         secmesh_tls::svid::peer_identity(leaf).unwrap()
     };
-    g.bench_function("secmesh_svid_no_crl", |b| {
+    g.bench_function("mtls", |b| {
         b.iter(|| black_box(svid_handshake(&nc_server, &nc_client)))
     });
-    g.bench_function("secmesh_svid", |b| {
+    g.bench_function("mtls-crl", |b| {
         b.iter(|| black_box(svid_handshake(&svid_server, &svid_client)))
+    });
+    g.bench_function("mtls-crl-webpki", |b| {
+        b.iter(|| black_box(svid_handshake(&wc_server, &wc_client)))
+    });
+    g.bench_function("mtls-webpki", |b| {
+        b.iter(|| black_box(svid_handshake(&wn_server, &wn_client)))
     });
     g.finish();
 

@@ -25,6 +25,9 @@ use super::material::Material;
 use super::{ClientAuth, CrlExpiry, Inner, PeerRejected, ServerId};
 use crate::svid;
 
+/// A check of each path webpki finds.
+type PathCheck<'a> = dyn Fn(&VerifiedPath<'_>) -> Result<(), webpki::Error> + 'a;
+
 pub(super) fn check_chain(
     m: &Material,
     crl_expiry: CrlExpiry,
@@ -40,12 +43,11 @@ pub(super) fn check_chain(
         // The CRLs were verified at load: the chain is built without them, and each path found
         // is checked against their index (a revoked path lets webpki try another, as with CRLs).
         let check = |path: &VerifiedPath<'_>| m.crls.check_path(path, now, crl_expiry);
-        let check: Option<&dyn Fn(&VerifiedPath<'_>) -> Result<(), webpki::Error>> =
-            if m.crls.is_empty_index() {
-                None
-            } else {
-                Some(&check)
-            };
+        let check: Option<&PathCheck<'_>> = if m.crls.is_empty_index() {
+            None
+        } else {
+            Some(&check)
+        };
         return cert
             .verify_for_usage(algs, &m.roots, intermediates, now, usage, None, check)
             .map(|_| ())
