@@ -196,7 +196,7 @@ fn a_retired_key_leaves_only_after_its_tokens_can_have_expired() {
     let v = verifier(published(&r), &clock);
     assert_eq!(v.verify(&slow).unwrap_err().kind(), ErrorKind::UnknownKid);
     assert_eq!(r.prune().unwrap(), std::slice::from_ref(&old));
-    assert!(!dir.path().join(format!("{old}.key.pem")).exists());
+    assert!(!dir.path().join(format!("key-{old}.pem")).exists());
     assert!(r.prune().unwrap().is_empty());
 }
 
@@ -283,8 +283,8 @@ fn hostile_state_and_key_files_are_refused_with_typed_errors() {
     // The two keys' files swapped: each file holds another key than its kid names.
     write(&good);
     let (a, b) = (
-        dir.path().join(format!("{cur}.key.pem")),
-        dir.path().join(format!("{next}.key.pem")),
+        dir.path().join(format!("key-{cur}.pem")),
+        dir.path().join(format!("key-{next}.pem")),
     );
     let tmp = dir.path().join("swap");
     std::fs::rename(&a, &tmp).unwrap();

@@ -20,7 +20,7 @@ pub(super) fn state_path(dir: &Path) -> PathBuf {
 
 pub(super) fn key_path(dir: &Path, kid: &str) -> PathBuf {
     // `kid` is checked base64url (state::valid_kid): a plain file name.
-    dir.join(format!("{kid}.key.pem"))
+    dir.join(format!("key-{kid}.pem"))
 }
 
 pub(super) fn create_dir(dir: &Path) -> Result<(), KeyRingError> {
