@@ -1,6 +1,7 @@
 //! The cache against a model: a random sequence of mints, verifications, tampered tokens, time
 //! steps (forward and back), revocations and clears. Verifying through the cache must give
 //! exactly the answer of the verifier alone, every time, whatever the cache holds or evicted.
+#![allow(clippy::unwrap_used)]
 
 use std::sync::Arc;
 
