@@ -48,7 +48,9 @@ impl Doorkeeper {
 
     /// Whether `key` was recorded in the current window; records it if not.
     pub(super) fn admit(&mut self, key: u64) -> bool {
-        let probes = [key & self.mask, (key >> 32).rotate_left(7) & self.mask];
+        // Bits 32.. pick the shard (constant within one): the probes take the low bits and
+        // the bits from 40 on.
+        let probes = [key & self.mask, key.rotate_right(40) & self.mask];
         let present = probes.iter().all(|&p| self.bit(p));
         if !present {
             if self.seen >= self.window {
