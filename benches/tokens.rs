@@ -366,33 +366,162 @@ fn bench(c: &mut Criterion) {
             b.iter(|| jwt::encode(&header, black_box(&claims), &enc).unwrap())
         });
         g.finish();
-
-        if alg == Algorithm::Hs256 {
-            let mut g = c.benchmark_group("parse");
-            g.bench_function("secmesh-jws-parse", |b| {
-                b.iter(|| jws::parse(black_box(&token), jws::DEFAULT_MAX_SIZE).unwrap())
-            });
-            g.bench_function("secmesh-claims", |b| {
-                let payload = jws::parse(&token, jws::DEFAULT_MAX_SIZE).unwrap().payload;
-                b.iter(|| Claims::from_json(black_box(&payload)).unwrap())
-            });
-            g.bench_function("secmesh-strict-json-check", |b| {
-                let payload = jws::parse(&token, jws::DEFAULT_MAX_SIZE).unwrap().payload;
-                b.iter(|| {
-                    secmesh::core::json::check_object(
-                        black_box(&payload),
-                        secmesh::core::json::DEFAULT_MAX_DEPTH,
-                    )
-                    .unwrap()
-                })
-            });
-            g.bench_function("serde_json-value", |b| {
-                let payload = jws::parse(&token, jws::DEFAULT_MAX_SIZE).unwrap().payload;
-                b.iter(|| serde_json::from_slice::<serde_json::Value>(black_box(&payload)).unwrap())
-            });
-            g.finish();
-        }
     }
+}
+
+#[path = "../secmesh-tokens/tests/reference/mod.rs"]
+mod reference;
+
+const HS_SECRET: [u8; 32] = [0x5a; 32];
+
+/// The claims of a realistic transaction token: two grants, an actor, a requesting workload,
+/// a transaction id and a small `rctx`; `pad` more grants and `rctx` members make it bigger.
+fn realistic_claims(grants: usize, rctx: usize) -> String {
+    let mut scope = String::from("read:orders/{sub}/** create:orders/{sub}");
+    for i in 0..grants {
+        scope.push_str(&format!(" read:catalog/items/{i}/*"));
+    }
+    let mut ctx = String::from(r#""req_ip":"203.0.113.7","authn":"mfa""#);
+    for i in 0..rctx {
+        ctx.push_str(&format!(r#","k{i}":"v{i}""#));
+    }
+    format!(
+        r#"{{"iss":"{ISS}","sub":"user:alice","aud":"{AUD}","iat":{NOW},"exp":{},"jti":"0b8f6e2c5d1a4c7e","txn":"4bf92f3577b34da6a3ce929d0e0e4736","cls":"fast","scope":"{scope}","req_wl":"spiffe://mesh.test/ns/edge/sa/gateway","act":{{"sub":"spiffe://mesh.test/gateway"}},"rctx":{{{ctx}}}}}"#,
+        NOW + 120
+    )
+}
+
+const HS_HEADER: &str = r#"{"alg":"HS256","kid":"k1","typ":"txntoken+jwt"}"#;
+
+fn hs_token(claims: &str) -> String {
+    let key = SigningKey::from_hmac_secret(Algorithm::Hs256, &HS_SECRET).unwrap();
+    jws::sign_with_raw_header(&key, HS_HEADER.as_bytes(), claims.as_bytes()).unwrap()
+}
+
+/// An HS256 token of about `size` bytes (at most `size`): the realistic one, minus its actor
+/// and context for the smallest, plus grants and context members for the bigger ones.
+fn sized_token(size: usize) -> String {
+    if size <= 300 {
+        let claims = format!(
+            r#"{{"iss":"{ISS}","sub":"user:alice","aud":"{AUD}","iat":{NOW},"exp":{},"jti":"j1","cls":"fast","scope":"read:orders/*"}}"#,
+            NOW + 120
+        );
+        return hs_token(&claims);
+    }
+    let mut best = hs_token(&realistic_claims(0, 0));
+    for n in 0.. {
+        let t = hs_token(&realistic_claims(n, n / 2));
+        if t.len() > size {
+            break;
+        }
+        best = t;
+    }
+    best
+}
+
+/// Parse (JWS + claims, no signature), verify HS256 for a realistic ~600-byte token, and
+/// verify cost by token size: secmesh, the former parser (`reference`, kept in the test
+/// tree), serde_json::Value, jsonwebtoken, and the raw HMAC floor.
+fn parse_bench(c: &mut Criterion) {
+    let clock = Arc::new(ManualClock::new(NOW));
+    let key = SigningKey::from_hmac_secret(Algorithm::Hs256, &HS_SECRET).unwrap();
+    let keys = KeySet::single(key.verifying_key(Some("k1".into())));
+    let verifier = Verifier::new(keys).issuer(ISS).audience(AUD).clock(clock);
+    let token = sized_token(600);
+    eprintln!("realistic token: {} bytes", token.len());
+    assert!(verifier.verify(&token).is_ok());
+    let old = reference::verify(&verifier, &token, TXN_TOKEN_TYP, jws::DEFAULT_MAX_SIZE).unwrap();
+    assert_eq!(*verifier.verify(&token).unwrap(), old);
+
+    let mut g = c.benchmark_group("parse");
+    g.bench_function("secmesh", |b| {
+        let mut buf = Vec::new();
+        b.iter(|| {
+            let parts =
+                jws::parse_into(black_box(&token), jws::DEFAULT_MAX_SIZE, &mut buf).unwrap();
+            Claims::from_json(parts.payload).unwrap()
+        })
+    });
+    g.bench_function("reference", |b| {
+        b.iter(|| {
+            let parts = reference::jws::parse(black_box(&token), jws::DEFAULT_MAX_SIZE).unwrap();
+            reference::claims::from_json(&parts.payload).unwrap()
+        })
+    });
+    g.bench_function("serde_json-value", |b| {
+        b.iter(|| {
+            let t = black_box(&token);
+            let mut it = t.split('.');
+            let h = URL_SAFE_NO_PAD.decode(it.next().unwrap()).unwrap();
+            let p = URL_SAFE_NO_PAD.decode(it.next().unwrap()).unwrap();
+            (
+                serde_json::from_slice::<serde_json::Value>(&h).unwrap(),
+                serde_json::from_slice::<serde_json::Value>(&p).unwrap(),
+            )
+        })
+    });
+    g.bench_function("jsonwebtoken", |b| {
+        b.iter(|| jwt::dangerous::insecure_decode::<Claims>(black_box(&token)).unwrap())
+    });
+    g.finish();
+
+    let dec = jwt::DecodingKey::from_secret(&HS_SECRET);
+    let mut validation = jwt::Validation::new(jwt::Algorithm::HS256);
+    validation.set_audience(&[AUD]);
+    validation.set_issuer(&[ISS]);
+    validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub", "jti"]);
+    validation.leeway = 60;
+    assert!(jwt::decode::<Claims>(&token, &dec, &validation).is_ok());
+    let dot = token.rfind('.').unwrap();
+    let signing_input = token.as_bytes()[..dot].to_vec();
+    let sig = URL_SAFE_NO_PAD.decode(&token[dot + 1..]).unwrap();
+    let hmac = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &HS_SECRET);
+
+    let mut g = c.benchmark_group("verify/hs256-600B");
+    g.bench_function("secmesh", |b| {
+        b.iter(|| verifier.verify(black_box(&token)).unwrap())
+    });
+    g.bench_function("reference", |b| {
+        b.iter(|| {
+            reference::verify(
+                &verifier,
+                black_box(&token),
+                TXN_TOKEN_TYP,
+                jws::DEFAULT_MAX_SIZE,
+            )
+            .unwrap()
+        })
+    });
+    g.bench_function("jsonwebtoken", |b| {
+        b.iter(|| jwt::decode::<Claims>(black_box(&token), &dec, &validation).unwrap())
+    });
+    g.bench_function("raw-ring-hmac", |b| {
+        b.iter(|| ring::hmac::verify(&hmac, black_box(&signing_input), black_box(&sig)).unwrap())
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("verify-size/hs256");
+    for size in [300, 600, 2048, 8192] {
+        let t = sized_token(size);
+        eprintln!("verify-size/hs256/{size}: token of {} bytes", t.len());
+        assert!(verifier.verify(&t).is_ok());
+        g.throughput(criterion::Throughput::Bytes(t.len() as u64));
+        g.bench_function(format!("{size}"), |b| {
+            b.iter(|| verifier.verify(black_box(&t)).unwrap())
+        });
+        g.bench_function(format!("{size}-reference"), |b| {
+            b.iter(|| {
+                reference::verify(
+                    &verifier,
+                    black_box(&t),
+                    TXN_TOKEN_TYP,
+                    jws::DEFAULT_MAX_SIZE,
+                )
+                .unwrap()
+            })
+        });
+    }
+    g.finish();
 }
 
 criterion_group! {
@@ -401,6 +530,6 @@ criterion_group! {
         .sample_size(30)
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
-    targets = bench
+    targets = bench, parse_bench
 }
 criterion_main!(benches);

@@ -14,6 +14,7 @@ mod audit_cmd;
 mod ca_cmd;
 mod io;
 mod keygen;
+mod keys_cmd;
 mod policy_cmd;
 mod token_cmd;
 
@@ -29,6 +30,11 @@ struct Cli {
 enum Command {
     /// Generate a signing key: the private key to one file, the public JWKS to another.
     Keygen(token_cmd::KeygenArgs),
+    /// An issuer's rotating key ring: init, rotate, list, and serve its JWKS.
+    Keys {
+        #[command(subcommand)]
+        cmd: keys_cmd::KeysCommand,
+    },
     /// Mint, verify and inspect transaction tokens.
     Token {
         #[command(subcommand)]
@@ -60,6 +66,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Keygen(args) => token_cmd::keygen(args),
+        Command::Keys { cmd } => keys_cmd::run(cmd),
         Command::Token { cmd } => token_cmd::run_token(cmd),
         Command::Jws { cmd } => token_cmd::run_jws(cmd),
         Command::Policy { cmd } => policy_cmd::run(cmd),

@@ -5,8 +5,8 @@
 //! `Option`s, and claims this crate does not know are kept in [`Claims::extra`] so that nothing
 //! a peer sent is silently lost.
 //!
-//! Decoding is strict: [`Claims::from_json`] first runs the [strict JSON check](crate::json)
-//! (no duplicate keys, bounded depth), then decodes; times are integer NumericDates, `aud` is a
+//! Decoding is strict: [`Claims::from_json`] makes the [strict JSON checks](crate::json)
+//! (no duplicate keys, bounded depth) in the same single pass that decodes; times are integer NumericDates, `aud` is a
 //! string or a non-empty array of strings, `scope` is a list of `verb:object` grants, and a
 //! `cnf` with a confirmation method other than `x5t#S256` is refused rather than ignored.
 //!
@@ -43,7 +43,9 @@ use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::class::ExpiryClass;
-use crate::json::{self, JsonError};
+use crate::json::JsonError;
+
+mod decode;
 use crate::policy::grant::{Grant as PolicyGrant, GrantError};
 use crate::svo::{Subject, SvoError};
 use crate::trace::TxnId;
@@ -398,11 +400,11 @@ impl Claims {
     }
 
     /// Decode claims from the bytes of a JWT payload, strictly (see the module docs).
+    ///
+    /// One pass over the bytes: the strict checks of [`json::check_object`] are made as the
+    /// claims are decoded into their types (the scope into its grants), not before.
     pub fn from_json(bytes: &[u8]) -> Result<Claims, ClaimsError> {
-        json::check_object(bytes, json::DEFAULT_MAX_DEPTH)?;
-        let raw: RawClaims =
-            serde_json::from_slice(bytes).map_err(|e| ClaimsError::Invalid(strip_pos(e)))?;
-        raw.into_claims()
+        decode::from_json(bytes)
     }
 
     /// `exp - iat` in seconds (zero if `exp` is before `iat`).
@@ -452,15 +454,6 @@ impl Claims {
             act = a.act.as_deref();
         }
         Ok(())
-    }
-}
-
-/// serde_json errors end in "at line 1 column N", which says nothing useful about a claim.
-fn strip_pos(e: serde_json::Error) -> String {
-    let s = e.to_string();
-    match s.rfind(" at line ") {
-        Some(i) => s[..i].to_owned(),
-        None => s,
     }
 }
 

@@ -22,6 +22,7 @@
 
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use secmesh_core::claims::{Actor, Audience, Claims, Confirmation, JsonMap, Scope};
 use secmesh_core::{ClassBounds, Clock, ExpiryClass, Subject, SystemClock, TxnId};
 
@@ -152,11 +153,65 @@ impl MintRequest {
     }
 }
 
-/// Mints tokens with one signing key, `kid` and `iss`.
-#[derive(Clone, Debug)]
-pub struct Issuer {
+/// A signing key and the `kid` its tokens carry.
+#[derive(Debug)]
+pub struct ActiveKey {
     key: Arc<SigningKey>,
     kid: String,
+}
+
+impl ActiveKey {
+    /// `key` under `kid`.
+    pub fn new(key: impl Into<Arc<SigningKey>>, kid: impl Into<String>) -> ActiveKey {
+        ActiveKey {
+            key: key.into(),
+            kid: kid.into(),
+        }
+    }
+
+    /// The key.
+    pub fn key(&self) -> &SigningKey {
+        &self.key
+    }
+
+    /// The `kid`.
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+}
+
+/// The signing key an [`Issuer`] signs with, replaceable while it runs (a
+/// [`KeyRing`](crate::keyring::KeyRing) replaces it at each rotation). Reading it is one
+/// atomic load (no lock); clones share the same slot.
+#[derive(Clone, Debug)]
+pub struct LiveKey(Arc<ArcSwap<ActiveKey>>);
+
+impl LiveKey {
+    /// A slot holding `key` under `kid`.
+    pub fn new(key: impl Into<Arc<SigningKey>>, kid: impl Into<String>) -> LiveKey {
+        LiveKey::from_active(ActiveKey::new(key, kid))
+    }
+
+    pub(crate) fn from_active(active: ActiveKey) -> LiveKey {
+        LiveKey(Arc::new(ArcSwap::from_pointee(active)))
+    }
+
+    /// The key now.
+    pub fn load(&self) -> Arc<ActiveKey> {
+        self.0.load_full()
+    }
+
+    /// Sign with `key` under `kid` from now on (tokens already signed keep their key).
+    pub fn replace(&self, active: ActiveKey) {
+        self.0.store(Arc::new(active));
+    }
+}
+
+/// Mints tokens with one signing key (or the live key of a
+/// [`KeyRing`](crate::keyring::KeyRing)), its `kid`, and `iss`.
+#[derive(Clone, Debug)]
+pub struct Issuer {
+    live: LiveKey,
     iss: String,
     audience: Option<Audience>,
     bounds: ClassBounds,
@@ -175,9 +230,13 @@ impl Issuer {
         kid: impl Into<String>,
         iss: impl Into<String>,
     ) -> Self {
+        Issuer::live(LiveKey::new(key, kid), iss)
+    }
+
+    /// An issuer signing with whatever key `live` holds when it signs.
+    pub fn live(live: LiveKey, iss: impl Into<String>) -> Self {
         Issuer {
-            key: key.into(),
-            kid: kid.into(),
+            live,
             iss: iss.into(),
             audience: None,
             bounds: ClassBounds::default(),
@@ -203,9 +262,15 @@ impl Issuer {
         self
     }
 
-    /// The `kid` tokens are signed under.
-    pub fn kid(&self) -> &str {
-        &self.kid
+    /// An issuer signing with the current key of `ring`, as `iss`; it follows the ring's
+    /// rotations (and reloads) from its next token on.
+    pub fn from_ring(ring: &crate::keyring::KeyRing, iss: impl Into<String>) -> Self {
+        Issuer::live(ring.live_key(), iss)
+    }
+
+    /// The `kid` tokens are signed under now.
+    pub fn kid(&self) -> String {
+        self.live.load().kid.clone()
     }
 
     /// The issuer name.
@@ -274,7 +339,13 @@ impl Issuer {
     /// class bounds here; a [`Verifier`](crate::Verifier) will.
     pub fn sign_claims(&self, claims: &Claims) -> Result<String, SignError> {
         let payload = serde_json::to_vec(claims).map_err(|e| SignError::Claims(e.to_string()))?;
-        jws::sign_compact(&self.key, Some(&self.kid), Some(TXN_TOKEN_TYP), &payload)
+        let active = self.live.0.load();
+        jws::sign_compact(
+            &active.key,
+            Some(&active.kid),
+            Some(TXN_TOKEN_TYP),
+            &payload,
+        )
     }
 }
 

@@ -26,7 +26,9 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use serde::Deserialize;
+use std::borrow::Cow;
+
+use secmesh_core::json::{DEFAULT_MAX_DEPTH, JsonError, Reader, SeenKeys};
 
 use crate::alg::Algorithm;
 use crate::b64;
@@ -65,27 +67,58 @@ fn malformed(detail: &'static str) -> VerifyError {
     VerifyError::new(ErrorKind::Malformed, detail)
 }
 
-/// Deserializes any value and records that the member was there (even as `null`).
-fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
-    serde::de::IgnoredAny::deserialize(d).map(|_| true)
+/// The protected header as [`parse_into`] reads it: `kid` and `typ` borrowed from the
+/// decoded header unless they have escapes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HeaderRef<'b> {
+    /// The algorithm.
+    pub alg: Algorithm,
+    /// The key id.
+    pub kid: Option<Cow<'b, str>>,
+    /// The media type of the whole token.
+    pub typ: Option<Cow<'b, str>>,
 }
 
-#[derive(Deserialize)]
-struct RawHeader<'a> {
-    #[serde(borrow)]
-    alg: Option<std::borrow::Cow<'a, str>>,
-    kid: Option<String>,
-    typ: Option<String>,
-    #[serde(default, deserialize_with = "present")]
-    crit: bool,
-    #[serde(default, deserialize_with = "present")]
-    zip: bool,
-    #[serde(default, deserialize_with = "present")]
-    b64: bool,
+/// A compact JWS taken apart into one buffer, signature not yet checked: the decoded header,
+/// payload and signature are slices of the buffer, the signing input a slice of the token.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct PartsRef<'t, 'b> {
+    /// The decoded header.
+    pub header: HeaderRef<'b>,
+    /// `base64url(header) '.' base64url(payload)`: what the signature covers.
+    pub signing_input: &'t [u8],
+    /// The decoded payload.
+    pub payload: &'b [u8],
+    /// The decoded signature.
+    pub signature: &'b [u8],
 }
 
 /// Parse a compact JWS without verifying it, within `max_size` bytes.
 pub fn parse(token: &str, max_size: usize) -> Result<Parts<'_>, VerifyError> {
+    let mut buf = Vec::new();
+    let raw = parse_into(token, max_size, &mut buf)?;
+    Ok(Parts {
+        header: Header {
+            alg: raw.header.alg,
+            kid: raw.header.kid.map(Cow::into_owned),
+            typ: raw.header.typ.map(Cow::into_owned),
+        },
+        signing_input: raw.signing_input,
+        payload: raw.payload.to_vec(),
+        signature: raw.signature.to_vec(),
+    })
+}
+
+/// [`parse`] without copies: the three parts are decoded into `buf` (one allocation, or none
+/// when `buf` is reused) and the header is read without allocating. The same checks, the same
+/// errors.
+pub fn parse_into<'t, 'b>(
+    token: &'t str,
+    max_size: usize,
+    buf: &'b mut Vec<u8>,
+) -> Result<PartsRef<'t, 'b>, VerifyError> {
     let bytes = token.as_bytes();
     if bytes.len() > max_size {
         return Err(VerifyError::new(
@@ -93,26 +126,30 @@ pub fn parse(token: &str, max_size: usize) -> Result<Parts<'_>, VerifyError> {
             format!("{} bytes, the limit is {max_size}", bytes.len()),
         ));
     }
-    let mut dots = bytes
-        .iter()
-        .enumerate()
-        .filter(|(_, b)| **b == b'.')
-        .map(|(i, _)| i);
-    let (Some(d1), Some(d2), None) = (dots.next(), dots.next(), dots.next()) else {
+    // The first and the last dot; a dot in between is not base64url, so the payload's
+    // decoding refuses a fourth part.
+    let (Some(d1), Some(d2)) = (
+        bytes.iter().position(|b| *b == b'.'),
+        bytes.iter().rposition(|b| *b == b'.'),
+    ) else {
         return Err(malformed("a compact JWS has exactly three parts"));
     };
+    if d1 == d2 {
+        return Err(malformed("a compact JWS has exactly three parts"));
+    }
     let (h, p, s) = (&bytes[..d1], &bytes[d1 + 1..d2], &bytes[d2 + 1..]);
     if h.is_empty() || s.is_empty() {
         return Err(malformed("empty header or signature"));
     }
-    let header_json =
-        b64::decode(h).map_err(|_| malformed("the header is not base64url without padding"))?;
-    let payload =
-        b64::decode(p).map_err(|_| malformed("the payload is not base64url without padding"))?;
-    let signature =
-        b64::decode(s).map_err(|_| malformed("the signature is not base64url without padding"))?;
-    let header = parse_header(&header_json)?;
-    Ok(Parts {
+    if p.contains(&b'.') {
+        return Err(malformed("a compact JWS has exactly three parts"));
+    }
+    let (hl, pl) = b64::decode_parts(h, p, s, buf)?;
+    let buf: &'b [u8] = buf;
+    let (header_json, rest) = buf.split_at(hl);
+    let (payload, signature) = rest.split_at(pl);
+    let header = parse_header(header_json)?;
+    Ok(PartsRef {
         header,
         signing_input: &bytes[..d2],
         payload,
@@ -120,20 +157,72 @@ pub fn parse(token: &str, max_size: usize) -> Result<Parts<'_>, VerifyError> {
     })
 }
 
-fn parse_header(json: &[u8]) -> Result<Header, VerifyError> {
-    secmesh_core::json::check_object(json, secmesh_core::json::DEFAULT_MAX_DEPTH)
-        .map_err(|e| VerifyError::new(ErrorKind::Malformed, format!("header: {e}")))?;
-    let raw: RawHeader<'_> = serde_json::from_slice(json)
-        .map_err(|_| malformed("header members have the wrong types"))?;
-    if raw.crit || raw.zip || raw.b64 {
+/// The header, in one strict pass: `alg`, `kid`, `typ` (strings or null), `crit`, `zip` and
+/// `b64` (refused whatever their value), every other member checked and ignored.
+fn parse_header(json: &[u8]) -> Result<HeaderRef<'_>, VerifyError> {
+    let bad_json = |e: JsonError| VerifyError::new(ErrorKind::Malformed, format!("header: {e}"));
+    let mut r = Reader::new(json, DEFAULT_MAX_DEPTH).map_err(bad_json)?;
+    r.begin_top_object().map_err(bad_json)?;
+    let (mut alg, mut kid, mut typ) = (None, None, None);
+    let (mut known, mut unknown) = (0u8, SeenKeys::new());
+    let (mut forbidden, mut wrong_type) = (false, false);
+    let mut first = true;
+    while let Some(key) = r.key(first).map_err(bad_json)? {
+        first = false;
+        let index = match &*key {
+            "alg" => 0,
+            "kid" => 1,
+            "typ" => 2,
+            "crit" => 3,
+            "zip" => 4,
+            "b64" => 5,
+            _ => 6,
+        };
+        if index < 6 {
+            if known & (1 << index) != 0 {
+                return Err(bad_json(JsonError::DuplicateKey {
+                    key: key.into_owned(),
+                }));
+            }
+            known |= 1 << index;
+        } else {
+            unknown.insert(key).map_err(bad_json)?;
+        }
+        r.colon().map_err(bad_json)?;
+        if index < 3 && !wrong_type {
+            let v = match r.peek() {
+                Some(b'"') => Some(r.string().map_err(bad_json)?),
+                Some(b'n') => {
+                    r.literal(b"null").map_err(bad_json)?;
+                    None
+                }
+                _ => {
+                    wrong_type = true;
+                    r.skip_value(1).map_err(bad_json)?;
+                    continue;
+                }
+            };
+            match index {
+                0 => alg = v,
+                1 => kid = v,
+                _ => typ = v,
+            }
+        } else {
+            forbidden |= (3..6).contains(&index);
+            r.skip_value(1).map_err(bad_json)?;
+        }
+    }
+    r.end_top().map_err(bad_json)?;
+    if wrong_type {
+        return Err(malformed("header members have the wrong types"));
+    }
+    if forbidden {
         return Err(VerifyError::new(
             ErrorKind::ForbiddenHeader,
             "`crit`, `zip` and `b64` are not accepted",
         ));
     }
-    let alg = raw
-        .alg
-        .ok_or_else(|| malformed("the header has no `alg`"))?;
+    let alg = alg.ok_or_else(|| malformed("the header has no `alg`"))?;
     let alg: Algorithm = alg.parse().map_err(|_| {
         VerifyError::new(
             ErrorKind::Unsupported,
@@ -146,16 +235,15 @@ fn parse_header(json: &[u8]) -> Result<Header, VerifyError> {
             format!("algorithm {alg} is not supported (ring has no P-521)"),
         ));
     }
-    Ok(Header {
-        alg,
-        kid: raw.kid,
-        typ: raw.typ,
-    })
+    Ok(HeaderRef { alg, kid, typ })
 }
 
 /// Check the signature of parsed parts with a key: the key's pinned algorithm must be the
 /// header's `alg`.
-pub(crate) fn check_signature(parts: &Parts<'_>, key: &VerifyingKey) -> Result<(), VerifyError> {
+pub(crate) fn check_signature(
+    parts: &PartsRef<'_, '_>,
+    key: &VerifyingKey,
+) -> Result<(), VerifyError> {
     if key.alg() != parts.header.alg {
         return Err(VerifyError::new(
             ErrorKind::AlgMismatch,
@@ -166,7 +254,7 @@ pub(crate) fn check_signature(parts: &Parts<'_>, key: &VerifyingKey) -> Result<(
             ),
         ));
     }
-    key.verify(parts.signing_input, &parts.signature)
+    key.verify(parts.signing_input, parts.signature)
 }
 
 /// A JWS whose signature verified.
@@ -204,12 +292,17 @@ pub fn verify_compact_with_limit(
     keys: &KeySet,
     max_size: usize,
 ) -> Result<VerifiedJws, VerifyError> {
-    let parts = parse(token, max_size)?;
+    let mut buf = Vec::new();
+    let parts = parse_into(token, max_size, &mut buf)?;
     let key = keys.get(parts.header.kid.as_deref())?;
     check_signature(&parts, key)?;
     Ok(VerifiedJws {
-        header: parts.header,
-        payload: parts.payload,
+        header: Header {
+            alg: parts.header.alg,
+            kid: parts.header.kid.map(Cow::into_owned),
+            typ: parts.header.typ.map(Cow::into_owned),
+        },
+        payload: parts.payload.to_vec(),
     })
 }
 

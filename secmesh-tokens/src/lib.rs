@@ -11,6 +11,9 @@
 //!   returns a [`Verified<Claims>`](Verified) proof or a [`VerifyError`] whose
 //!   [`kind`](VerifyError::kind) says exactly why.
 //!
+//! - [`keyring`]: an issuer's rotating keys (next, current, retired) in a directory, and the
+//!   JWKS it publishes; [`Issuer::from_ring`] signs with the current one.
+//!
 //! - [`crypto`]: the seam the other secmesh crates hash and sign through (one backend for all).
 //!
 //! Issuing and verifying are synchronous and fast (microseconds), so async code calls them directly; share them
@@ -54,6 +57,7 @@ pub mod error;
 pub mod issuer;
 pub mod jws;
 pub mod key;
+pub mod keyring;
 pub mod manual;
 pub mod renew;
 pub mod verifier;
@@ -61,7 +65,7 @@ pub mod verifier;
 pub use alg::Algorithm;
 pub use backend::NAME as BACKEND;
 pub use error::{ErrorKind, KeyError, SignError, VerifyError};
-pub use issuer::{Issuer, MintRequest};
+pub use issuer::{ActiveKey, Issuer, LiveKey, MintRequest};
 pub use key::{Jwk, JwkSet, KeySet, SigningKey, VerifyingKey};
 pub use secmesh_core::claims::Claims;
 pub use verifier::{Revocation, RevocationList, TXN_TOKEN_TYP, Verified, Verifier};

@@ -236,7 +236,8 @@ impl Verifier {
 
     /// Verify a compact token.
     pub fn verify(&self, token: &str) -> Result<Verified<Claims>, VerifyError> {
-        let parts = jws::parse(token, self.max_size)?;
+        let mut buf = Vec::new();
+        let parts = jws::parse_into(token, self.max_size, &mut buf)?;
         let kid = parts.header.kid.as_deref().ok_or_else(|| {
             VerifyError::new(ErrorKind::UnknownKid, "the token header has no kid")
         })?;
@@ -248,7 +249,7 @@ impl Verifier {
                 format!("expected typ {:?}", self.typ),
             ));
         }
-        let claims = Claims::from_json(&parts.payload).map_err(|e| match e {
+        let claims = Claims::from_json(parts.payload).map_err(|e| match e {
             ClaimsError::Missing(name) => {
                 VerifyError::new(ErrorKind::MissingClaim, format!("`{name}`"))
             }

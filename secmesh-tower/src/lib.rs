@@ -15,6 +15,8 @@
 //!   token's grants; 403 / gRPC PERMISSION_DENIED otherwise.
 //! - [`propagate`]: put the current token and a child `traceparent` on outgoing requests, to
 //!   allowed destinations only.
+//! - [`jwks`]: publish a key ring's keys at `/.well-known/jwks.json` (Cache-Control, ETag)
+//!   and the issuer's metadata document.
 //! - [`reload`]: watch a policy file and swap it in without a restart.
 //! - [`serve`]: serving HTTP/1.1 and HTTP/2 with connection limits (caps, timeouts, HTTP/2
 //!   limits) over plain TCP, for an edge behind a TLS-terminating proxy (feature `serve`, on by
@@ -42,6 +44,7 @@ pub mod error;
 #[cfg(feature = "axum")]
 pub mod extract;
 pub mod future;
+pub mod jwks;
 pub mod outcome;
 pub mod propagate;
 pub mod reload;
