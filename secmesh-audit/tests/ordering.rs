@@ -41,7 +41,11 @@ fn check(path: &std::path::Path, public: &[u8]) {
     assert_eq!(seen.len() as u64, PRODUCERS);
     for (producer, got) in &seen {
         let want: Vec<u64> = (0..EACH).collect();
-        assert!(got == &want, "{producer}: {} events, out of order or lost", got.len());
+        assert!(
+            got == &want,
+            "{producer}: {} events, out of order or lost",
+            got.len()
+        );
     }
     let report = Verifier::new(Some(public))
         .service("orders")
@@ -117,7 +121,9 @@ async fn tasks_submitting_keep_their_order_and_lose_nothing() {
         t.await.unwrap();
     }
     let a = auditor.clone();
-    tokio::task::spawn_blocking(move || a.shutdown()).await.unwrap();
+    tokio::task::spawn_blocking(move || a.shutdown())
+        .await
+        .unwrap();
     drop(auditor);
     check(&path, &public);
 }
