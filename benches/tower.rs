@@ -1,7 +1,8 @@
 //! The inbound stack per request: a bare axum service, secmesh authenticate + authorize as two
 //! layers (verified-token cache hit and miss) and as the one `SecureLayer` (cache hit), and
 //! jwt-authorizer doing the same job (verify the JWT,
-//! check a claim) on its own axum 0.7, in one run.
+//! check a claim) on its own axum 0.7, in one run; and the one stack on a cache hit from 1, 2,
+//! 4, ... threads at once (`inbound-threads/`), with and without the audit hand-off.
 //!
 //! ```text
 //! cargo bench -p secmesh --bench tower
@@ -10,10 +11,14 @@
 
 use std::hint::black_box;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::Barrier;
+use std::time::{Duration, Instant};
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use http::{Request, StatusCode};
+use secmesh::audit::chain::AuditKey;
+use secmesh::audit::sink::{Fsync, JsonLinesConfig, JsonLinesSink};
+use secmesh::audit::{Auditor, FullPolicy};
 use secmesh::core::policy::{Format, Policy, SharedPolicy};
 use secmesh::core::{ExpiryClass, ManualClock};
 use secmesh::tokens::{Algorithm, Issuer, KeySet, MintRequest, SigningKey, Verifier};
@@ -191,12 +196,116 @@ fn bench(c: &mut Criterion) {
     }
 }
 
+/// Requests through `svc` from `threads` OS threads at once (each with its own current-thread
+/// runtime, all sharing the one service and so its cache, policy and auditor): the wall time for
+/// `iters` requests in all. Perfect scaling halves the time per request from 1 to 2 threads.
+fn parallel(svc: &axum::Router, token: &str, threads: u64, iters: u64) -> Duration {
+    let per = iters.div_ceil(threads);
+    let start = Barrier::new(threads as usize + 1);
+    let mut began = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .build()
+                    .unwrap();
+                start.wait();
+                for _ in 0..per {
+                    let req = Request::get(PATH)
+                        .header("txn-token", token)
+                        .body(axum::body::Body::empty())
+                        .unwrap();
+                    let res = rt.block_on(svc.clone().oneshot(black_box(req))).unwrap();
+                    assert_eq!(res.status(), StatusCode::OK);
+                }
+            });
+        }
+        start.wait();
+        began = Instant::now();
+    });
+    began.elapsed()
+}
+
+/// Many cores: the inbound stack on a cache hit (one token, as behind a gateway that keeps
+/// re-presenting it) at 1, 2, 4, ... worker threads, up to what the machine has. Rows:
+/// `inbound-threads/{bare,stack-cache-hit,stack-audit-cache-hit}/N`; criterion's time is per
+/// request (wall / requests), so throughput is its inverse.
+fn bench_threads(c: &mut Criterion) {
+    let clock = Arc::new(ManualClock::new(NOW));
+    let key = SigningKey::generate(Algorithm::EdDsa).unwrap();
+    let keys = Arc::new(KeySet::single(key.verifying_key(Some("k1".into()))));
+    let verifier = || {
+        Verifier::new(keys.clone())
+            .issuer(ISS)
+            .audience(AUD)
+            .clock(clock.clone())
+    };
+    let issuer = Issuer::new(key, "k1", ISS)
+        .audience(AUD)
+        .clock(clock.clone());
+    let token = issuer
+        .mint(&MintRequest::new("user:alice", ExpiryClass::Fast).grant("read", "orders/**"))
+        .unwrap();
+    let bare = axum::Router::new().route("/orders/{owner}/{id}", axum::routing::get(ok));
+    let stack = bare.clone().layer(
+        SecureLayer::builder(verifier(), policy())
+            .max_class(ExpiryClass::Fast)
+            .cache_capacity(10_000)
+            .build()
+            .unwrap(),
+    );
+    // With the audit hand-off: the chained file sink, fsync per batch, on its writer thread.
+    let dir = tempfile::tempdir().unwrap();
+    let sink = JsonLinesSink::open(
+        dir.path().join("orders.jsonl"),
+        JsonLinesConfig::default()
+            .with_key(AuditKey::generate().unwrap())
+            .with_fsync(Fsync::PerBatch)
+            .with_checkpoints(10_000, None),
+    )
+    .unwrap();
+    let auditor = Auditor::builder(sink)
+        .capacity(1 << 16)
+        .full_policy(FullPolicy::Block)
+        .spawn();
+    let audited = bare.clone().layer(
+        SecureLayer::builder(verifier(), policy())
+            .audit(auditor.clone(), "orders")
+            .max_class(ExpiryClass::Fast)
+            .cache_capacity(10_000)
+            .build()
+            .unwrap(),
+    );
+
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u64);
+    let counts: Vec<u64> = [1, 2, 4, 8, 16]
+        .into_iter()
+        .filter(|&n| n <= cores.max(2))
+        .collect();
+    let mut g = c.benchmark_group("inbound-threads");
+    g.throughput(Throughput::Elements(1));
+    for (name, svc) in [
+        ("bare", &bare),
+        ("stack-cache-hit", &stack),
+        ("stack-audit-cache-hit", &audited),
+    ] {
+        for &n in &counts {
+            g.bench_function(BenchmarkId::new(name, n), |b| {
+                b.iter_custom(|iters| parallel(svc, &token, n, iters))
+            });
+        }
+    }
+    g.finish();
+    drop((stack, audited));
+    auditor.shutdown();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .sample_size(30)
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
-    targets = bench
+    targets = bench, bench_threads
 }
 criterion_main!(benches);
