@@ -1,18 +1,25 @@
 //! Audit throughput and request-path cost.
 //!
-//! - `audit/record`: what `Auditor::record` costs the request path (queue hand-off only; the
-//!   writer thread drains into the chained file sink meanwhile).
-//! - `audit/throughput-10k`: 10,000 events recorded and flushed through the queue into the
-//!   chained JSON-lines sink with fsync per batch (batches of 1,024) and signed checkpoints
-//!   every 1,000 records; events/s = 10,000 / time.
-//! - `audit/sink-batch-1024`: the sink alone (serialize, chain, write, fsync) per batch.
+//! - `audit/handoff/idle`: what the request path pays to audit one request: build the event
+//!   from the request's borrowed parts (as the tower layer does) and hand it to the queue. The
+//!   writer drains into a sink that keeps up, so that this measures the hand-off, not the disk.
+//! - `audit/handoff/loaded`: the same while another thread submits events as fast as it can
+//!   (the queue and the writer are busy).
+//! - `audit/handoff/build-only`: building the event alone (no queue), for the split.
+//! - `audit/throughput/fsync-per-batch`: 100,000 events recorded from one thread and flushed
+//!   through the queue into the chained JSON-lines sink with fsync per batch and signed
+//!   checkpoints every 1,000 records; events/s = 100,000 / time.
+//! - `audit/sink-batch-1024` (`-no-fsync`): the sink alone (serialize, chain, write, fsync) per
+//!   batch of 1,024 events.
 //!
 //! ```text
-//! cargo bench -p secmesh --bench audit
+//! cargo bench -p secmesh --bench audit -- 'audit/'
 //! ```
 #![allow(missing_docs, clippy::unwrap_used)]
 
 use std::hint::black_box;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -20,23 +27,68 @@ use secmesh::audit::chain::AuditKey;
 use secmesh::audit::event::{AuditEvent, Decision, Direction};
 use secmesh::audit::sink::{Fsync, JsonLinesConfig, JsonLinesSink, Sink};
 use secmesh::audit::{Auditor, FullPolicy};
+use secmesh::core::{SpanId, TraceId, TxnId};
 
-fn event(i: u64) -> AuditEvent {
+/// What a request hands the audit layer, borrowed.
+struct Parts {
+    txn: TxnId,
+    trace: TraceId,
+    span: SpanId,
+    sub: &'static str,
+    caller: &'static str,
+    verb: &'static str,
+    object: String,
+    method: &'static str,
+    path: String,
+    rule: &'static str,
+    jti: &'static str,
+    token_sha256: String,
+    peer: &'static str,
+}
+
+fn parts(i: u64) -> Parts {
+    Parts {
+        txn: "4bf92f3577b34da6a3ce929d0e0e4736".parse().unwrap(),
+        trace: "4bf92f3577b34da6a3ce929d0e0e4736".parse().unwrap(),
+        span: "00f067aa0ba902b7".parse().unwrap(),
+        sub: "user:alice",
+        caller: "spiffe://mesh.test/gateway",
+        verb: "read",
+        object: format!("orders/user:alice/{i}"),
+        method: "GET",
+        path: format!("/orders/user:alice/{i}"),
+        rule: "owners-read-own-orders",
+        jti: "gaGveFpQkF6QZTeW6QDWdA",
+        token_sha256: "ab".repeat(32),
+        peer: "127.0.0.1:50312",
+    }
+}
+
+/// The event of one request, built the way the tower layer builds it.
+fn build(p: &Parts) -> AuditEvent {
     let mut e = AuditEvent::now("orders", Direction::In);
-    e.txn = Some("4bf92f3577b34da6a3ce929d0e0e4736".parse().unwrap());
-    e.trace_id = Some("4bf92f3577b34da6a3ce929d0e0e4736".parse().unwrap());
-    e.span_id = Some("00f067aa0ba902b7".parse().unwrap());
-    e.sub = Some("user:alice".into());
-    e.caller = Some("spiffe://mesh.test/gateway".into());
-    e.verb = Some("read".into());
-    e.object = Some(format!("orders/user:alice/{i}"));
+    e.txn = Some(p.txn);
+    e.trace_id = Some(p.trace);
+    e.span_id = Some(p.span);
+    e.sub = Some(p.sub.to_owned());
+    e.caller = Some(p.caller.to_owned());
+    e.verb = Some(p.verb.to_owned());
+    e.object = Some(p.object.clone());
+    e.method = Some(p.method.to_owned());
+    e.path = Some(p.path.clone());
     e.decision = Decision::Allow;
-    e.rule = Some("owners-read-own-orders".into());
+    e.rule = Some(p.rule.to_owned());
+    e.reason = Some("grant".to_owned());
     e.status = Some(200);
     e.latency_us = Some(1234);
-    e.jti = Some("gaGveFpQkF6QZTeW6QDWdA".into());
-    e.token_sha256 = Some("ab".repeat(32));
+    e.jti = Some(p.jti.to_owned());
+    e.token_sha256 = Some(p.token_sha256.clone());
+    e.peer = Some(p.peer.to_owned());
     e
+}
+
+fn event(i: u64) -> AuditEvent {
+    build(&parts(i))
 }
 
 fn sink(dir: &std::path::Path, name: &str) -> JsonLinesSink {
@@ -44,54 +96,78 @@ fn sink(dir: &std::path::Path, name: &str) -> JsonLinesSink {
         .with_key(AuditKey::generate().unwrap())
         .with_fsync(Fsync::PerBatch)
         .with_checkpoints(1000, None)
-        .with_rotation(256 << 20);
+        .with_rotation(1 << 30);
     JsonLinesSink::open(dir.join(name), config).unwrap()
 }
 
-fn bench(c: &mut Criterion) {
-    let dir = tempfile::tempdir().unwrap();
-    let mut g = c.benchmark_group("audit");
-
-    // The request path: hand an event to the queue. A sink that keeps up (discards) so that
-    // the queue never fills and this measures the hand-off, not the writer.
-    struct Discard;
-    impl Sink for Discard {
-        fn write_batch(&mut self, events: &mut [AuditEvent]) -> std::io::Result<()> {
-            black_box(events.len());
-            Ok(())
-        }
+/// A sink that keeps up: the hand-off rows measure the queue, not the disk.
+struct Discard;
+impl Sink for Discard {
+    fn write_batch(&mut self, events: &mut [AuditEvent]) -> std::io::Result<()> {
+        black_box(events.len());
+        Ok(())
     }
+}
+
+fn handoff(c: &mut Criterion) {
+    let mut g = c.benchmark_group("audit/handoff");
+    g.throughput(Throughput::Elements(1));
+    let p = parts(7);
+    g.bench_function("build-only", |b| b.iter(|| black_box(build(black_box(&p)))));
+
     let quick = Auditor::builder(Discard)
-        .capacity(1 << 20)
+        .capacity(1 << 16)
         .full_policy(FullPolicy::Block)
         .spawn();
-    let template = event(7);
-    g.throughput(Throughput::Elements(1));
-    g.bench_function("record", |b| {
-        b.iter(|| quick.record(black_box(template.clone())).unwrap())
+    g.bench_function("idle", |b| {
+        b.iter(|| quick.record(build(black_box(&p))).unwrap())
     });
-    g.bench_function("clone-event-only", |b| {
-        b.iter(|| black_box(template.clone()))
-    });
-    quick.shutdown();
 
-    // Throughput into the chained file sink, fsync per batch.
+    // Another thread submits as fast as it can meanwhile.
+    let stop = Arc::new(AtomicBool::new(false));
+    let other = {
+        let (a, stop) = (quick.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let p = parts(8);
+            while !stop.load(Ordering::Relaxed) {
+                for _ in 0..64 {
+                    a.record(build(&p)).unwrap();
+                }
+            }
+        })
+    };
+    g.bench_function("loaded", |b| {
+        b.iter(|| quick.record(build(black_box(&p))).unwrap())
+    });
+    stop.store(true, Ordering::Relaxed);
+    other.join().unwrap();
+    quick.shutdown();
+    g.finish();
+}
+
+fn throughput(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut g = c.benchmark_group("audit/throughput");
     let auditor = Auditor::builder(sink(dir.path(), "throughput.jsonl"))
         .capacity(1 << 16)
-        .batch_size(4096)
+        .batch_size(8192)
         .full_policy(FullPolicy::Block)
         .spawn();
-    g.throughput(Throughput::Elements(10_000));
-    g.bench_function("throughput-10k", |b| {
+    const N: u64 = 100_000;
+    let p = parts(7);
+    g.throughput(Throughput::Elements(N));
+    g.bench_function("fsync-per-batch", |b| {
         b.iter(|| {
-            for _ in 0..10_000 {
-                auditor.record(template.clone()).unwrap();
+            for _ in 0..N {
+                auditor.record(build(&p)).unwrap();
             }
             auditor.flush().unwrap();
         })
     });
     auditor.shutdown();
+    g.finish();
 
+    let mut g = c.benchmark_group("audit");
     let mut s = sink(dir.path(), "sink.jsonl");
     let mut batch: Vec<AuditEvent> = (0..1024).map(event).collect();
     g.throughput(Throughput::Elements(1024));
@@ -101,7 +177,8 @@ fn bench(c: &mut Criterion) {
     let config = JsonLinesConfig::default()
         .with_key(AuditKey::generate().unwrap())
         .with_fsync(Fsync::EveryMillis(60_000))
-        .with_checkpoints(1000, None);
+        .with_checkpoints(1000, None)
+        .with_rotation(1 << 30);
     let mut nosync = JsonLinesSink::open(dir.path().join("nosync.jsonl"), config).unwrap();
     g.bench_function("sink-batch-1024-no-fsync", |b| {
         b.iter(|| nosync.write_batch(black_box(&mut batch)).unwrap())
@@ -115,6 +192,6 @@ criterion_group! {
         .sample_size(20)
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(3));
-    targets = bench
+    targets = handoff, throughput
 }
 criterion_main!(benches);

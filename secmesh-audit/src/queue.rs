@@ -66,6 +66,7 @@
 mod submit;
 mod writer;
 
+use std::cell::RefCell;
 use std::fmt;
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -162,6 +163,11 @@ struct Shared {
     /// Events handed over by dropped or detached [`Submit`]s while the queue was full: at most
     /// one per live `Submit`, so bounded by the requests in flight, which hold them anyway.
     overflow: Mutex<Vec<AuditEvent>>,
+    /// Event boxes the writer has emptied, for producers to reuse (see [`Auditor::boxed`]):
+    /// the request path does not allocate a box per event, nor the writer free one. At most
+    /// [`POOL_MAX`] are kept.
+    #[allow(clippy::vec_box, reason = "the boxes are the allocations reused")]
+    boxes: Mutex<Vec<Box<AuditEvent>>>,
     /// Whether the last write (or probe) of the sink succeeded.
     healthy: AtomicBool,
     /// The error that made the sink unhealthy.
@@ -227,6 +233,19 @@ impl Drop for Shared {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// The most emptied event boxes an auditor keeps for reuse.
+const POOL_MAX: usize = 4096;
+
+/// How many boxes a producer thread takes from the pool at once (one lock for that many
+/// events).
+const REFILL: usize = 64;
+
+thread_local! {
+    /// This thread's spare event boxes, taken from an auditor's pool [`REFILL`] at a time.
+    #[allow(clippy::vec_box, reason = "the boxes are the allocations reused")]
+    static SPARE: RefCell<Vec<Box<AuditEvent>>> = const { RefCell::new(Vec::new()) };
 }
 
 /// The outcome of one attempt to queue an event.
@@ -320,6 +339,7 @@ impl<S: Sink> AuditorBuilder<S> {
             wake_at: self.batch.min(self.capacity / 2).max(1),
             room: room.clone(),
             overflow: Mutex::new(Vec::new()),
+            boxes: Mutex::new(Vec::new()),
             healthy: AtomicBool::new(true),
             last_error: Mutex::new(None),
         });
@@ -361,6 +381,31 @@ impl Auditor {
         }
     }
 
+    /// The event in a box reused from this thread's spares (refilled from the pool the writer
+    /// returns emptied boxes to, without waiting for its lock), else a new one.
+    fn boxed(&self, event: AuditEvent) -> Box<AuditEvent> {
+        let spare = SPARE
+            .try_with(|spare| {
+                let mut spare = spare.try_borrow_mut().ok()?;
+                if spare.is_empty()
+                    && let Ok(mut pool) = self.shared.boxes.try_lock()
+                {
+                    let keep = pool.len().saturating_sub(REFILL);
+                    spare.extend(pool.drain(keep..));
+                }
+                spare.pop()
+            })
+            .ok()
+            .flatten();
+        match spare {
+            Some(mut b) => {
+                *b = event;
+                b
+            }
+            None => Box::new(event),
+        }
+    }
+
     /// One attempt to queue, without waiting.
     fn try_queue(&self, event: Box<AuditEvent>, durability: Durability) -> Queue {
         let (ack, rx) = match durability {
@@ -389,14 +434,14 @@ impl Auditor {
     /// Queue an event for the writer; the returned future resolves as `durability` says (see
     /// [`Submit`]). The first attempt to queue happens here, before the future is polled.
     pub fn submit(&self, event: AuditEvent, durability: Durability) -> Submit {
-        Submit::new(self.clone(), Box::new(event), durability)
+        Submit::new(self.clone(), self.boxed(event), durability)
     }
 
     /// Queue an event from synchronous code (see [`FullPolicy`] for a full queue; under
     /// [`FullPolicy::Block`] this blocks the calling thread, so async code should use
     /// [`submit`](Self::submit)).
     pub fn record(&self, event: AuditEvent) -> Result<(), AuditError> {
-        match self.try_queue(Box::new(event), Durability::Queued) {
+        match self.try_queue(self.boxed(event), Durability::Queued) {
             Queue::Queued(_) => Ok(()),
             Queue::Closed => Err(AuditError::Closed),
             Queue::Full(event) => match self.shared.policy {

@@ -28,6 +28,12 @@ pub(super) struct Writer<S> {
     shared: Weak<Shared>,
     room: Arc<Notify>,
     events: Vec<AuditEvent>,
+    /// The boxes the batch's events came in, emptied: returned to the pool after the batch.
+    #[allow(clippy::vec_box, reason = "the boxes are the allocations reused")]
+    empty: Vec<Box<AuditEvent>>,
+    /// Events taken from the queue and not yet subtracted from `pending` (once per take, not
+    /// once per event: the counter's cache line is shared with every producer).
+    taken: usize,
     acks: Vec<Ack>,
     flushes: Vec<SyncSender<()>>,
     stopping: bool,
@@ -64,6 +70,8 @@ impl<S: Sink> Writer<S> {
         Writer {
             rx,
             events: Vec::with_capacity(timing.batch),
+            empty: Vec::with_capacity(timing.batch),
+            taken: 0,
             sink,
             timing,
             shared,
@@ -103,14 +111,38 @@ impl<S: Sink> Writer<S> {
         room.notify_waiters();
     }
 
-    fn on_event(&mut self, ev: Box<AuditEvent>, ack: Option<Ack>) {
-        self.events.push(*ev);
+    fn on_event(&mut self, mut ev: Box<AuditEvent>, ack: Option<Ack>) {
+        self.events.push(std::mem::take(&mut *ev));
+        self.empty.push(ev);
         if let Some(a) = ack {
             self.acks.push(a);
         }
-        if let Some(s) = self.shared.upgrade() {
-            s.pending.fetch_sub(1, Ordering::SeqCst);
+        self.taken += 1;
+    }
+
+    /// Subtract the events taken from the producers' `pending` count.
+    fn settle(&mut self) {
+        if self.taken > 0 {
+            if let Some(s) = self.shared.upgrade() {
+                s.pending.fetch_sub(self.taken, Ordering::SeqCst);
+            }
+            self.taken = 0;
         }
+    }
+
+    /// Give the emptied boxes back to the producers (one lock per batch).
+    fn recycle(&mut self) {
+        if self.empty.is_empty() {
+            return;
+        }
+        if let Some(s) = self.shared.upgrade()
+            && let Ok(mut pool) = s.boxes.lock()
+        {
+            let room = super::POOL_MAX.saturating_sub(pool.len());
+            let n = room.min(self.empty.len());
+            pool.extend(self.empty.drain(..n));
+        }
+        self.empty.clear();
     }
 
     fn on_msg(&mut self, m: Msg) {
@@ -146,6 +178,7 @@ impl<S: Sink> Writer<S> {
                 }
             }
         }
+        self.settle();
         if queued {
             // Room again: wake the producers waiting for it.
             self.room.notify_waiters();
@@ -167,6 +200,7 @@ impl<S: Sink> Writer<S> {
             Ok(m) => {
                 self.set_busy();
                 self.on_msg(m);
+                self.settle();
                 return;
             }
             Err(TryRecvError::Disconnected) => {
@@ -278,6 +312,7 @@ impl<S: Sink> Writer<S> {
             }
         }
         self.events.clear();
+        self.recycle();
         if written && (self.outage.is_some() || !self.flushes.is_empty()) {
             match self.sink.tick() {
                 Err(e) => self.failed(e, 0),

@@ -281,9 +281,10 @@ impl JsonLinesSink {
         Ok(())
     }
 
-    /// The event's JSON with `"prev"` spliced in before its closing brace.
+    /// The event's JSON with `"prev"` spliced in before its closing brace. Written by hand into
+    /// the reused buffer (the same bytes `serde_json` writes, see `event::json`).
     fn serialize_event(&mut self, ev: &AuditEvent) -> io::Result<()> {
-        serde_json::to_writer(&mut self.buf, ev)?;
+        ev.write_json(&mut self.buf);
         if self.buf.last() != Some(&b'}') {
             return Err(io::Error::other("an event did not serialize to an object"));
         }
@@ -332,15 +333,26 @@ impl JsonLinesSink {
     }
 
     fn checkpoint_due(&self) -> bool {
+        self.checkpoint_due_by_count() || (self.checkpoint_may_be_due() && self.interval_passed())
+    }
+
+    /// A signed session is open with lines since the last signed record.
+    fn checkpoint_may_be_due(&self) -> bool {
         self.config.key.is_some()
             && self.st.session == Session::Open
             && self.st.since_checkpoint > 0
-            && ((self.config.checkpoint_every > 0
-                && self.st.since_checkpoint >= self.config.checkpoint_every)
-                || self
-                    .config
-                    .checkpoint_interval
-                    .is_some_and(|i| self.last_checkpoint.elapsed() >= i))
+    }
+
+    fn checkpoint_due_by_count(&self) -> bool {
+        self.checkpoint_may_be_due()
+            && self.config.checkpoint_every > 0
+            && self.st.since_checkpoint >= self.config.checkpoint_every
+    }
+
+    fn interval_passed(&self) -> bool {
+        self.config
+            .checkpoint_interval
+            .is_some_and(|i| self.last_checkpoint.elapsed() >= i)
     }
 
     /// Write the buffer and sync as the policy says (always when `force_sync`); on failure,
@@ -487,13 +499,18 @@ fn open_witness(path: &Path) -> Option<File> {
 
 impl Sink for JsonLinesSink {
     fn write_batch(&mut self, events: &mut [AuditEvent]) -> io::Result<()> {
+        // The clock is read once per batch, not once per event: a time-based checkpoint comes
+        // at the end of the batch in which its interval passed.
         let result = (|| {
             for ev in events.iter_mut() {
                 self.ensure_open(&ev.service)?;
                 self.push_event(ev)?;
-                if self.checkpoint_due() {
+                if self.checkpoint_due_by_count() {
                     self.push_signed(CheckpointKind::Checkpoint, None)?;
                 }
+            }
+            if self.checkpoint_due() {
+                self.push_signed(CheckpointKind::Checkpoint, None)?;
             }
             self.flush(false)
         })();
