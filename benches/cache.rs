@@ -52,7 +52,7 @@ mod legacy {
 
     const SHARDS: usize = 16;
 
-    pub struct VerifiedCache {
+    pub(crate) struct VerifiedCache {
         verifier: Arc<Verifier>,
         shards: Vec<Mutex<HashMap<TokenHash, Arc<Verified<Claims>>>>>,
         per_shard: usize,
@@ -61,7 +61,7 @@ mod legacy {
     }
 
     impl VerifiedCache {
-        pub fn new(verifier: Arc<Verifier>, capacity: usize) -> VerifiedCache {
+        pub(crate) fn new(verifier: Arc<Verifier>, capacity: usize) -> VerifiedCache {
             VerifiedCache {
                 verifier,
                 shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
@@ -71,7 +71,7 @@ mod legacy {
             }
         }
 
-        pub fn verify(
+        pub(crate) fn verify(
             &self,
             token: &str,
         ) -> Result<(Arc<Verified<Claims>>, TokenHash), VerifyError> {
@@ -107,7 +107,7 @@ mod legacy {
             Ok((verified, hash))
         }
 
-        pub fn hits(&self) -> u64 {
+        pub(crate) fn hits(&self) -> u64 {
             self.hits.load(Ordering::Relaxed)
         }
     }
