@@ -401,7 +401,7 @@ impl Claims {
 
     /// Decode claims from the bytes of a JWT payload, strictly (see the module docs).
     ///
-    /// One pass over the bytes: the strict checks of [`json::check_object`] are made as the
+    /// One pass over the bytes: the strict checks of [`check_object`](crate::json::check_object) are made as the
     /// claims are decoded into their types (the scope into its grants), not before.
     pub fn from_json(bytes: &[u8]) -> Result<Claims, ClaimsError> {
         decode::from_json(bytes)

@@ -11,7 +11,7 @@
 //! bytes. The tail of a compact JWS is its signature: entries are only made from tokens that
 //! verified, whose signatures nobody but the signer chooses, and with the key unknown nobody
 //! can aim collisions at a bucket. The entry keeps the token and it is compared with the one
-//! presented in constant time ([`ct`]), so a token that differs in any byte does not hit and the
+//! presented in constant time (`cache::ct`), so a token that differs in any byte does not hit and the
 //! time taken does not say where it differs. The SHA-256 [`TokenHash`] that audit records
 //! carry is computed once, on the miss, and kept in the entry.
 //!

@@ -21,7 +21,7 @@
 //!
 //! # The directory
 //!
-//! `keyring.json` (the [state](state), strict and bounded) and one `key-<kid>.pem` per key
+//! `keyring.json` (the [state], strict and bounded) and one `key-<kid>.pem` per key
 //! (PKCS#8, mode 0600; a key file readable by others is refused on load), all written
 //! atomically (temporary file, sync, rename, sync of the directory), created in a directory of
 //! mode 0700. A restart ([`KeyRing::open`]) finds the same keys in the same states. Kids are
