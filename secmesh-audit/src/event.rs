@@ -189,7 +189,7 @@ pub fn now_rfc3339() -> String {
 pub fn rfc3339_micros(secs: u64, micros: u32) -> String {
     let days = secs / 86_400;
     let rem = secs % 86_400;
-    let (y, m, d) = civil_from_days(days as i64);
+    let (y, m, d) = secmesh_core::clock::civil_from_days(days as i64);
     if !(0..=9999).contains(&y) || micros > 999_999 {
         // Outside four-digit years or a second: the general path (never for a real clock).
         return format!(
@@ -214,20 +214,6 @@ pub fn rfc3339_micros(secs: u64, micros: u32) -> String {
     put(17, 2, rem % 60);
     put(20, 6, u64::from(micros));
     b.iter().map(|&c| char::from(c)).collect()
-}
-
-/// Howard Hinnant's days-to-civil conversion (proleptic Gregorian).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
 #[cfg(test)]
@@ -272,7 +258,7 @@ mod tests {
         for secs in (0..253_402_300_799u64).step_by(9_876_543_211) {
             let days = secs / 86_400;
             let rem = secs % 86_400;
-            let (y, m, d) = civil_from_days(days as i64);
+            let (y, m, d) = secmesh_core::clock::civil_from_days(days as i64);
             let want = format!(
                 "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:06}Z",
                 rem / 3600,
