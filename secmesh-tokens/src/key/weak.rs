@@ -66,7 +66,10 @@ pub(super) fn trim_be(mut b: &[u8]) -> &[u8] {
 /// bits (what ring accepts), not ROCA-vulnerable. Returns the trimmed `(n, e)`.
 pub(super) fn check_rsa<'a>(n: &'a [u8], e: &'a [u8]) -> Result<(&'a [u8], &'a [u8]), KeyError> {
     let (n, e) = (trim_be(n), trim_be(e));
-    let bits = n.len() * 8 - n.first().map_or(8, |b| b.leading_zeros() as usize);
+    // An empty (all-zero) modulus has no bits; `first` is then None.
+    let bits = n
+        .first()
+        .map_or(0, |b| n.len() * 8 - b.leading_zeros() as usize);
     if bits < 2048 {
         return Err(KeyError::Weak(WeakKey::RsaModulusTooSmall { bits }));
     }
@@ -184,6 +187,21 @@ mod tests {
             "RSA modulus of 1024 bits (at least 2048 required)"
         );
         assert!(check_rsa(&n, &[1, 0, 1]).is_ok());
+    }
+
+    #[test]
+    fn an_empty_or_all_zero_modulus_is_too_small_not_a_panic() {
+        // Found by the `jwk` fuzz target: `"n": ""` underflowed the bit count.
+        for n in [&[][..], &[0u8][..], &[0u8; 300][..]] {
+            assert!(matches!(
+                check_rsa(n, &[1, 0, 1]),
+                Err(KeyError::Weak(WeakKey::RsaModulusTooSmall { bits: 0 }))
+            ));
+        }
+        assert!(matches!(
+            check_rsa(&[1], &[1, 0, 1]),
+            Err(KeyError::Weak(WeakKey::RsaModulusTooSmall { bits: 1 }))
+        ));
     }
 
     #[test]
