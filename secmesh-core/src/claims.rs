@@ -196,7 +196,8 @@ impl Scope {
         if raw.is_empty() {
             return Err(ScopeError::Empty);
         }
-        let mut grants = Vec::new();
+        let spaces = raw.bytes().filter(|&b| b == b' ').count();
+        let mut grants = Vec::with_capacity(spaces.min(crate::policy::grant::MAX_GRANTS - 1) + 1);
         for (i, g) in raw.split(' ').enumerate() {
             if i == crate::policy::grant::MAX_GRANTS {
                 return Err(ScopeError::TooMany);

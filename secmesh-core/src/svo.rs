@@ -114,10 +114,16 @@ pub fn check_identifier(s: &str) -> Result<(), SvoError> {
     if s.len() > MAX_IDENTIFIER {
         return Err(SvoError::TooLong);
     }
-    if s.chars().any(is_forbidden_char) {
+    if !is_plain_ascii(s) && s.chars().any(is_forbidden_char) {
         return Err(SvoError::InvalidChar);
     }
     Ok(())
+}
+
+/// Whether `s` is printable ASCII only (no space): then it has no
+/// [forbidden character](is_forbidden_char), without decoding a char.
+pub(crate) fn is_plain_ascii(s: &str) -> bool {
+    s.bytes().all(|b| (0x21..0x7f).contains(&b))
 }
 
 /// The verb the built-in gRPC classifier gives every call (the object is the method,
@@ -286,7 +292,7 @@ impl FromStr for Object {
         if s.is_empty() {
             return Ok(Object(String::new()));
         }
-        if s.chars().any(is_forbidden_char) {
+        if !is_plain_ascii(s) && s.chars().any(is_forbidden_char) {
             return Err(SvoError::InvalidChar);
         }
         if s.split('/').any(str::is_empty) {

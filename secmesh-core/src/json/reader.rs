@@ -291,10 +291,7 @@ impl<'a> Reader<'a> {
         self.eat(b'"')?;
         let b = self.b();
         let start = self.pos;
-        let stop = b[start..]
-            .iter()
-            .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
-            .map_or(b.len(), |i| start + i);
+        let stop = start + plain_len(&b[start..]);
         self.pos = stop;
         match self.peek() {
             Some(b'"') => {
@@ -339,10 +336,7 @@ impl<'a> Reader<'a> {
                     // A run of plain characters, up to the next quote, backslash or control
                     // byte (all ASCII, so the run ends on a char boundary).
                     let run = self.pos;
-                    let end = b[run..]
-                        .iter()
-                        .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
-                        .map_or(b.len(), |i| run + i);
+                    let end = run + plain_len(&b[run..]);
                     out.push_str(&self.s[run..end]);
                     self.pos = end;
                 }
@@ -439,5 +433,80 @@ impl<'a> SeenKeys<'a> {
 pub(crate) fn duplicate(key: &str) -> JsonError {
     JsonError::DuplicateKey {
         key: key.chars().take(64).collect(),
+    }
+}
+
+/// The length of the run of plain string bytes at the start of `b`: up to the first quote,
+/// backslash or control byte (or all of `b`). Eight bytes at a time (the last word padded with
+/// a plain byte): the zero-byte tests of `w ^ '"'`, `w ^ '\\'` and `w - 0x20` fire on every
+/// such byte and may also fire on bytes after the first one (a borrow only moves up), never
+/// before it, so the lowest bit set marks the first.
+fn plain_len(b: &[u8]) -> usize {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let zero = |x: u64| x.wrapping_sub(LO) & !x & HI;
+    let mut i = 0;
+    loop {
+        let rest = &b[i..];
+        let n = rest.len().min(8);
+        let w = match rest.first_chunk::<8>() {
+            Some(word) => u64::from_le_bytes(*word),
+            None => {
+                let mut word = [b'a'; 8];
+                for (w, &c) in word.iter_mut().zip(rest) {
+                    *w = c;
+                }
+                u64::from_le_bytes(word)
+            }
+        };
+        let hit = zero(w ^ (LO * u64::from(b'"')))
+            | zero(w ^ (LO * u64::from(b'\\')))
+            | (w.wrapping_sub(LO * 0x20) & !w & HI);
+        if hit != 0 {
+            return i + (hit.trailing_zeros() / 8) as usize;
+        }
+        if n < 8 {
+            return b.len();
+        }
+        i += 8;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::plain_len;
+
+    fn naive(b: &[u8]) -> usize {
+        b.iter()
+            .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
+            .unwrap_or(b.len())
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(5000))]
+
+        /// The word-at-a-time scan stops exactly where the byte-by-byte one does, whatever
+        /// bytes surround the stop (0x1f/0x20 edges, bytes with the top bit set, quotes and
+        /// backslashes after the first hit).
+        #[test]
+        fn word_scan_equals_byte_scan(b in proptest::collection::vec(proptest::sample::select(
+            vec![b'a', b'"', b'\\', 0x00, 0x1f, 0x20, 0x21, 0x5b, 0x5d, 0x7f, 0x80, 0xa2, 0xdc, 0xff]), 0..40),
+            pad in 0usize..20)
+        {
+            let mut v = vec![b'x'; pad];
+            v.extend_from_slice(&b);
+            proptest::prop_assert_eq!(plain_len(&v), naive(&v));
+        }
+    }
+
+    #[test]
+    fn every_single_stop_byte_at_every_offset() {
+        for stop in 0u8..=255 {
+            for at in 0..17 {
+                let mut v = vec![b'a'; 20];
+                v[at] = stop;
+                assert_eq!(plain_len(&v), naive(&v), "byte {stop:#x} at {at}");
+            }
+        }
     }
 }

@@ -70,7 +70,10 @@ fn check_text(s: &str) -> Result<(), PatternError> {
     if s.len() > MAX_PATTERN_LEN {
         return Err(PatternError::TooLong);
     }
-    if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    // Printable ASCII (the usual case) has no whitespace or control character.
+    if !s.bytes().all(|b| (0x21..0x7f).contains(&b))
+        && s.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
         return Err(PatternError::InvalidChar);
     }
     Ok(())
@@ -274,31 +277,50 @@ impl fmt::Display for VerbPattern {
     }
 }
 
-/// One piece of a templated segment.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-enum Piece {
-    Literal(Box<str>),
-    Sub,
-}
-
-/// One segment of an object pattern.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-enum Segment {
+/// One segment of an object pattern, read from the pattern's text (a validated pattern is
+/// only its text: no allocation per segment).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Segment<'a> {
     /// Matches itself.
-    Literal(Box<str>),
+    Literal(&'a str),
     /// `*`: one non-empty segment.
     One,
     /// `**`: zero or more segments (last only).
     Rest,
     /// Literal text with `{sub}` in it.
-    Template(Box<[Piece]>),
+    Template(&'a str),
+}
+
+impl<'a> Segment<'a> {
+    /// The segment `seg` of a validated pattern.
+    fn of(seg: &'a str) -> Segment<'a> {
+        match seg {
+            "*" => Segment::One,
+            "**" => Segment::Rest,
+            _ if seg.contains('{') => Segment::Template(seg),
+            _ => Segment::Literal(seg),
+        }
+    }
+}
+
+/// Match the template segment `tpl` (literal text and `{sub}`) at the start of `rest`, with
+/// `{sub}` standing for `subject`; what is left of `rest` after it.
+fn strip_template<'r>(mut tpl: &str, mut rest: &'r str, subject: &str) -> Option<&'r str> {
+    loop {
+        match tpl.find("{sub}") {
+            Some(i) => {
+                rest = rest.strip_prefix(&tpl[..i])?.strip_prefix(subject)?;
+                tpl = &tpl[i + "{sub}".len()..];
+            }
+            None => return rest.strip_prefix(tpl),
+        }
+    }
 }
 
 /// An object pattern: `/`-separated segments of literals, `*`, a trailing `**` and `{sub}`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ObjectPattern {
     text: Box<str>,
-    segments: Box<[Segment]>,
 }
 
 impl ObjectPattern {
@@ -307,19 +329,21 @@ impl ObjectPattern {
         &self.text
     }
 
+    fn segments(&self) -> impl Iterator<Item = Segment<'_>> + Clone {
+        self.text.split('/').map(Segment::of)
+    }
+
     /// The leading literal segments, up to the first `*`, `**` or `{sub}` segment.
     pub(crate) fn literal_prefix(&self) -> impl Iterator<Item = &str> {
-        self.segments.iter().map_while(|s| match s {
-            Segment::Literal(l) => Some(&**l),
+        self.segments().map_while(|s| match s {
+            Segment::Literal(l) => Some(l),
             _ => None,
         })
     }
 
     /// Whether the pattern uses `{sub}`.
     pub fn has_template(&self) -> bool {
-        self.segments
-            .iter()
-            .any(|s| matches!(s, Segment::Template(_)))
+        self.text.contains('{')
     }
 
     /// Whether the pattern matches `object` (a valid object: no leading `/`, no empty
@@ -327,12 +351,12 @@ impl ObjectPattern {
     pub fn matches(&self, object: &str, subject: &str) -> bool {
         // `rest` is what is left of the object; "" means no segments left.
         let mut rest = object;
-        let n = self.segments.len();
-        for (i, seg) in self.segments.iter().enumerate() {
+        let mut segments = self.segments().peekable();
+        while let Some(seg) = segments.next() {
             let after = match seg {
                 Segment::Rest => return true,
                 _ if rest.is_empty() => return false,
-                Segment::Literal(l) => match rest.strip_prefix(&**l) {
+                Segment::Literal(l) => match rest.strip_prefix(l) {
                     Some(r) => r,
                     None => return false,
                 },
@@ -341,45 +365,32 @@ impl ObjectPattern {
                     Some(j) => &rest[j..],
                     None => "",
                 },
-                Segment::Template(pieces) => {
-                    let mut r = rest;
-                    for p in pieces.iter() {
-                        let lit = match p {
-                            Piece::Literal(l) => &**l,
-                            Piece::Sub => subject,
-                        };
-                        match r.strip_prefix(lit) {
-                            Some(x) => r = x,
-                            None => return false,
-                        }
-                    }
-                    r
-                }
+                Segment::Template(t) => match strip_template(t, rest, subject) {
+                    Some(r) => r,
+                    None => return false,
+                },
             };
             // A segment must end at a boundary: the end of the object or a '/'.
             if after.is_empty() {
-                // Only a trailing `**` can match the nothing that is left.
-                return match self.segments.get(i + 1) {
-                    None => true,
-                    Some(Segment::Rest) => i + 2 == n,
-                    Some(_) => false,
-                };
+                // Only a trailing `**` can match the nothing that is left (`**` is always
+                // last in a valid pattern).
+                return matches!(segments.peek(), None | Some(Segment::Rest));
             }
             match after.strip_prefix('/') {
                 Some(r) => rest = r,
                 None => return false,
             }
         }
-        // Every segment matched and object segments are left over (or the pattern is empty).
-        n == 0 && rest.is_empty()
+        // Every segment matched and object segments are left over.
+        false
     }
 
     /// Whether every object (for every subject) `other` matches is matched by `self`.
     /// Conservative: a `false` may be a missed inclusion, a `true` is never wrong.
     pub fn covers(&self, other: &ObjectPattern) -> bool {
-        let mut theirs = other.segments.iter();
-        for mine in self.segments.iter() {
-            if *mine == Segment::Rest {
+        let mut theirs = other.segments();
+        for mine in self.segments() {
+            if mine == Segment::Rest {
                 return true;
             }
             let Some(t) = theirs.next() else {
@@ -387,7 +398,7 @@ impl ObjectPattern {
             };
             let ok = match (mine, t) {
                 (Segment::One, Segment::Literal(_) | Segment::One) => true,
-                (a, b) => a == b && !matches!(a, Segment::Rest),
+                (a, b) => a == b && b != Segment::Rest,
             };
             if !ok {
                 return false;
@@ -397,35 +408,26 @@ impl ObjectPattern {
     }
 }
 
-fn parse_segment(seg: &str) -> Result<Segment, PatternError> {
+/// Check one segment of an object pattern; whether it is `**`.
+fn check_segment(seg: &str) -> Result<bool, PatternError> {
     match seg {
         "" => return Err(PatternError::EmptySegment),
-        "*" => return Ok(Segment::One),
-        "**" => return Ok(Segment::Rest),
+        "*" => return Ok(false),
+        "**" => return Ok(true),
         _ => {}
     }
     if seg.contains('*') {
         return Err(PatternError::PartialWildcard);
     }
-    if !seg.contains(['{', '}']) {
-        return Ok(Segment::Literal(seg.into()));
-    }
-    let mut pieces = Vec::new();
+    // Every `{` or `}` must be part of a `{sub}`.
     let mut rest = seg;
-    while !rest.is_empty() {
-        if let Some(r) = rest.strip_prefix("{sub}") {
-            pieces.push(Piece::Sub);
-            rest = r;
-            continue;
+    while let Some(i) = rest.find(['{', '}']) {
+        match rest[i..].strip_prefix("{sub}") {
+            Some(r) => rest = r,
+            None => return Err(PatternError::UnknownTemplate),
         }
-        let end = rest.find(['{', '}']).unwrap_or(rest.len());
-        if end == 0 {
-            return Err(PatternError::UnknownTemplate);
-        }
-        pieces.push(Piece::Literal(rest[..end].into()));
-        rest = &rest[end..];
     }
-    Ok(Segment::Template(pieces.into()))
+    Ok(false)
 }
 
 impl FromStr for ObjectPattern {
@@ -433,19 +435,21 @@ impl FromStr for ObjectPattern {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         check_text(s)?;
-        let segments = s
-            .split('/')
-            .map(parse_segment)
-            .collect::<Result<Vec<_>, _>>()?;
-        if let Some(i) = segments.iter().position(|s| *s == Segment::Rest)
-            && i + 1 != segments.len()
+        // Every segment is checked first (its error wins), then the place of `**`.
+        let mut first_rest = None;
+        let mut count = 0;
+        for seg in s.split('/') {
+            if check_segment(seg)? && first_rest.is_none() {
+                first_rest = Some(count);
+            }
+            count += 1;
+        }
+        if let Some(i) = first_rest
+            && i + 1 != count
         {
             return Err(PatternError::DoubleStarNotLast);
         }
-        Ok(ObjectPattern {
-            text: s.into(),
-            segments: segments.into(),
-        })
+        Ok(ObjectPattern { text: s.into() })
     }
 }
 
