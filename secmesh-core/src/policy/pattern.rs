@@ -409,20 +409,25 @@ impl ObjectPattern {
 }
 
 /// Check one segment of an object pattern; whether it is `**`.
-fn check_segment(seg: &str) -> Result<bool, PatternError> {
+fn check_segment(seg: &[u8]) -> Result<bool, PatternError> {
     match seg {
-        "" => return Err(PatternError::EmptySegment),
-        "*" => return Ok(false),
-        "**" => return Ok(true),
+        b"" => return Err(PatternError::EmptySegment),
+        b"*" => return Ok(false),
+        b"**" => return Ok(true),
         _ => {}
     }
-    if seg.contains('*') {
+    let (mut star, mut brace) = (false, false);
+    for &c in seg {
+        star |= c == b'*';
+        brace |= c == b'{' || c == b'}';
+    }
+    if star {
         return Err(PatternError::PartialWildcard);
     }
     // Every `{` or `}` must be part of a `{sub}`.
     let mut rest = seg;
-    while let Some(i) = rest.find(['{', '}']) {
-        match rest[i..].strip_prefix("{sub}") {
+    while brace && let Some(i) = rest.iter().position(|&c| c == b'{' || c == b'}') {
+        match rest[i..].strip_prefix(b"{sub}") {
             Some(r) => rest = r,
             None => return Err(PatternError::UnknownTemplate),
         }
@@ -438,7 +443,7 @@ impl FromStr for ObjectPattern {
         // Every segment is checked first (its error wins), then the place of `**`.
         let mut first_rest = None;
         let mut count = 0;
-        for seg in s.split('/') {
+        for seg in s.as_bytes().split(|&c| c == b'/') {
             if check_segment(seg)? && first_rest.is_none() {
                 first_rest = Some(count);
             }
