@@ -90,8 +90,15 @@ pub enum SvoError {
 /// bytes.
 pub const MAX_IDENTIFIER: usize = 1024;
 
-/// The longest object in bytes (a request path decodes to at most this).
+/// The longest object in bytes (a request path decodes to at most this). The limit is on the
+/// decoded object, so whether a path is refused as too long does not depend on how it was
+/// encoded; the raw path is bounded too, at three times this (every byte encoded), before any
+/// decoding work.
 pub const MAX_OBJECT: usize = 8192;
+
+/// The longest raw request path [`Object::from_path`] reads: [`MAX_OBJECT`] bytes, each
+/// percent-encoded.
+const MAX_RAW_PATH: usize = 3 * MAX_OBJECT;
 
 /// Characters that are never part of an identifier or object: whitespace, control characters
 /// (C0, DEL, C1), and the bidirectional and zero-width formatting characters that make a
@@ -239,15 +246,18 @@ impl Object {
             return Ok(Object(String::new()));
         }
         let p = p.strip_suffix('/').unwrap_or(p);
-        if p.len() > MAX_OBJECT {
+        if p.len() > MAX_RAW_PATH {
             return Err(SvoError::TooLong);
         }
-        let mut out = String::with_capacity(p.len());
+        let mut out = String::with_capacity(p.len().min(MAX_OBJECT));
         for (i, raw) in p.split('/').enumerate() {
             if i > 0 {
                 out.push('/');
             }
             decode_segment(raw, &mut out)?;
+            if out.len() > MAX_OBJECT {
+                return Err(SvoError::TooLong);
+            }
         }
         Ok(Object(out))
     }
@@ -291,6 +301,9 @@ impl FromStr for Object {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         if s.is_empty() {
             return Ok(Object(String::new()));
+        }
+        if s.len() > MAX_OBJECT {
+            return Err(SvoError::TooLong);
         }
         if !is_plain_ascii(s) && s.chars().any(is_forbidden_char) {
             return Err(SvoError::InvalidChar);
@@ -439,6 +452,60 @@ impl<'de> serde::Deserialize<'de> for Subject {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every byte of `object`'s segments percent-encoded (the separators kept).
+    fn encode_all(object: &str) -> String {
+        let mut out = String::from("/");
+        for b in object.bytes() {
+            if b == b'/' {
+                out.push('/');
+            } else {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        }
+        out
+    }
+
+    /// The length limit is on the decoded object: the same object is accepted or refused
+    /// whatever its encoding (found by the path_canon fuzz target: a 3,000-byte path of `-`
+    /// was accepted raw but refused once encoded).
+    #[test]
+    fn length_limit_does_not_depend_on_the_encoding() {
+        for object in [
+            "-".repeat(3000),
+            format!("{}/{}", "a".repeat(4000), "-".repeat(4191)),
+            "x".repeat(MAX_OBJECT),
+            "é".repeat(MAX_OBJECT / 2),
+        ] {
+            let raw = Object::from_path(&format!("/{object}")).unwrap();
+            assert_eq!(raw.as_str(), object);
+            let encoded = encode_all(&object);
+            assert!(encoded.len() > MAX_OBJECT);
+            assert_eq!(Object::from_path(&encoded), Ok(raw.clone()));
+            assert_eq!(Object::from_path(&format!("{encoded}/")), Ok(raw.clone()));
+            assert_eq!(object.parse::<Object>(), Ok(raw));
+        }
+        for object in [
+            "x".repeat(MAX_OBJECT + 1),
+            format!("{}/b", "a".repeat(MAX_OBJECT - 1)),
+        ] {
+            assert_eq!(
+                Object::from_path(&format!("/{object}")),
+                Err(SvoError::TooLong)
+            );
+            assert_eq!(
+                Object::from_path(&encode_all(&object)),
+                Err(SvoError::TooLong)
+            );
+            assert_eq!(object.parse::<Object>(), Err(SvoError::TooLong));
+        }
+        // The raw path is bounded before decoding: no work for a megabyte of escapes.
+        let huge = "%41".repeat(MAX_OBJECT + 1);
+        assert_eq!(
+            Object::from_path(&format!("/{huge}")),
+            Err(SvoError::TooLong)
+        );
+    }
 
     #[test]
     fn verbs() {
