@@ -76,43 +76,56 @@ impl MultiVerifier {
 
     /// Verify a token with the verifier of its `iss`, against its current keys.
     pub fn verify(&self, token: &str) -> Result<Verified<Claims>, VerifyError> {
-        self.verify_with(token).map_err(|(e, _)| e)
+        let mut buf = Vec::new();
+        let (parts, claims, verifier) = self.select(token, &mut buf)?;
+        verifier.verify_parts(&parts, Some(claims))
     }
 
     /// [`verify`](Self::verify), refreshing the issuer's key source once on an unknown `kid`
     /// (see [`Verifier::verify_async`]).
     pub async fn verify_async(&self, token: &str) -> Result<Verified<Claims>, VerifyError> {
-        match self.verify_with(token) {
-            Ok(v) => Ok(v),
-            Err((e, Some(v))) if e.kind() == ErrorKind::UnknownKid && v.source().refreshes() => {
-                if v.source().refresh_unknown_kid().await {
+        let (result, verifier, generation) = {
+            let mut buf = Vec::new();
+            let (parts, claims, verifier) = self.select(token, &mut buf)?;
+            let generation = verifier.source().generation();
+            (
+                verifier.verify_parts(&parts, Some(claims)),
+                verifier,
+                generation,
+            )
+        };
+        match result {
+            Err(e) if e.kind() == ErrorKind::UnknownKid && verifier.source().refreshes() => {
+                if verifier.source().refresh_unknown_kid(generation).await {
                     self.verify(token)
                 } else {
                     Err(e)
                 }
             }
-            Err((e, _)) => Err(e),
+            other => other,
         }
     }
 
-    fn verify_with(&self, token: &str) -> Result<Verified<Claims>, (VerifyError, Option<&Verifier>)> {
-        let mut buf = Vec::new();
-        let parts = jws::parse_into(token, self.max_size, &mut buf).map_err(|e| (e, None))?;
-        let claims = decode_claims(parts.payload).map_err(|e| (e, None))?;
+    /// Parse once, decode the claims, choose the verifier by `iss`.
+    fn select<'t, 'b>(
+        &self,
+        token: &'t str,
+        buf: &'b mut Vec<u8>,
+    ) -> Result<(jws::PartsRef<'t, 'b>, Claims, &Verifier), VerifyError> {
+        let parts = jws::parse_into(token, self.max_size, buf)?;
+        let claims = decode_claims(parts.payload)?;
         let Some(verifier) = self.by_iss.get(&claims.iss) else {
-            return Err((
-                VerifyError::new(ErrorKind::WrongIss, "no verifier for this issuer"),
-                None,
+            return Err(VerifyError::new(
+                ErrorKind::WrongIss,
+                "no verifier for this issuer",
             ));
         };
         if token.len() > verifier.size_limit() {
-            return Err((
-                VerifyError::new(ErrorKind::TooLarge, "larger than the issuer's size limit"),
-                None,
+            return Err(VerifyError::new(
+                ErrorKind::TooLarge,
+                "larger than the issuer's size limit",
             ));
         }
-        verifier
-            .verify_parts(&parts, Some(claims))
-            .map_err(|e| (e, Some(&**verifier)))
+        Ok((parts, claims, verifier))
     }
 }

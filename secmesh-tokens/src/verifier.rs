@@ -263,9 +263,10 @@ impl Verifier {
     /// callers, at most one per interval; the `kid` is not sent) and verify once more. A `kid`
     /// still unknown fails with `unknown_kid`.
     pub async fn verify_async(&self, token: &str) -> Result<Verified<Claims>, VerifyError> {
+        let generation = self.source.generation();
         match self.verify(token) {
             Err(e) if e.kind() == ErrorKind::UnknownKid && self.source.refreshes() => {
-                if self.source.refresh_unknown_kid().await {
+                if self.source.refresh_unknown_kid(generation).await {
                     self.verify(token)
                 } else {
                     Err(e)
@@ -391,7 +392,9 @@ impl Verifier {
 /// The payload's claims, or why they are refused.
 pub(crate) fn decode_claims(payload: &[u8]) -> Result<Claims, VerifyError> {
     Claims::from_json(payload).map_err(|e| match e {
-        ClaimsError::Missing(name) => VerifyError::new(ErrorKind::MissingClaim, format!("`{name}`")),
+        ClaimsError::Missing(name) => {
+            VerifyError::new(ErrorKind::MissingClaim, format!("`{name}`"))
+        }
         ClaimsError::Json(e) => VerifyError::new(ErrorKind::Malformed, format!("payload: {e}")),
         other => VerifyError::new(ErrorKind::InvalidClaim, other.to_string()),
     })

@@ -104,11 +104,10 @@ impl Client {
         IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let http = |e: hyper::Error| SourceError::Http(e.to_string());
-        let (mut sender, conn) = hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(
-            TokioIo::new(io),
-        )
-        .await
-        .map_err(http)?;
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(io))
+                .await
+                .map_err(http)?;
         let _conn = AbortOnDrop(tokio::spawn(async move {
             let _ = conn.await;
         }));

@@ -243,13 +243,25 @@ impl KeySource {
         false
     }
 
-    /// A token named a `kid` the set does not hold: refresh once (single-flight, at most once
-    /// per interval). Whether the set may have changed since the caller looked.
-    pub(crate) async fn refresh_unknown_kid(&self) -> bool {
+    /// How many fetches have ended: read before looking a `kid` up, handed to
+    /// [`refresh_unknown_kid`](Self::refresh_unknown_kid).
+    pub(crate) fn generation(&self) -> u64 {
         #[cfg(feature = "remote")]
         if let Some(remote) = &self.remote {
-            return remote.refresh_unknown_kid(self).await;
+            return remote.generation();
         }
+        0
+    }
+
+    /// A token named a `kid` the set held at `generation` does not hold: refresh once
+    /// (single-flight, at most once per interval; no fetch when one ended since). Whether the
+    /// set may have changed since the caller looked.
+    pub(crate) async fn refresh_unknown_kid(&self, generation: u64) -> bool {
+        #[cfg(feature = "remote")]
+        if let Some(remote) = &self.remote {
+            return remote.refresh_unknown_kid(self, generation).await;
+        }
+        let _ = generation;
         false
     }
 }

@@ -211,10 +211,20 @@ impl RemoteBuilder {
     }
 
     fn backoff(&self, failures: u32) -> Duration {
-        let exp = self
-            .retry_base
-            .saturating_mul(1u32.checked_shl(failures.saturating_sub(1).min(20)).unwrap_or(u32::MAX));
+        let exp = self.retry_base.saturating_mul(
+            1u32.checked_shl(failures.saturating_sub(1).min(20))
+                .unwrap_or(u32::MAX),
+        );
         jitter(exp.min(self.retry_max))
+    }
+}
+
+/// Counts a finished fetch when dropped (after the result is stored).
+struct Counted<'a>(&'a AtomicU64);
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
     }
 }
 
@@ -230,7 +240,6 @@ pub(super) struct Remote {
 impl Remote {
     /// Fetch with the lock held.
     async fn fetch_locked(&self, source: &KeySource) -> Result<(), SourceError> {
-        self.attempts.fetch_add(1, Ordering::SeqCst);
         let result = match self.client.get(&self.jwks_uri).await {
             Ok(a) => response::jwks_from_response(
                 a.status,
@@ -240,6 +249,9 @@ impl Remote {
             Err(e) => Err(e),
         };
         let s = &self.settings;
+        // Counted once the set (or the failure) is stored: a caller that saw the old count
+        // before verifying knows a fetch ended since.
+        let _counted = Counted(&self.attempts);
         match result {
             Ok(fetched) => {
                 let fresh = fetched
@@ -263,15 +275,21 @@ impl Remote {
         }
     }
 
-    pub(super) async fn refresh_unknown_kid(&self, source: &KeySource) -> bool {
-        let seen = self.attempts.load(Ordering::SeqCst);
+    pub(super) fn generation(&self) -> u64 {
+        self.attempts.load(Ordering::SeqCst)
+    }
+
+    pub(super) async fn refresh_unknown_kid(&self, source: &KeySource, seen: u64) -> bool {
         let _guard = self.fetch_lock.lock().await;
         if self.attempts.load(Ordering::SeqCst) != seen {
             // A fetch ended while this caller waited: look again, no new fetch.
             return true;
         }
         {
-            let mut last = self.last_unknown.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut last = self
+                .last_unknown
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             if last.is_some_and(|t| t.elapsed() < self.settings.unknown_kid_interval) {
                 return false;
             }

@@ -108,7 +108,9 @@ pub fn metadata_urls(issuer: &str) -> Result<[String; 2], SourceError> {
         .or_else(|| issuer.strip_prefix("http://"))
         .ok_or_else(|| SourceError::Url("the issuer is not an http(s) URL".into()))?;
     if rest.contains(['?', '#']) {
-        return Err(SourceError::Url("the issuer has a query or fragment".into()));
+        return Err(SourceError::Url(
+            "the issuer has a query or fragment".into(),
+        ));
     }
     let scheme = &issuer[..issuer.len() - rest.len()];
     let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
@@ -128,7 +130,10 @@ mod tests {
 
     #[test]
     fn cache_control() {
-        assert_eq!(max_age(b"public, max-age=600"), Some(Duration::from_secs(600)));
+        assert_eq!(
+            max_age(b"public, max-age=600"),
+            Some(Duration::from_secs(600))
+        );
         assert_eq!(max_age(b"max-age=\"60\""), Some(Duration::from_secs(60)));
         assert_eq!(max_age(b"no-store"), Some(Duration::ZERO));
         assert_eq!(max_age(b"max-age=-1"), None);
@@ -139,15 +144,27 @@ mod tests {
     #[test]
     fn well_known_urls() {
         let [oidc, oauth] = metadata_urls("https://idp.test/tenant/").expect("urls");
-        assert_eq!(oidc, "https://idp.test/tenant/.well-known/openid-configuration");
-        assert_eq!(oauth, "https://idp.test/.well-known/oauth-authorization-server/tenant");
+        assert_eq!(
+            oidc,
+            "https://idp.test/tenant/.well-known/openid-configuration"
+        );
+        assert_eq!(
+            oauth,
+            "https://idp.test/.well-known/oauth-authorization-server/tenant"
+        );
         assert!(metadata_urls("ftp://x").is_err());
     }
 
     #[test]
     fn statuses() {
-        assert!(matches!(check_status(302), Err(SourceError::Redirect { status: 302 })));
-        assert!(matches!(check_status(503), Err(SourceError::Status { status: 503 })));
+        assert!(matches!(
+            check_status(302),
+            Err(SourceError::Redirect { status: 302 })
+        ));
+        assert!(matches!(
+            check_status(503),
+            Err(SourceError::Status { status: 503 })
+        ));
         assert!(check_status(200).is_ok());
     }
 }
