@@ -7,7 +7,7 @@ pub enum SourceError {
     /// The URL or issuer is not an absolute `http(s)` URL with a host.
     #[error("invalid URL: {0}")]
     Url(String),
-    /// A plain `http` URL where [`allow_http`](crate::source::RemoteBuilder::allow_http) is off.
+    /// A plain `http` URL where `allow_http` is off.
     #[error("plain http is not allowed (only https, unless allow_http is set)")]
     InsecureScheme,
     /// An `https` URL and no rustls client configuration was given.

@@ -5,16 +5,16 @@
 //!
 //! - [`KeySource::fixed`]: a set loaded once (what [`Verifier::new`](crate::Verifier::new)
 //!   builds).
-//! - [`KeySource::file`] (the `watch` feature): a JWKS file re-read when it changes, through the
+//! - `KeySource::file` (the `watch` feature): a JWKS file re-read when it changes, through the
 //!   same watcher as the policy and TLS reloads.
-//! - [`KeySource::jwks_url`] and [`KeySource::discover`] (the `remote` feature): a JWKS fetched
+//! - `KeySource::jwks_url` and `KeySource::discover` (the `remote` feature): a JWKS fetched
 //!   over HTTPS (rustls with the caller's client configuration, so mutual TLS works), or found
 //!   through OpenID Connect / RFC 8414 metadata whose `issuer` must be the configured one byte
 //!   for byte. The set is refreshed in the background (`Cache-Control: max-age` clamped to
 //!   [min, max] refresh), on an unknown `kid` (single-flight, at most once per interval, the
 //!   `kid` never sent), and kept when a refresh fails (stale-if-error) up to a maximum
 //!   staleness, after which verification fails closed with
-//!   [`ErrorKind::KeysUnavailable`](crate::ErrorKind::KeysUnavailable).
+//!   [`ErrorKind::KeysUnavailable`].
 //!
 //! [`KeySource::status`] tells what the source holds and how its fetches went.
 //!
