@@ -18,11 +18,13 @@
 //!     .issuer("https://a.test", Verifier::new(KeySet::single(a.verifying_key(Some("a1".into())))))
 //!     .issuer("https://b.test", Verifier::new(KeySet::single(b.verifying_key(Some("b1".into())))));
 //! let from_b = Issuer::new(b, "b1", "https://b.test")
+//!     .audience("mesh.test")
 //!     .mint(&MintRequest::new("user:bob", ExpiryClass::Fast))?;
 //! assert_eq!(multi.verify(&from_b)?.sub, "user:bob");
 //!
 //! let c = SigningKey::generate(Algorithm::EdDsa)?;
 //! let from_c = Issuer::new(c, "c1", "https://c.test")
+//!     .audience("mesh.test")
 //!     .mint(&MintRequest::new("user:eve", ExpiryClass::Fast))?;
 //! assert_eq!(multi.verify(&from_c).unwrap_err().kind(), ErrorKind::WrongIss);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
