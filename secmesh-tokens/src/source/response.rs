@@ -80,11 +80,15 @@ struct Metadata {
 }
 
 /// An OIDC or RFC 8414 metadata document to its `jwks_uri`, after checking that its `issuer`
-/// is `expected` byte for byte (OpenID Connect Discovery §4.3, RFC 8414 §3.3).
+/// is `expected` byte for byte (OpenID Connect Discovery §4.3, RFC 8414 §3.3). The document
+/// must be strict JSON as a whole (the members not read too: no duplicate key, no lone
+/// surrogate, bounded depth), as a JWKS must.
 pub fn jwks_uri_from_metadata(body: &[u8], expected: &str) -> Result<String, SourceError> {
     if body.len() > MAX_BODY {
         return Err(SourceError::TooLarge { limit: MAX_BODY });
     }
+    secmesh_core::json::check_object(body, secmesh_core::json::DEFAULT_MAX_DEPTH)
+        .map_err(|e| SourceError::Metadata(e.to_string()))?;
     let meta: Metadata =
         serde_json::from_slice(body).map_err(|e| SourceError::Metadata(e.to_string()))?;
     if meta.issuer != expected {
@@ -153,6 +157,26 @@ mod tests {
             "https://idp.test/.well-known/oauth-authorization-server/tenant"
         );
         assert!(metadata_urls("ftp://x").is_err());
+    }
+
+    #[test]
+    fn metadata_is_strict_json() {
+        let ok = br#"{"issuer":"https://i.test","jwks_uri":"https://i.test/jwks","x":["a"]}"#;
+        assert_eq!(
+            jwks_uri_from_metadata(ok, "https://i.test").expect("ok"),
+            "https://i.test/jwks"
+        );
+        // Found by the key_source_metadata fuzz target: a lone surrogate in a member not read.
+        let lone = br#"{"issuer":"https://i.test","jwks_uri":"u","x":"\udc00"}"#;
+        assert!(matches!(
+            jwks_uri_from_metadata(lone, "https://i.test"),
+            Err(SourceError::Metadata(_))
+        ));
+        let dup = br#"{"issuer":"https://i.test","jwks_uri":"u","x":1,"x":2}"#;
+        assert!(matches!(
+            jwks_uri_from_metadata(dup, "https://i.test"),
+            Err(SourceError::Metadata(_))
+        ));
     }
 
     #[test]
