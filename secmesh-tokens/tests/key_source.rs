@@ -818,3 +818,27 @@ async fn file_source_reloads_on_change() {
     }
     assert_eq!(source.status().kids.len(), 2);
 }
+
+#[tokio::test]
+async fn dropping_the_source_stops_its_refresh() {
+    let signer = Signer::new(ISS, "k1");
+    let (state, url) = jwks_server(&signer).await;
+    let source = KeySource::jwks_url(&url)
+        .allow_http(true)
+        .refresh(Duration::from_millis(30), Duration::from_millis(30))
+        .build()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let status = source.status();
+    assert!(
+        status.fetches >= 3,
+        "refreshed in the background: {status:?}"
+    );
+    assert!(status.next_refresh.is_some() && status.fetched_at.is_some());
+    drop(source);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let hits = state.hits("/jwks.json");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(state.hits("/jwks.json"), hits, "no fetch after the drop");
+}

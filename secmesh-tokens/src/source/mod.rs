@@ -103,6 +103,9 @@ pub struct KeySource {
     counters: Mutex<Counters>,
     #[cfg(feature = "remote")]
     remote: Option<remote::Remote>,
+    /// The background refresh, stopped when the source is dropped.
+    #[cfg(feature = "remote")]
+    task: Mutex<Option<tokio::task::AbortHandle>>,
     #[cfg(feature = "watch")]
     watcher: Mutex<Option<secmesh_fs::watch::Watcher<file::FileReload>>>,
 }
@@ -112,6 +115,16 @@ impl std::fmt::Debug for KeySource {
         f.debug_struct("KeySource")
             .field("kids", &self.status().kids)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(feature = "remote")]
+impl Drop for KeySource {
+    fn drop(&mut self) {
+        let task = self.task.get_mut().unwrap_or_else(PoisonError::into_inner);
+        if let Some(task) = task.take() {
+            task.abort();
+        }
     }
 }
 
@@ -128,6 +141,8 @@ impl KeySource {
             }),
             #[cfg(feature = "remote")]
             remote: None,
+            #[cfg(feature = "remote")]
+            task: Mutex::new(None),
             #[cfg(feature = "watch")]
             watcher: Mutex::new(None),
         }

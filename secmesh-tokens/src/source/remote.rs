@@ -147,8 +147,8 @@ impl RemoteBuilder {
     }
 
     /// Fetch the keys (and the metadata first, for [`KeySource::discover`]) and start the
-    /// background refresh, a task that stops when the source is dropped. Needs a tokio
-    /// runtime.
+    /// background refresh, a task that holds the source weakly and is stopped when the source
+    /// is dropped. Needs a tokio runtime.
     pub async fn build(self) -> Result<Arc<KeySource>, SourceError> {
         tokio::runtime::Handle::try_current().map_err(|_| SourceError::NoRuntime)?;
         let mut attempt = 0u32;
@@ -183,7 +183,8 @@ impl RemoteBuilder {
                 }
             }
         }
-        tokio::spawn(refresh_task(Arc::downgrade(&source)));
+        let task = tokio::spawn(refresh_task(Arc::downgrade(&source)));
+        *source.task.lock().unwrap_or_else(PoisonError::into_inner) = Some(task.abort_handle());
         Ok(source)
     }
 
