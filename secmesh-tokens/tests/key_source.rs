@@ -416,7 +416,8 @@ async fn last_good_set_stays(bad: Route, check: impl Fn(&SourceError) -> bool) {
     let started = Instant::now();
     let err = source.refresh().await.unwrap_err();
     assert!(check(&err), "{err:?}");
-    assert!(started.elapsed() < Duration::from_millis(1500));
+    // The 1 s timeout, with room for a loaded machine.
+    assert!(started.elapsed() < Duration::from_millis(2500));
     assert!(
         verifier.verify(&signer.mint()).is_ok(),
         "the last good set stays"
@@ -516,7 +517,8 @@ async fn slowloris_ends_within_the_timeout() {
     let err = source.refresh().await.unwrap_err();
     let elapsed = started.elapsed();
     assert!(matches!(err, SourceError::Timeout(_)), "{err:?}");
-    assert!(elapsed < Duration::from_millis(1300), "{elapsed:?}");
+    // The 800 ms timeout, with room for a loaded machine (the server would dribble for ever).
+    assert!(elapsed < Duration::from_millis(2000), "{elapsed:?}");
     assert!(verifier.verify(&signer.mint()).is_ok());
     assert_eq!(connections.load(Ordering::SeqCst), 2);
 }
