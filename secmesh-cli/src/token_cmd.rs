@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use secmesh_core::{ClassBounds, ExpiryClass, ManualClock, SystemClock, TxnId};
 use secmesh_tokens::alg::Family;
+use secmesh_tokens::source::KeySource;
 use secmesh_tokens::{
     Algorithm, Issuer, Jwk, JwkSet, KeyError, KeySet, MintRequest, SigningKey, Verifier, jws,
 };
@@ -118,10 +119,27 @@ pub(crate) struct MintArgs {
 
 /// `secmesh token verify` options.
 #[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("keys").required(true).args(["jwks", "jwks_url", "oidc"])))]
 pub(crate) struct VerifyArgs {
     /// The key set to verify with (JWKS).
     #[arg(long)]
-    jwks: PathBuf,
+    jwks: Option<PathBuf>,
+    /// Fetch the key set from this JWKS URL (https, unless --allow-http).
+    #[arg(long, value_name = "URL")]
+    jwks_url: Option<String>,
+    /// Find the key set through this issuer's OpenID Connect (else RFC 8414) metadata, which
+    /// must name the same issuer.
+    #[arg(long, value_name = "ISSUER")]
+    oidc: Option<String>,
+    /// The CA certificates (PEM) trusted for https fetches.
+    #[arg(long, value_name = "FILE")]
+    ca: Option<PathBuf>,
+    /// Allow plain http for --jwks-url / --oidc (local tests only).
+    #[arg(long)]
+    allow_http: bool,
+    /// The timeout of each fetch, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    fetch_timeout: u64,
     /// The expected issuer.
     #[arg(long)]
     iss: Option<String>,
@@ -414,8 +432,76 @@ fn no_usable_key(keys: &KeySet) -> String {
     )
 }
 
+/// The keys of `token verify`: the --jwks file, or fetched from --jwks-url / --oidc (a fetch
+/// that fails is a configuration error, exit 2, like an unreadable file).
+fn verify_keys(args: &VerifyArgs) -> Result<KeySet, String> {
+    if let Some(path) = &args.jwks {
+        return load_key_set(path);
+    }
+    let builder = match (&args.jwks_url, &args.oidc) {
+        (Some(url), _) => KeySource::jwks_url(url.clone()),
+        (None, Some(issuer)) => KeySource::discover(issuer.clone()),
+        (None, None) => return Err("one of --jwks, --jwks-url, --oidc is needed".into()),
+    };
+    let timeout = std::time::Duration::from_secs(args.fetch_timeout.max(1));
+    let mut builder = builder
+        .allow_http(args.allow_http)
+        .timeout(timeout)
+        .connect_timeout(timeout.min(std::time::Duration::from_secs(5)));
+    if let Some(ca) = &args.ca {
+        builder = builder.tls(client_config(ca)?);
+    } else {
+        builder = builder.tls(client_config_without_roots()?);
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    let source = runtime
+        .block_on(builder.build())
+        .map_err(|e| format!("cannot fetch the key set: {e}"))?;
+    let keys = source.keys();
+    if keys.is_empty() {
+        return Err(format!("invalid key set: {}", no_usable_key(&keys)));
+    }
+    Ok(KeySet::clone(&keys))
+}
+
+/// An https client trusting the CA certificates of the PEM file `ca`.
+fn client_config(ca: &std::path::Path) -> Result<Arc<rustls::ClientConfig>, String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject as _;
+    let text = read_text(ca)?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(text.as_bytes()) {
+        let cert = cert.map_err(|e| format!("invalid CA file {}: {e}", path_shown(ca)))?;
+        roots
+            .add(cert)
+            .map_err(|e| format!("invalid CA certificate in {}: {e}", path_shown(ca)))?;
+    }
+    if roots.is_empty() {
+        return Err(format!("no CA certificate in {}", path_shown(ca)));
+    }
+    tls_client(roots)
+}
+
+/// Without --ca no certificate is trusted: an https fetch then fails (no system roots).
+fn client_config_without_roots() -> Result<Arc<rustls::ClientConfig>, String> {
+    tls_client(rustls::RootCertStore::empty())
+}
+
+fn tls_client(roots: rustls::RootCertStore) -> Result<Arc<rustls::ClientConfig>, String> {
+    let config =
+        rustls::ClientConfig::builder_with_provider(Arc::new(secmesh_tls::crypto_provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("TLS: {e}"))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
 fn verify(args: VerifyArgs) -> ExitCode {
-    let keys = match load_key_set(&args.jwks) {
+    let keys = match verify_keys(&args) {
         Ok(k) => k,
         Err(e) => return fail(USAGE, e),
     };

@@ -59,13 +59,17 @@ pub enum ErrorKind {
     Revoked,
     /// The token is bound to a certificate (`cnf.x5t#S256`) other than the connection's.
     BindingMismatch,
+    /// The verification keys are not available: a live key source could not refresh them for
+    /// longer than its maximum staleness (fail closed).
+    KeysUnavailable,
 }
 
 impl ErrorKind {
     /// The stable word: `malformed`, `too_large`, `unsupported`, `unknown_kid`,
     /// `alg_mismatch`, `key_not_usable`, `bad_signature`, `forbidden_header`, `wrong_typ`,
     /// `wrong_iss`, `wrong_aud`, `expired`, `not_yet_valid`, `lifetime_exceeds_class`,
-    /// `class_not_allowed`, `missing_claim`, `invalid_claim`, `revoked`, `binding_mismatch`.
+    /// `class_not_allowed`, `missing_claim`, `invalid_claim`, `revoked`, `binding_mismatch`,
+    /// `keys_unavailable`.
     pub const fn as_str(self) -> &'static str {
         match self {
             ErrorKind::Malformed => "malformed",
@@ -87,6 +91,7 @@ impl ErrorKind {
             ErrorKind::InvalidClaim => "invalid_claim",
             ErrorKind::Revoked => "revoked",
             ErrorKind::BindingMismatch => "binding_mismatch",
+            ErrorKind::KeysUnavailable => "keys_unavailable",
         }
     }
 }

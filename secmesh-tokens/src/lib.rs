@@ -14,6 +14,10 @@
 //! - [`keyring`]: an issuer's rotating keys (next, current, retired) in a directory, and the
 //!   JWKS it publishes; [`Issuer::from_ring`] signs with the current one.
 //!
+//! - [`source`]: where a [`Verifier`] finds its keys, swapped live: a fixed set, a watched
+//!   file, a JWKS URL or OIDC discovery (the `remote` feature), refreshed in the background and
+//!   on an unknown `kid`; [`multi`]: one verifier per issuer, chosen by `iss`.
+//!
 //! - [`crypto`]: the seam the other secmesh crates hash and sign through (one backend for all).
 //!
 //! Issuing and verifying are synchronous and fast (microseconds), so async code calls them directly; share them
@@ -59,7 +63,9 @@ pub mod jws;
 pub mod key;
 pub mod keyring;
 pub mod manual;
+pub mod multi;
 pub mod renew;
+pub mod source;
 pub mod verifier;
 
 pub use alg::Algorithm;

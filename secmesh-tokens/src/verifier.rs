@@ -43,6 +43,7 @@ use crate::alg::Algorithm;
 use crate::error::{ErrorKind, VerifyError};
 use crate::jws;
 use crate::key::KeySet;
+use crate::source::KeySource;
 
 /// The `typ` of a transaction token.
 pub const TXN_TOKEN_TYP: &str = "txntoken+jwt";
@@ -129,7 +130,7 @@ impl Revocation for RevocationList {
 /// Verifies secmesh tokens against a key set and expectations. Cheap to share behind an `Arc`.
 #[derive(Clone, Debug)]
 pub struct Verifier {
-    keys: Arc<KeySet>,
+    source: Arc<KeySource>,
     issuer: Option<String>,
     audience: Option<String>,
     typ: String,
@@ -147,8 +148,14 @@ impl Verifier {
     /// [`issuer`](Self::issuer) and [`audience`](Self::audience): without them any issuer and
     /// audience signed by these keys passes.
     pub fn new(keys: impl Into<Arc<KeySet>>) -> Verifier {
+        Verifier::with_source(Arc::new(KeySource::fixed(keys)))
+    }
+
+    /// A verifier that reads its keys through `source` (a live, swapped set: a file, a JWKS
+    /// URL, OIDC discovery); otherwise as [`new`](Self::new).
+    pub fn with_source(source: Arc<KeySource>) -> Verifier {
         Verifier {
-            keys: keys.into(),
+            source,
             issuer: None,
             audience: None,
             typ: TXN_TOKEN_TYP.to_owned(),
@@ -224,9 +231,18 @@ impl Verifier {
         self
     }
 
-    /// The key set.
-    pub fn keys(&self) -> &KeySet {
-        &self.keys
+    /// The current key set (the source's, at this moment).
+    pub fn keys(&self) -> Arc<KeySet> {
+        self.source.keys()
+    }
+
+    /// The key source.
+    pub fn source(&self) -> &Arc<KeySource> {
+        &self.source
+    }
+
+    pub(crate) fn size_limit(&self) -> usize {
+        self.max_size
     }
 
     /// The slowest class accepted.
@@ -234,28 +250,55 @@ impl Verifier {
         self.max_class
     }
 
-    /// Verify a compact token.
+    /// Verify a compact token against the current key set (without waiting for a refresh:
+    /// see [`verify_async`](Self::verify_async)).
     pub fn verify(&self, token: &str) -> Result<Verified<Claims>, VerifyError> {
         let mut buf = Vec::new();
         let parts = jws::parse_into(token, self.max_size, &mut buf)?;
+        self.verify_parts(&parts, None)
+    }
+
+    /// Verify a compact token; when its `kid` is not in the current set of a refreshing
+    /// (remote) source, ask the source to fetch its keys again (one fetch in flight for all
+    /// callers, at most one per interval; the `kid` is not sent) and verify once more. A `kid`
+    /// still unknown fails with `unknown_kid`.
+    pub async fn verify_async(&self, token: &str) -> Result<Verified<Claims>, VerifyError> {
+        let generation = self.source.generation();
+        match self.verify(token) {
+            Err(e) if e.kind() == ErrorKind::UnknownKid && self.source.refreshes() => {
+                if self.source.refresh_unknown_kid(generation).await {
+                    self.verify(token)
+                } else {
+                    Err(e)
+                }
+            }
+            other => other,
+        }
+    }
+
+    /// The checks after parsing: key, signature, `typ`, claims (`claims` when the caller
+    /// already decoded the payload, e.g. to choose the verifier by `iss`).
+    pub(crate) fn verify_parts(
+        &self,
+        parts: &jws::PartsRef<'_, '_>,
+        claims: Option<Claims>,
+    ) -> Result<Verified<Claims>, VerifyError> {
         let kid = parts.header.kid.as_deref().ok_or_else(|| {
             VerifyError::new(ErrorKind::UnknownKid, "the token header has no kid")
         })?;
-        let key = self.keys.get(Some(kid))?;
-        jws::check_signature(&parts, key)?;
+        let keys = self.source.current()?;
+        let key = keys.get(Some(kid))?;
+        jws::check_signature(parts, key)?;
         if !typ_matches(parts.header.typ.as_deref(), &self.typ) {
             return Err(VerifyError::new(
                 ErrorKind::WrongTyp,
                 format!("expected typ {:?}", self.typ),
             ));
         }
-        let claims = Claims::from_json(parts.payload).map_err(|e| match e {
-            ClaimsError::Missing(name) => {
-                VerifyError::new(ErrorKind::MissingClaim, format!("`{name}`"))
-            }
-            ClaimsError::Json(e) => VerifyError::new(ErrorKind::Malformed, format!("payload: {e}")),
-            other => VerifyError::new(ErrorKind::InvalidClaim, other.to_string()),
-        })?;
+        let claims = match claims {
+            Some(c) => c,
+            None => decode_claims(parts.payload)?,
+        };
         self.check_claims(&claims)?;
         self.check_revocation(&claims, Some(kid))?;
         Ok(Verified {
@@ -344,6 +387,17 @@ impl Verifier {
         }
         Ok(())
     }
+}
+
+/// The payload's claims, or why they are refused.
+pub(crate) fn decode_claims(payload: &[u8]) -> Result<Claims, VerifyError> {
+    Claims::from_json(payload).map_err(|e| match e {
+        ClaimsError::Missing(name) => {
+            VerifyError::new(ErrorKind::MissingClaim, format!("`{name}`"))
+        }
+        ClaimsError::Json(e) => VerifyError::new(ErrorKind::Malformed, format!("payload: {e}")),
+        other => VerifyError::new(ErrorKind::InvalidClaim, other.to_string()),
+    })
 }
 
 fn typ_matches(got: Option<&str>, want: &str) -> bool {

@@ -521,4 +521,21 @@ mod tests {
             ProblemJson.response(&HeaderMap::new(), &DenyReason::MissingToken);
         assert!(res.body().contains("Unauthorized"));
     }
+
+    #[test]
+    fn keys_unavailable_is_unauthenticated_like_unknown_kid() {
+        for kind in [ErrorKind::UnknownKid, ErrorKind::KeysUnavailable] {
+            let reason = DenyReason::Token(VerifyError::new(kind, "no keys"));
+            assert_eq!(reason.status(), StatusCode::UNAUTHORIZED);
+            assert_eq!(reason.grpc_code(), 16);
+            assert!(reason.is_unauthenticated());
+            let res: Response<String> = ProblemJson.response(&HeaderMap::new(), &reason);
+            assert!(
+                res.headers()[WWW_AUTHENTICATE]
+                    .to_str()
+                    .unwrap_or("")
+                    .contains("invalid_token")
+            );
+        }
+    }
 }

@@ -28,7 +28,8 @@ pub fn verify(
         parts.header.kid.as_deref().ok_or_else(|| {
             VerifyError::new(ErrorKind::UnknownKid, "the token header has no kid")
         })?;
-    let key = verifier.keys().get(Some(kid))?;
+    let keys = verifier.keys();
+    let key = keys.get(Some(kid))?;
     if key.alg() != parts.header.alg {
         return Err(VerifyError::new(ErrorKind::AlgMismatch, "alg mismatch"));
     }
