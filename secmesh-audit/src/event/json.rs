@@ -369,9 +369,16 @@ mod tests {
     fn word_scan_escapes_every_char_at_every_offset() {
         // Every ASCII byte, and characters of every UTF-8 length (their bytes are >= 0x80 and
         // never escaped), at every offset of clean strings longer than two words.
-        let chars = (0u8..0x80)
-            .map(char::from)
-            .chain(['\u{80}', 'é', '\u{7ff}', '€', '\u{2028}', '\u{feff}', '😀', '\u{10ffff}']);
+        let chars = (0u8..0x80).map(char::from).chain([
+            '\u{80}',
+            'é',
+            '\u{7ff}',
+            '€',
+            '\u{2028}',
+            '\u{feff}',
+            '😀',
+            '\u{10ffff}',
+        ]);
         for c in chars {
             for len in 0..=20 {
                 for at in 0..=len {

@@ -1,5 +1,6 @@
 //! The chained JSON-lines file sink (see the [`sink`](crate::sink) module docs).
 
+use std::borrow::BorrowMut;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -497,12 +498,14 @@ fn open_witness(path: &Path) -> Option<File> {
     }
 }
 
-impl Sink for JsonLinesSink {
-    fn write_batch(&mut self, events: &mut [AuditEvent]) -> io::Result<()> {
+impl JsonLinesSink {
+    /// Write a batch of events, boxed or not, where they are.
+    fn write_events<E: BorrowMut<AuditEvent>>(&mut self, events: &mut [E]) -> io::Result<()> {
         // The clock is read once per batch, not once per event: a time-based checkpoint comes
         // at the end of the batch in which its interval passed.
         let result = (|| {
             for ev in events.iter_mut() {
+                let ev = ev.borrow_mut();
                 self.ensure_open(&ev.service)?;
                 self.push_event(ev)?;
                 if self.checkpoint_due_by_count() {
@@ -518,6 +521,16 @@ impl Sink for JsonLinesSink {
             self.roll_back();
         }
         result
+    }
+}
+
+impl Sink for JsonLinesSink {
+    fn write_batch(&mut self, events: &mut [AuditEvent]) -> io::Result<()> {
+        self.write_events(events)
+    }
+
+    fn write_boxed(&mut self, events: &mut [Box<AuditEvent>]) -> io::Result<()> {
+        self.write_events(events)
     }
 
     fn tick(&mut self) -> io::Result<()> {
