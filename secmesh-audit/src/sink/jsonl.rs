@@ -14,6 +14,10 @@ use crate::checkpoint::{Checkpoint, CheckpointKind};
 use crate::event::{AuditEvent, Decision};
 use crate::reader::MAX_LINE;
 
+/// Buffered bytes past which a batch is written out before it ends (see
+/// [`JsonLinesSink::spill`]).
+const SPILL: usize = 256 << 10;
+
 /// Where the writing session stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Session {
@@ -390,6 +394,21 @@ impl JsonLinesSink {
         Ok(())
     }
 
+    /// Write the whole lines buffered so far, without syncing: a large batch goes out in
+    /// pieces of about [`SPILL`] bytes while they are still in the cache, not in one buffer of
+    /// megabytes. A failure is the batch's: [`roll_back`](Self::roll_back) cuts the file back
+    /// to the last good record, before these pieces.
+    fn spill(&mut self) -> io::Result<()> {
+        if self.must_cut {
+            self.file.set_len(self.good.size)?;
+            self.must_cut = false;
+        }
+        self.file.write_all(&self.buf)?;
+        self.dirty = true;
+        self.buf.clear();
+        Ok(())
+    }
+
     fn roll_back(&mut self) {
         self.must_cut = self.file.set_len(self.good.size).is_err();
         self.st = self.good.clone();
@@ -510,6 +529,9 @@ impl JsonLinesSink {
                 self.push_event(ev)?;
                 if self.checkpoint_due_by_count() {
                     self.push_signed(CheckpointKind::Checkpoint, None)?;
+                }
+                if self.buf.len() >= SPILL {
+                    self.spill()?;
                 }
             }
             if self.checkpoint_due() {
