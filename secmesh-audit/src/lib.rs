@@ -34,4 +34,6 @@ pub mod trace;
 pub mod verify;
 mod walk;
 
-pub use queue::{AuditError, Auditor, AuditorBuilder, CloseHook, Durability, FullPolicy, Submit};
+pub use queue::{
+    AuditError, Auditor, AuditorBuilder, CloseHook, Durability, FullPolicy, PooledEvent, Submit,
+};
