@@ -5,14 +5,10 @@
 //!   writer drains into a sink that keeps up, so that this measures the hand-off, not the disk.
 //! - `audit/handoff/loaded`: the same while another thread submits events as fast as it can
 //!   (the queue and the writer are busy).
-//! - `audit/handoff/pooled-idle`, `pooled-loaded`: the same with the event filled in place in
-//!   a pooled box with reused strings (`Auditor::event`, `record_event`), as the tower layer
-//!   does (the other thread of `pooled-loaded` records as in `loaded`).
 //! - `audit/handoff/build-only`: building the event alone (no queue), for the split.
 //! - `audit/throughput/fsync-per-batch`: 100,000 events recorded from one thread and flushed
 //!   through the queue into the chained JSON-lines sink with fsync per batch and signed
-//!   checkpoints every 1,000 records; events/s = 100,000 / time. `-pooled`: the events filled
-//!   in place as in `pooled-idle`.
+//!   checkpoints every 1,000 records; events/s = 100,000 / time.
 //! - `audit/sink-batch-1024` (`-no-fsync`): the sink alone (serialize, chain, write, fsync) per
 //!   batch of 1,024 events.
 //!
@@ -30,7 +26,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use secmesh::audit::chain::AuditKey;
 use secmesh::audit::event::{AuditEvent, Decision, Direction};
 use secmesh::audit::sink::{Fsync, JsonLinesConfig, JsonLinesSink, Sink};
-use secmesh::audit::{Auditor, FullPolicy, PooledEvent};
+use secmesh::audit::{Auditor, FullPolicy};
 use secmesh::core::{SpanId, TraceId, TxnId};
 
 /// What a request hands the audit layer, borrowed.
@@ -91,29 +87,6 @@ fn build(p: &Parts) -> AuditEvent {
     e
 }
 
-/// The same event filled in place in a pooled box ([`Auditor::event`]) with reused strings.
-fn build_pooled(a: &Auditor, p: &Parts) -> PooledEvent {
-    let mut e = a.event("orders", Direction::In);
-    e.txn = Some(p.txn);
-    e.trace_id = Some(p.trace);
-    e.span_id = Some(p.span);
-    e.sub = Some(e.text(p.sub));
-    e.caller = Some(e.text(p.caller));
-    e.verb = Some(e.text(p.verb));
-    e.object = Some(e.text(&p.object));
-    e.method = Some(e.text(p.method));
-    e.path = Some(e.text(&p.path));
-    e.decision = Decision::Allow;
-    e.rule = Some(e.text(p.rule));
-    e.reason = Some(e.text("grant"));
-    e.status = Some(200);
-    e.latency_us = Some(1234);
-    e.jti = Some(e.text(p.jti));
-    e.token_sha256 = Some(e.text(&p.token_sha256));
-    e.peer = Some(e.text(p.peer));
-    e
-}
-
 fn event(i: u64) -> AuditEvent {
     build(&parts(i))
 }
@@ -149,13 +122,6 @@ fn handoff(c: &mut Criterion) {
     g.bench_function("idle", |b| {
         b.iter(|| quick.record(build(black_box(&p))).unwrap())
     });
-    g.bench_function("pooled-idle", |b| {
-        b.iter(|| {
-            quick
-                .record_event(build_pooled(&quick, black_box(&p)))
-                .unwrap()
-        })
-    });
 
     // Another thread submits as fast as it can meanwhile.
     let stop = Arc::new(AtomicBool::new(false));
@@ -172,13 +138,6 @@ fn handoff(c: &mut Criterion) {
     };
     g.bench_function("loaded", |b| {
         b.iter(|| quick.record(build(black_box(&p))).unwrap())
-    });
-    g.bench_function("pooled-loaded", |b| {
-        b.iter(|| {
-            quick
-                .record_event(build_pooled(&quick, black_box(&p)))
-                .unwrap()
-        })
     });
     stop.store(true, Ordering::Relaxed);
     other.join().unwrap();
@@ -201,14 +160,6 @@ fn throughput(c: &mut Criterion) {
         b.iter(|| {
             for _ in 0..N {
                 auditor.record(build(&p)).unwrap();
-            }
-            auditor.flush().unwrap();
-        })
-    });
-    g.bench_function("fsync-per-batch-pooled", |b| {
-        b.iter(|| {
-            for _ in 0..N {
-                auditor.record_event(build_pooled(&auditor, &p)).unwrap();
             }
             auditor.flush().unwrap();
         })

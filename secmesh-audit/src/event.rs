@@ -179,13 +179,6 @@ impl AuditEvent {
 /// The date and time of day are formatted once per second per thread; within that second
 /// only the microseconds are written, and the string is made in one copy.
 pub fn now_rfc3339() -> String {
-    let mut out = String::new();
-    now_rfc3339_into(&mut out);
-    out
-}
-
-/// Append now as RFC 3339 UTC with microseconds to `out` (a reused string).
-pub(crate) fn now_rfc3339_into(out: &mut String) {
     let d = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
@@ -198,12 +191,11 @@ pub(crate) fn now_rfc3339_into(out: &mut String) {
             }
             let mut b = last.1;
             put_digits(&mut b, 20, 6, u64::from(micros));
-            out.push_str(std::str::from_utf8(&b).ok()?);
-            Some(())
+            ascii_string(&b)
         })
         .ok()
         .flatten()
-        .unwrap_or_else(|| out.push_str(&rfc3339_micros(secs, micros)));
+        .unwrap_or_else(|| rfc3339_micros(secs, micros))
 }
 
 thread_local! {

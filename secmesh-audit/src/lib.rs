@@ -34,6 +34,4 @@ pub mod trace;
 pub mod verify;
 mod walk;
 
-pub use queue::{
-    AuditError, Auditor, AuditorBuilder, CloseHook, Durability, FullPolicy, PooledEvent, Submit,
-};
+pub use queue::{AuditError, Auditor, AuditorBuilder, CloseHook, Durability, FullPolicy, Submit};

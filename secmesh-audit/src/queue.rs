@@ -63,7 +63,6 @@
 //! # }
 //! ```
 
-mod pooled;
 mod submit;
 mod writer;
 
@@ -81,7 +80,6 @@ use tokio::sync::{Notify, oneshot};
 use crate::event::AuditEvent;
 use crate::sink::Sink;
 
-pub use pooled::PooledEvent;
 pub use submit::Submit;
 
 /// What `record` and `submit` do when the queue is full.
@@ -396,20 +394,9 @@ impl Auditor {
     }
 
     /// The event in a box reused from this thread's spares (refilled from the pool the writer
-    /// returns boxes to, without waiting for its lock), else a new one.
+    /// returns emptied boxes to, without waiting for its lock), else a new one.
     fn boxed(&self, event: AuditEvent) -> Box<AuditEvent> {
-        match self.spare_box() {
-            Some(mut b) => {
-                *b = event;
-                b
-            }
-            None => Box::new(event),
-        }
-    }
-
-    /// A box from this thread's spares, refilled from the pool without waiting for its lock.
-    fn spare_box(&self) -> Option<Box<AuditEvent>> {
-        SPARE
+        let spare = SPARE
             .try_with(|spare| {
                 let mut spare = spare.try_borrow_mut().ok()?;
                 if spare.is_empty()
@@ -421,16 +408,14 @@ impl Auditor {
                 spare.pop()
             })
             .ok()
-            .flatten()
-    }
-
-    /// An event of `service` in direction `dir`, stamped now, to fill in place on the request
-    /// path and record with [`record_event`](Self::record_event) or
-    /// [`submit_event`](Self::submit_event): in a box the writer gave back, with strings
-    /// reused on this thread (see [`PooledEvent`]).
-    pub fn event(&self, service: &str, dir: crate::event::Direction) -> PooledEvent {
-        let b = self.spare_box().unwrap_or_default();
-        PooledEvent::reset(b, service, dir)
+            .flatten();
+        match spare {
+            Some(mut b) => {
+                *b = event;
+                b
+            }
+            None => Box::new(event),
+        }
     }
 
     /// One attempt to queue, without waiting.
@@ -468,22 +453,7 @@ impl Auditor {
     /// [`FullPolicy::Block`] this blocks the calling thread, so async code should use
     /// [`submit`](Self::submit)).
     pub fn record(&self, event: AuditEvent) -> Result<(), AuditError> {
-        self.record_boxed(self.boxed(event))
-    }
-
-    /// [`record`](Self::record) for an event from [`event`](Self::event): no allocation on the
-    /// way (its box goes back to the pool once written).
-    pub fn record_event(&self, event: PooledEvent) -> Result<(), AuditError> {
-        self.record_boxed(event.into_box())
-    }
-
-    /// [`submit`](Self::submit) for an event from [`event`](Self::event).
-    pub fn submit_event(&self, event: PooledEvent, durability: Durability) -> Submit {
-        Submit::new(self.clone(), event.into_box(), durability)
-    }
-
-    fn record_boxed(&self, event: Box<AuditEvent>) -> Result<(), AuditError> {
-        match self.try_queue(event, Durability::Queued) {
+        match self.try_queue(self.boxed(event), Durability::Queued) {
             Queue::Queued(_) => Ok(()),
             Queue::Closed => Err(AuditError::Closed),
             Queue::Full(event) => match self.shared.policy {
