@@ -175,45 +175,85 @@ impl AuditEvent {
 }
 
 /// Now as RFC 3339 UTC with microseconds.
+///
+/// The date and time of day are formatted once per second per thread; within that second
+/// only the microseconds are written, and the string is made in one copy.
 pub fn now_rfc3339() -> String {
     let d = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
-    rfc3339_micros(d.as_secs(), d.subsec_micros())
+    let (secs, micros) = (d.as_secs(), d.subsec_micros());
+    LAST_SECOND
+        .try_with(|last| {
+            let mut last = last.try_borrow_mut().ok()?;
+            if last.0 != Some(secs) {
+                *last = (Some(secs), stamp(secs, 0)?);
+            }
+            let mut b = last.1;
+            put_digits(&mut b, 20, 6, u64::from(micros));
+            ascii_string(&b)
+        })
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| rfc3339_micros(secs, micros))
+}
+
+thread_local! {
+    /// The last second stamped on this thread, formatted (with zero microseconds).
+    static LAST_SECOND: std::cell::RefCell<(Option<u64>, [u8; 27])> =
+        const { std::cell::RefCell::new((None, [0; 27])) };
+}
+
+/// Write `n` as `width` decimal digits ending before `at + width` (the high digits dropped).
+fn put_digits(b: &mut [u8; 27], at: usize, width: usize, mut n: u64) {
+    for i in (at..at + width).rev() {
+        b[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.ffffffZ` as bytes; `None` outside four-digit years or a second.
+fn stamp(secs: u64, micros: u32) -> Option<[u8; 27]> {
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    let (y, m, d) = secmesh_core::clock::civil_from_days(i64::try_from(days).ok()?);
+    if !(0..=9999).contains(&y) || micros > 999_999 {
+        return None;
+    }
+    let mut b = *b"0000-00-00T00:00:00.000000Z";
+    put_digits(&mut b, 0, 4, y as u64);
+    put_digits(&mut b, 5, 2, u64::from(m));
+    put_digits(&mut b, 8, 2, u64::from(d));
+    put_digits(&mut b, 11, 2, rem / 3600);
+    put_digits(&mut b, 14, 2, (rem % 3600) / 60);
+    put_digits(&mut b, 17, 2, rem % 60);
+    put_digits(&mut b, 20, 6, u64::from(micros));
+    Some(b)
+}
+
+/// The stamp as a `String`, in one allocation and one copy (it is always ASCII).
+fn ascii_string(b: &[u8; 27]) -> Option<String> {
+    std::str::from_utf8(b).ok().map(str::to_owned)
 }
 
 /// Format seconds since the epoch and microseconds as `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
 ///
-/// Written digit by digit into one allocation of the exact size (no `format!` machinery: every
-/// event is stamped on the request path).
+/// Written digit by digit into a stack buffer and copied into one allocation of the exact
+/// size (no `format!` machinery: every event is stamped on the request path).
 pub fn rfc3339_micros(secs: u64, micros: u32) -> String {
+    if let Some(s) = stamp(secs, micros).as_ref().and_then(ascii_string) {
+        return s;
+    }
+    // Outside four-digit years or a second: the general path (never for a real clock).
     let days = secs / 86_400;
     let rem = secs % 86_400;
     let (y, m, d) = secmesh_core::clock::civil_from_days(days as i64);
-    if !(0..=9999).contains(&y) || micros > 999_999 {
-        // Outside four-digit years or a second: the general path (never for a real clock).
-        return format!(
-            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}Z",
-            rem / 3600,
-            (rem % 3600) / 60,
-            rem % 60
-        );
-    }
-    let mut b = *b"0000-00-00T00:00:00.000000Z";
-    let mut put = |at: usize, width: usize, mut n: u64| {
-        for i in (at..at + width).rev() {
-            b[i] = b'0' + (n % 10) as u8;
-            n /= 10;
-        }
-    };
-    put(0, 4, y as u64);
-    put(5, 2, u64::from(m));
-    put(8, 2, u64::from(d));
-    put(11, 2, rem / 3600);
-    put(14, 2, (rem % 3600) / 60);
-    put(17, 2, rem % 60);
-    put(20, 6, u64::from(micros));
-    b.iter().map(|&c| char::from(c)).collect()
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
 }
 
 #[cfg(test)]
@@ -241,6 +281,18 @@ mod tests {
         assert!(json.contains(r#""reason_kind":"no_rule""#), "{json}");
         let back: AuditEvent = serde_json::from_str(&json).unwrap();
         assert_eq!(back, ev);
+    }
+
+    #[test]
+    fn now_is_the_clock_formatted() {
+        for _ in 0..1000 {
+            let before = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+            let now = now_rfc3339();
+            let after = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+            let lo = rfc3339_micros(before.as_secs(), before.subsec_micros());
+            let hi = rfc3339_micros(after.as_secs(), after.subsec_micros());
+            assert!(lo <= now && now <= hi, "{lo} <= {now} <= {hi}");
+        }
     }
 
     #[test]

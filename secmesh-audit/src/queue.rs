@@ -162,12 +162,20 @@ struct Shared {
     room: Arc<Notify>,
     /// Events handed over by dropped or detached [`Submit`]s while the queue was full: at most
     /// one per live `Submit`, so bounded by the requests in flight, which hold them anyway.
-    overflow: Mutex<Vec<AuditEvent>>,
-    /// Event boxes the writer has emptied, for producers to reuse (see [`Auditor::boxed`]):
-    /// the request path does not allocate a box per event, nor the writer free one. At most
-    /// [`POOL_MAX`] are kept.
+    #[allow(clippy::vec_box, reason = "the boxes are the allocations reused")]
+    overflow: Mutex<Vec<Box<AuditEvent>>>,
+    /// Event boxes the writer is done with, each still holding its written event, for
+    /// producers to reuse (see [`Auditor::boxed`]): the request path does not allocate a box
+    /// per event, and the old event is freed by the producer that reuses its box, on its own
+    /// thread (a free on another thread contends for the allocator's arena lock). At most
+    /// `pool_max` are kept.
     #[allow(clippy::vec_box, reason = "the boxes are the allocations reused")]
     boxes: Mutex<Vec<Box<AuditEvent>>>,
+    /// The most boxes `boxes` keeps while events flow: the queue's capacity and two batches,
+    /// as many as can be in flight, so that the writer frees none of them on the way. When the
+    /// writer is idle it trims the pool back to [`POOL_MAX`] (memory after a burst is given
+    /// back; that free is off the request path).
+    pool_max: usize,
     /// Whether the last write (or probe) of the sink succeeded.
     healthy: AtomicBool,
     /// The error that made the sink unhealthy.
@@ -235,7 +243,7 @@ impl Drop for Shared {
     }
 }
 
-/// The most emptied event boxes an auditor keeps for reuse.
+/// The event boxes an idle auditor keeps for reuse (see `Shared::pool_max`).
 const POOL_MAX: usize = 4096;
 
 /// How many boxes a producer thread takes from the pool at once (one lock for that many
@@ -340,6 +348,10 @@ impl<S: Sink> AuditorBuilder<S> {
             room: room.clone(),
             overflow: Mutex::new(Vec::new()),
             boxes: Mutex::new(Vec::new()),
+            pool_max: self
+                .capacity
+                .saturating_add(self.batch.saturating_mul(2))
+                .max(POOL_MAX),
             healthy: AtomicBool::new(true),
             last_error: Mutex::new(None),
         });
@@ -471,7 +483,7 @@ impl Auditor {
     /// the overflow the writer takes first); for drop paths.
     fn hand_over(&self, event: Box<AuditEvent>) {
         if let Ok(mut overflow) = self.shared.overflow.lock() {
-            overflow.push(*event);
+            overflow.push(event);
         }
         self.shared.wake();
     }

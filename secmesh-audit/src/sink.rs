@@ -66,6 +66,26 @@ pub trait Sink: Send + 'static {
     /// silently: the writer reports it through tracing and the error counter.
     fn write_batch(&mut self, events: &mut [AuditEvent]) -> io::Result<()>;
 
+    /// Write a batch of boxed events, as [`write_batch`](Self::write_batch) does; the
+    /// [`Auditor`](crate::Auditor)'s writer calls this, with the events in the boxes they were
+    /// queued in. The default moves them out into one batch and back; a sink that can write
+    /// them in place (as [`JsonLinesSink`] does) saves those copies.
+    #[allow(
+        clippy::vec_box,
+        reason = "the boxes are the allocations the queue reuses"
+    )]
+    fn write_boxed(&mut self, events: &mut [Box<AuditEvent>]) -> io::Result<()> {
+        let mut batch: Vec<AuditEvent> = events
+            .iter_mut()
+            .map(|e| std::mem::take(&mut **e))
+            .collect();
+        let result = self.write_batch(&mut batch);
+        for (b, e) in events.iter_mut().zip(batch) {
+            **b = e;
+        }
+        result
+    }
+
     /// Called when no events came for a while, and before shutdown: write what is due
     /// (a time-based checkpoint) and make it durable.
     fn tick(&mut self) -> io::Result<()> {

@@ -16,8 +16,12 @@ struct Tmpfs(PathBuf);
 
 impl Tmpfs {
     fn mount(dir: &Path) -> Option<Tmpfs> {
+        Tmpfs::mount_sized(dir, "64k")
+    }
+
+    fn mount_sized(dir: &Path, size: &str) -> Option<Tmpfs> {
         let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
             .arg(dir)
             .status()
             .is_ok_and(|s| s.success());
@@ -131,4 +135,52 @@ fn a_full_disk_never_corrupts_the_log_fsync_per_batch() {
 #[test]
 fn a_full_disk_never_corrupts_the_log_fsync_every_second() {
     run(Fsync::EveryMillis(1000));
+}
+
+/// A batch larger than the sink's spill size goes out in pieces before it ends; when a later
+/// piece fails, nothing of the batch stays in the file (the pieces written are cut off) and
+/// the chain continues from the last good record once space comes back.
+#[test]
+fn a_failure_after_a_spilled_piece_leaves_nothing_of_the_batch() {
+    let outer = tempfile::tempdir().unwrap();
+    let Some(mount) = Tmpfs::mount_sized(outer.path(), "1m") else {
+        return;
+    };
+    let dir = &mount.0;
+    let key = AuditKey::generate().unwrap();
+    let path = dir.join("orders.jsonl");
+    let filler = dir.join("filler");
+    std::fs::write(&filler, vec![0u8; 512 << 10]).unwrap();
+    let config = JsonLinesConfig::default()
+        .with_key(AuditKey::from_pem(&key.to_pem()).unwrap())
+        .with_service("orders")
+        .with_fsync(Fsync::PerBatch)
+        .with_checkpoints(100, None);
+    let mut sink = JsonLinesSink::open(&path, config).unwrap();
+    sink.write_batch(&mut events(10, 100)).unwrap();
+    let before = std::fs::metadata(&path).unwrap().len();
+
+    // About 1 MiB of lines: the first pieces fit, a later one does not.
+    let e = sink.write_batch(&mut events(1000, 1000)).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(28), "ENOSPC expected: {e}");
+    no_partial_line(&path);
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), before);
+    let r = Verifier::new(Some(key.public_key()))
+        .service("orders")
+        .allow_open_tail(true)
+        .verify_files(&[&path])
+        .unwrap();
+    assert_eq!(r.events, 10, "nothing of the failed batch is in the file");
+
+    // Space comes back: a large batch (in pieces) continues the same chain.
+    std::fs::remove_file(&filler).unwrap();
+    sink.write_batch(&mut events(600, 1000)).unwrap();
+    sink.close().unwrap();
+    no_partial_line(&path);
+    let r = Verifier::new(Some(key.public_key()))
+        .service("orders")
+        .verify_files(&[&path])
+        .unwrap();
+    assert_eq!(r.events, 610);
+    assert!(r.closed);
 }

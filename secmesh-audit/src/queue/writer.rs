@@ -4,13 +4,16 @@ use std::io;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError};
 use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
 use super::{Ack, AuditError, Msg, Shared};
 use crate::event::{AuditEvent, Decision, Direction};
 use crate::sink::Sink;
+
+/// How long a writer finds nothing to do before it gives back the boxes of a burst.
+const QUIET: Duration = Duration::from_secs(1);
 
 /// The service name of the queue's own events (drop and loss reports).
 const SERVICE: &str = "secmesh-audit";
@@ -27,10 +30,14 @@ pub(super) struct Writer<S> {
     timing: Timing,
     shared: Weak<Shared>,
     room: Arc<Notify>,
-    events: Vec<AuditEvent>,
-    /// The boxes the batch's events came in, emptied: returned to the pool after the batch.
+    /// The batch, in the boxes the events came in: written in place, then the boxes (with
+    /// their events) go to the pool, so that the producer that reuses a box frees the old
+    /// event on its own thread (the writer frees nothing a producer allocated) and no event is
+    /// moved out of its box.
     #[allow(clippy::vec_box, reason = "the boxes are the allocations reused")]
-    empty: Vec<Box<AuditEvent>>,
+    events: Vec<Box<AuditEvent>>,
+    /// Since when the writer has found nothing to do (to give back a burst's boxes).
+    quiet_since: Option<Instant>,
     /// Events taken from the queue and not yet subtracted from `pending` (once per take, not
     /// once per event: the counter's cache line is shared with every producer).
     taken: usize,
@@ -70,7 +77,7 @@ impl<S: Sink> Writer<S> {
         Writer {
             rx,
             events: Vec::with_capacity(timing.batch),
-            empty: Vec::with_capacity(timing.batch),
+            quiet_since: None,
             taken: 0,
             sink,
             timing,
@@ -111,9 +118,8 @@ impl<S: Sink> Writer<S> {
         room.notify_waiters();
     }
 
-    fn on_event(&mut self, mut ev: Box<AuditEvent>, ack: Option<Ack>) {
-        self.events.push(std::mem::take(&mut *ev));
-        self.empty.push(ev);
+    fn on_event(&mut self, ev: Box<AuditEvent>, ack: Option<Ack>) {
+        self.events.push(ev);
         if let Some(a) = ack {
             self.acks.push(a);
         }
@@ -130,19 +136,19 @@ impl<S: Sink> Writer<S> {
         }
     }
 
-    /// Give the emptied boxes back to the producers (one lock per batch).
+    /// Give the written batch's boxes back to the producers (one lock per batch).
     fn recycle(&mut self) {
-        if self.empty.is_empty() {
+        if self.events.is_empty() {
             return;
         }
         if let Some(s) = self.shared.upgrade()
             && let Ok(mut pool) = s.boxes.lock()
         {
-            let room = super::POOL_MAX.saturating_sub(pool.len());
-            let n = room.min(self.empty.len());
-            pool.extend(self.empty.drain(..n));
+            let room = s.pool_max.saturating_sub(pool.len());
+            let n = room.min(self.events.len());
+            pool.extend(self.events.drain(..n));
         }
-        self.empty.clear();
+        self.events.clear();
     }
 
     fn on_msg(&mut self, m: Msg) {
@@ -217,6 +223,15 @@ impl<S: Sink> Writer<S> {
             self.timing.tick
         });
         self.set_busy();
+        if self.rx_is_empty() {
+            // Quiet for a second: give back the boxes of the last burst.
+            let since = *self.quiet_since.get_or_insert_with(Instant::now);
+            if since.elapsed() >= QUIET {
+                self.trim_pool();
+            }
+        } else {
+            self.quiet_since = None;
+        }
         if failing {
             // The probe: try to write the loss report alone (when events came meanwhile,
             // their batch carries the report instead).
@@ -226,6 +241,20 @@ impl<S: Sink> Writer<S> {
         } else if let Err(e) = self.sink.tick() {
             self.failed(e, 0);
         }
+    }
+
+    /// A quiet tick: give back the boxes of a burst beyond what an idle auditor keeps (freed
+    /// outside the lock, while no producer is busy).
+    fn trim_pool(&self) {
+        let Some(s) = self.shared.upgrade() else {
+            return;
+        };
+        let excess = match s.boxes.lock() {
+            Ok(mut pool) if pool.len() > super::POOL_MAX => pool.split_off(super::POOL_MAX),
+            _ => Vec::new(),
+        };
+        drop(s);
+        drop(excess);
     }
 
     fn rx_is_empty(&self) -> bool {
@@ -252,7 +281,7 @@ impl<S: Sink> Writer<S> {
                 "lost {} events: the audit sink could not write them ({})",
                 o.lost, o.error
             ));
-            self.events.insert(0, ev);
+            self.events.insert(0, Box::new(ev));
             extra.report = true;
         }
         if let Some(s) = self.shared.upgrade() {
@@ -261,7 +290,7 @@ impl<S: Sink> Writer<S> {
                 let mut ev = AuditEvent::now(SERVICE, Direction::In);
                 ev.decision = Decision::Error;
                 ev.reason = Some(format!("dropped {n} events: the audit queue was full"));
-                self.events.push(ev);
+                self.events.push(Box::new(ev));
                 extra.dropped = n;
             }
         }
@@ -277,7 +306,7 @@ impl<S: Sink> Writer<S> {
         let extra = self.add_reports();
         let mut result = Ok(());
         if !self.events.is_empty() {
-            result = self.sink.write_batch(&mut self.events);
+            result = self.sink.write_boxed(&mut self.events);
             if result.is_ok() && (probing || !self.acks.is_empty()) {
                 result = self.sink.sync();
             }
@@ -311,7 +340,6 @@ impl<S: Sink> Writer<S> {
                 }
             }
         }
-        self.events.clear();
         self.recycle();
         if written && (self.outage.is_some() || !self.flushes.is_empty()) {
             match self.sink.tick() {

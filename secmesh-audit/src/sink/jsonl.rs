@@ -1,5 +1,6 @@
 //! The chained JSON-lines file sink (see the [`sink`](crate::sink) module docs).
 
+use std::borrow::BorrowMut;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -12,6 +13,10 @@ use crate::chain;
 use crate::checkpoint::{Checkpoint, CheckpointKind};
 use crate::event::{AuditEvent, Decision};
 use crate::reader::MAX_LINE;
+
+/// Buffered bytes past which a batch is written out before it ends (see
+/// [`JsonLinesSink::spill`]).
+const SPILL: usize = 256 << 10;
 
 /// Where the writing session stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -389,6 +394,21 @@ impl JsonLinesSink {
         Ok(())
     }
 
+    /// Write the whole lines buffered so far, without syncing: a large batch goes out in
+    /// pieces of about [`SPILL`] bytes while they are still in the cache, not in one buffer of
+    /// megabytes. A failure is the batch's: [`roll_back`](Self::roll_back) cuts the file back
+    /// to the last good record, before these pieces.
+    fn spill(&mut self) -> io::Result<()> {
+        if self.must_cut {
+            self.file.set_len(self.good.size)?;
+            self.must_cut = false;
+        }
+        self.file.write_all(&self.buf)?;
+        self.dirty = true;
+        self.buf.clear();
+        Ok(())
+    }
+
     fn roll_back(&mut self) {
         self.must_cut = self.file.set_len(self.good.size).is_err();
         self.st = self.good.clone();
@@ -497,16 +517,21 @@ fn open_witness(path: &Path) -> Option<File> {
     }
 }
 
-impl Sink for JsonLinesSink {
-    fn write_batch(&mut self, events: &mut [AuditEvent]) -> io::Result<()> {
+impl JsonLinesSink {
+    /// Write a batch of events, boxed or not, where they are.
+    fn write_events<E: BorrowMut<AuditEvent>>(&mut self, events: &mut [E]) -> io::Result<()> {
         // The clock is read once per batch, not once per event: a time-based checkpoint comes
         // at the end of the batch in which its interval passed.
         let result = (|| {
             for ev in events.iter_mut() {
+                let ev = ev.borrow_mut();
                 self.ensure_open(&ev.service)?;
                 self.push_event(ev)?;
                 if self.checkpoint_due_by_count() {
                     self.push_signed(CheckpointKind::Checkpoint, None)?;
+                }
+                if self.buf.len() >= SPILL {
+                    self.spill()?;
                 }
             }
             if self.checkpoint_due() {
@@ -518,6 +543,16 @@ impl Sink for JsonLinesSink {
             self.roll_back();
         }
         result
+    }
+}
+
+impl Sink for JsonLinesSink {
+    fn write_batch(&mut self, events: &mut [AuditEvent]) -> io::Result<()> {
+        self.write_events(events)
+    }
+
+    fn write_boxed(&mut self, events: &mut [Box<AuditEvent>]) -> io::Result<()> {
+        self.write_events(events)
     }
 
     fn tick(&mut self) -> io::Result<()> {
