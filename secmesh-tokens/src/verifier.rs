@@ -250,9 +250,25 @@ impl Verifier {
         self.max_class
     }
 
-    /// Verify a compact token against the current key set (without waiting for a refresh:
-    /// see [`verify_async`](Self::verify_async)).
+    /// Verify a compact token against the current key set, without waiting for a refresh
+    /// (see [`verify_async`](Self::verify_async)). A `kid` that a refreshing (remote) source
+    /// does not hold fails with `unknown_kid` at once, and starts the same single-flight,
+    /// rate-limited refresh in the background (on the current tokio runtime), so that a
+    /// signer's new key is learnt even by callers that cannot wait, such as the tower stack.
     pub fn verify(&self, token: &str) -> Result<Verified<Claims>, VerifyError> {
+        let generation = self.source.generation();
+        let result = self.verify_now(token);
+        if let Err(e) = &result
+            && e.kind() == ErrorKind::UnknownKid
+            && self.source.refreshes()
+        {
+            self.source.refresh_in_background(generation);
+        }
+        result
+    }
+
+    /// [`verify`](Self::verify) without the background refresh.
+    fn verify_now(&self, token: &str) -> Result<Verified<Claims>, VerifyError> {
         let mut buf = Vec::new();
         let parts = jws::parse_into(token, self.max_size, &mut buf)?;
         self.verify_parts(&parts, None)
@@ -264,10 +280,10 @@ impl Verifier {
     /// still unknown fails with `unknown_kid`.
     pub async fn verify_async(&self, token: &str) -> Result<Verified<Claims>, VerifyError> {
         let generation = self.source.generation();
-        match self.verify(token) {
+        match self.verify_now(token) {
             Err(e) if e.kind() == ErrorKind::UnknownKid && self.source.refreshes() => {
                 if self.source.refresh_unknown_kid(generation).await {
-                    self.verify(token)
+                    self.verify_now(token)
                 } else {
                     Err(e)
                 }

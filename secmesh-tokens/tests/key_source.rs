@@ -844,3 +844,82 @@ async fn dropping_the_source_stops_its_refresh() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(state.hits("/jwks.json"), hits, "no fetch after the drop");
 }
+
+/// The synchronous `verify` (what the tower stack calls) cannot wait for a fetch: a kid it does
+/// not hold fails at once, and starts one background refresh (single-flight, rate-limited), so
+/// the signer's new key is learnt without any caller waiting. A thousand such failures start
+/// one fetch, not a thousand.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_verify_learns_a_new_kid_in_the_background() {
+    let mut signer = Signer::new(ISS, "k1");
+    let (state, url) = jwks_server(&signer).await;
+    let source = KeySource::jwks_url(&url)
+        .allow_http(true)
+        .build()
+        .await
+        .unwrap();
+    let verifier = verifier(source.clone());
+    signer.add_next("k2");
+    signer.promote("k2");
+    state.set("/jwks.json", Route::ok(signer.jwks()));
+    let token = signer.mint();
+    for _ in 0..1_000 {
+        match verifier.verify(&token) {
+            Err(e) => assert_eq!(e.kind(), ErrorKind::UnknownKid),
+            Ok(v) => assert_eq!(v.kid(), Some("k2")),
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match verifier.verify(&token) {
+            Ok(v) => {
+                assert_eq!(v.kid(), Some("k2"));
+                break;
+            }
+            Err(e) => assert_eq!(e.kind(), ErrorKind::UnknownKid),
+        }
+        assert!(Instant::now() < deadline, "the new key was never fetched");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(
+        state.hits("/jwks.json"),
+        2,
+        "the first fetch and one refresh"
+    );
+    assert_eq!(source.status().unknown_kid_refreshes, 1);
+    // Within the interval, another unknown kid starts no fetch.
+    let forged = signer.mint_as("k-unknown");
+    for _ in 0..1_000 {
+        assert_eq!(
+            verifier.verify(&forged).unwrap_err().kind(),
+            ErrorKind::UnknownKid
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(state.hits("/jwks.json"), 2);
+}
+
+/// Outside a tokio runtime the synchronous `verify` starts nothing (and does not panic).
+#[test]
+fn sync_verify_outside_a_runtime_starts_nothing() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let signer = Signer::new(ISS, "k1");
+    let (state, source) = runtime.block_on(async {
+        let (state, url) = jwks_server(&signer).await;
+        let source = KeySource::jwks_url(&url)
+            .allow_http(true)
+            .build()
+            .await
+            .unwrap();
+        (state, source)
+    });
+    let verifier = verifier(source);
+    let forged = signer.mint_as("k-unknown");
+    assert_eq!(
+        verifier.verify(&forged).unwrap_err().kind(),
+        ErrorKind::UnknownKid
+    );
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(state.hits("/jwks.json"), 1);
+    drop(runtime);
+}

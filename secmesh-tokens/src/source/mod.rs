@@ -268,6 +268,12 @@ impl KeySource {
         0
     }
 
+    /// Without the `remote` feature no source refreshes: nothing to start.
+    #[cfg(not(feature = "remote"))]
+    pub(crate) fn refresh_in_background(self: &Arc<Self>, generation: u64) {
+        let _ = generation;
+    }
+
     /// A token named a `kid` the set held at `generation` does not hold: refresh once
     /// (single-flight, at most once per interval; no fetch when one ended since). Whether the
     /// set may have changed since the caller looked.

@@ -1,6 +1,6 @@
 //! The remote key source: a JWKS URL or an issuer's metadata, fetched and refreshed.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
@@ -170,6 +170,7 @@ impl RemoteBuilder {
             fetch_lock: tokio::sync::Mutex::new(()),
             attempts: AtomicU64::new(0),
             last_unknown: Mutex::new(None),
+            kicked: AtomicBool::new(false),
             settings: self.clone(),
         });
         let source = Arc::new(source);
@@ -235,6 +236,8 @@ pub(super) struct Remote {
     fetch_lock: tokio::sync::Mutex<()>,
     attempts: AtomicU64,
     last_unknown: Mutex<Option<Instant>>,
+    /// A background unknown-kid refresh (from a synchronous verification) is under way.
+    kicked: AtomicBool,
     settings: RemoteBuilder,
 }
 
@@ -301,7 +304,42 @@ impl Remote {
     }
 }
 
+impl Remote {
+    /// Whether an unknown-kid refresh would be refused now (one ran within the interval).
+    fn unknown_kid_too_soon(&self) -> bool {
+        self.last_unknown
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some_and(|t| t.elapsed() < self.settings.unknown_kid_interval)
+    }
+}
+
 impl KeySource {
+    /// A synchronous verification met a `kid` the set held at `generation` does not hold and
+    /// cannot wait: run [`refresh_unknown_kid`](Self::refresh_unknown_kid) on the current
+    /// tokio runtime, in the background. At most one such task at a time, none when a refresh
+    /// ran within the interval, none outside a runtime: a flood of unknown kids costs an atomic
+    /// load each, not a task each.
+    pub(crate) fn refresh_in_background(self: &Arc<Self>, generation: u64) {
+        let Some(remote) = &self.remote else { return };
+        if remote.kicked.load(Ordering::Relaxed) || remote.unknown_kid_too_soon() {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if remote.kicked.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let source = Arc::clone(self);
+        runtime.spawn(async move {
+            source.refresh_unknown_kid(generation).await;
+            if let Some(remote) = &source.remote {
+                remote.kicked.store(false, Ordering::Release);
+            }
+        });
+    }
+
     /// Fetch the set now (a remote source; a no-op for the others). Waits for a fetch in flight
     /// instead of starting a second one at the same time.
     pub async fn refresh(&self) -> Result<(), SourceError> {
