@@ -103,7 +103,11 @@ impl Shard {
         if !ct::eq(&slot.token, token) {
             return None;
         }
-        slot.referenced = true;
+        // Written only when it changes: a hit leaves the slot's cache line shared between the
+        // cores that read it, instead of pulling it over to this core each time.
+        if !slot.referenced {
+            slot.referenced = true;
+        }
         Some(slot)
     }
 
