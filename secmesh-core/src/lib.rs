@@ -12,6 +12,7 @@
 pub mod claims;
 pub mod class;
 pub mod clock;
+pub mod exchange;
 pub mod identity;
 pub mod json;
 pub mod policy;
