@@ -245,6 +245,20 @@ impl Scope {
         self.grants.iter().all(|g| wider.grants.contains(g))
     }
 
+    /// Whether every grant of `self` is covered by a grant of `wider`: its verb pattern by
+    /// the wider verb pattern and its object pattern by the wider object pattern
+    /// (`read:orders/42` is within `read:orders/**`). Conservative: a `false` may be a missed
+    /// inclusion (a `{sub}` template only covers the same template), a `true` is never wrong.
+    /// A replacement token's scope must be within the original's.
+    pub fn is_within(&self, wider: &Scope) -> bool {
+        self.grants.iter().all(|g| {
+            wider
+                .grants
+                .iter()
+                .any(|w| w.verb().covers(g.verb()) && w.object().covers(g.object()))
+        })
+    }
+
     /// The wire string.
     pub fn as_str(&self) -> &str {
         &self.raw

@@ -58,6 +58,7 @@ mod backend;
 pub mod cache;
 pub mod crypto;
 pub mod error;
+pub mod exchange;
 pub mod issuer;
 pub mod jws;
 pub mod key;
