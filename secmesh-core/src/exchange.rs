@@ -15,11 +15,16 @@
 //!   `requested_token_type` the txn-token type, `audience` (the trust domain), `scope`,
 //!   `subject_token` and `subject_token_type` are required (`invalid_request`);
 //! - `scope` is parsed once in the one grant grammar ([`Scope`]; `invalid_scope`);
+//! - `txn_class` (a secmesh extension parameter, ignored by other services as RFC 6749
+//!   requires) names the expiry class asked for: `fast`, `medium` or `slow`;
 //! - `request_context` and `request_details`, when present, are strict JSON objects (no
 //!   duplicate key, bounded depth, no lone surrogate);
 //! - `actor_token`/`actor_token_type` (delegation) and `resource` are refused rather than
 //!   silently ignored: a request whose meaning depends on them is not served half-read;
 //!   other unknown parameters are ignored, as RFC 6749 requires.
+//!
+//! The client side reads the service's answer as strictly: [`TxnTokenResponse::from_json`]
+//! and [`ExchangeError::from_json`].
 //!
 //! Error descriptions are fixed texts and parameter names: no value from the request (a token
 //! least of all) is ever echoed. The subject token's `Debug` is redacted.
@@ -56,6 +61,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
+use crate::ExpiryClass;
 use crate::claims::{JsonMap, Scope};
 use crate::json::{self, DEFAULT_MAX_DEPTH};
 use crate::svo::check_identifier;
@@ -105,6 +111,21 @@ impl ErrorCode {
             ErrorCode::InvalidScope => "invalid_scope",
             ErrorCode::InvalidTarget => "invalid_target",
         }
+    }
+
+    /// The code named by an `error` member, if it is one of these.
+    pub fn from_name(name: &str) -> Option<ErrorCode> {
+        [
+            ErrorCode::InvalidRequest,
+            ErrorCode::InvalidClient,
+            ErrorCode::InvalidGrant,
+            ErrorCode::UnauthorizedClient,
+            ErrorCode::UnsupportedGrantType,
+            ErrorCode::InvalidScope,
+            ErrorCode::InvalidTarget,
+        ]
+        .into_iter()
+        .find(|c| c.as_str() == name)
     }
 
     /// The HTTP status of the error response: 401 for `invalid_client` (RFC 6749 section 5.2),
@@ -270,6 +291,10 @@ pub struct TxnTokenRequest {
     pub request_context: Option<JsonMap>,
     /// Details of the request (`request_details`).
     pub request_details: Option<JsonMap>,
+    /// The expiry class asked for (`txn_class`, a secmesh extension parameter: `fast`,
+    /// `medium` or `slow`). The service issues this class or refuses; without it, the service
+    /// chooses (the fastest the policy allows).
+    pub class: Option<ExpiryClass>,
 }
 
 impl TxnTokenRequest {
@@ -287,7 +312,14 @@ impl TxnTokenRequest {
             subject_token_type,
             request_context: None,
             request_details: None,
+            class: None,
         }
+    }
+
+    /// With an expiry class (`txn_class`).
+    pub fn class(mut self, class: ExpiryClass) -> TxnTokenRequest {
+        self.class = Some(class);
+        self
     }
 
     /// With a `request_context`.
@@ -351,6 +383,15 @@ impl TxnTokenRequest {
         let subject_token = SubjectToken::new(params.required("subject_token")?);
         let subject_token_type =
             SubjectTokenType::from_uri(params.required("subject_token_type")?)?;
+        let class = match params.get("txn_class") {
+            None => None,
+            Some(c) => Some(c.parse::<ExpiryClass>().map_err(|_| {
+                ExchangeError::new(
+                    ErrorCode::InvalidScope,
+                    "txn_class is not fast, medium or slow",
+                )
+            })?),
+        };
         Ok(TxnTokenRequest {
             audience: audience.to_owned(),
             scope,
@@ -358,6 +399,7 @@ impl TxnTokenRequest {
             subject_token_type,
             request_context: params.object("request_context")?,
             request_details: params.object("request_details")?,
+            class,
         })
     }
 
@@ -391,6 +433,9 @@ impl TxnTokenRequest {
                 &serde_json::Value::Object(d.clone()).to_string(),
             );
         }
+        if let Some(c) = self.class {
+            put("txn_class", c.as_str());
+        }
         out
     }
 }
@@ -400,7 +445,11 @@ impl TxnTokenRequest {
 pub struct TxnTokenResponse {
     access_token: String,
     expires_in: Option<u64>,
+    scope: Option<Scope>,
 }
+
+/// How large a response body the client side reads ([`TxnTokenResponse::from_json`]).
+pub const MAX_RESPONSE: usize = 64 * 1024;
 
 impl TxnTokenResponse {
     /// The response carrying the issued txn-token.
@@ -408,6 +457,7 @@ impl TxnTokenResponse {
         TxnTokenResponse {
             access_token,
             expires_in: None,
+            scope: None,
         }
     }
 
@@ -417,14 +467,36 @@ impl TxnTokenResponse {
         self
     }
 
+    /// With the issued `scope` (RFC 8693 section 2.2.1: required when it is not the scope
+    /// that was asked for, e.g. narrowed by the service).
+    pub fn scope(mut self, scope: Scope) -> TxnTokenResponse {
+        self.scope = Some(scope);
+        self
+    }
+
     /// The issued token.
     pub fn access_token(&self) -> &str {
         &self.access_token
     }
 
+    /// The issued token, taken.
+    pub fn into_access_token(self) -> String {
+        self.access_token
+    }
+
+    /// `expires_in`, when the service said.
+    pub fn expires_in_secs(&self) -> Option<u64> {
+        self.expires_in
+    }
+
+    /// The issued scope, when the service said (it differs from the one asked for).
+    pub fn issued_scope(&self) -> Option<&Scope> {
+        self.scope.as_ref()
+    }
+
     /// The JSON body: `access_token`, `issued_token_type` (txn_token), `token_type` (`N_A`),
-    /// and `expires_in` when set; never a refresh token. Serve it with `Cache-Control:
-    /// no-store`.
+    /// and `expires_in` and `scope` when set; never a refresh token. Serve it with
+    /// `Cache-Control: no-store`.
     pub fn to_json(&self) -> String {
         let mut map = serde_json::Map::new();
         map.insert("access_token".into(), self.access_token.clone().into());
@@ -433,7 +505,99 @@ impl TxnTokenResponse {
         if let Some(secs) = self.expires_in {
             map.insert("expires_in".into(), secs.into());
         }
+        if let Some(scope) = &self.scope {
+            map.insert("scope".into(), scope.as_str().into());
+        }
         serde_json::Value::Object(map).to_string()
+    }
+
+    /// Read a response body (the client side): a strict JSON object of at most
+    /// [`MAX_RESPONSE`] bytes with a non-empty `access_token`, `issued_token_type` the txn-token
+    /// type and `token_type` `N_A` (case-insensitive); `expires_in` an integer and `scope` a
+    /// scope in the grant grammar when present. A response that says anything else is refused
+    /// rather than half-read.
+    pub fn from_json(body: &[u8]) -> Result<TxnTokenResponse, ResponseError> {
+        let map = strict_object(body)?;
+        let access_token = match map.get("access_token") {
+            Some(serde_json::Value::String(t)) if !t.is_empty() => t.clone(),
+            _ => return Err(ResponseError::Malformed("access_token")),
+        };
+        match map.get("issued_token_type") {
+            Some(serde_json::Value::String(t)) if t == TOKEN_TYPE_TXN_TOKEN => {}
+            _ => return Err(ResponseError::Malformed("issued_token_type")),
+        }
+        match map.get("token_type") {
+            Some(serde_json::Value::String(t)) if t.eq_ignore_ascii_case("N_A") => {}
+            _ => return Err(ResponseError::Malformed("token_type")),
+        }
+        let expires_in = match map.get("expires_in") {
+            None => None,
+            Some(v) => Some(v.as_u64().ok_or(ResponseError::Malformed("expires_in"))?),
+        };
+        let scope = match map.get("scope") {
+            None => None,
+            Some(serde_json::Value::String(s)) => {
+                Some(Scope::new(s).map_err(|_| ResponseError::Malformed("scope"))?)
+            }
+            Some(_) => return Err(ResponseError::Malformed("scope")),
+        };
+        Ok(TxnTokenResponse {
+            access_token,
+            expires_in,
+            scope,
+        })
+    }
+}
+
+impl ExchangeError {
+    /// Read an RFC 6749 section 5.2 error body (the client side): a strict JSON object of at
+    /// most [`MAX_RESPONSE`] bytes whose `error` is one of the [`ErrorCode`]s. The
+    /// description is the service's, kept only when it is printable ASCII of at most 256
+    /// bytes (it is shown to people; nothing else from the body is).
+    pub fn from_json(body: &[u8]) -> Result<ExchangeError, ResponseError> {
+        let map = strict_object(body)?;
+        let code = match map.get("error") {
+            Some(serde_json::Value::String(e)) => {
+                ErrorCode::from_name(e).ok_or(ResponseError::Malformed("error"))?
+            }
+            _ => return Err(ResponseError::Malformed("error")),
+        };
+        let description = match map.get("error_description") {
+            Some(serde_json::Value::String(d))
+                if d.len() <= 256 && d.bytes().all(|b| (0x20..0x7f).contains(&b)) =>
+            {
+                d.clone()
+            }
+            _ => String::new(),
+        };
+        Ok(ExchangeError::new(code, description))
+    }
+}
+
+/// Why a response body could not be read ([`TxnTokenResponse::from_json`],
+/// [`ExchangeError::from_json`]).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ResponseError {
+    /// Over [`MAX_RESPONSE`] bytes.
+    #[error("the response body is larger than {MAX_RESPONSE} bytes")]
+    TooLarge,
+    /// Not a strict JSON object (duplicate key, invalid UTF-8, too deep, not an object).
+    #[error("the response body is not a JSON object")]
+    NotJson,
+    /// A member is missing or not what the profile says.
+    #[error("the response member `{0}` is missing or invalid")]
+    Malformed(&'static str),
+}
+
+fn strict_object(body: &[u8]) -> Result<serde_json::Map<String, serde_json::Value>, ResponseError> {
+    if body.len() > MAX_RESPONSE {
+        return Err(ResponseError::TooLarge);
+    }
+    json::check_object(body, DEFAULT_MAX_DEPTH).map_err(|_| ResponseError::NotJson)?;
+    match serde_json::from_slice(body) {
+        Ok(serde_json::Value::Object(map)) => Ok(map),
+        _ => Err(ResponseError::NotJson),
     }
 }
 
@@ -445,6 +609,7 @@ impl fmt::Debug for TxnTokenResponse {
                 &format_args!("{} bytes", self.access_token.len()),
             )
             .field("expires_in", &self.expires_in)
+            .field("scope", &self.scope)
             .finish()
     }
 }
@@ -577,6 +742,7 @@ mod tests {
             SubjectTokenType::AccessToken,
         )
         .request_context(ctx)
+        .class(ExpiryClass::Medium)
     }
 
     fn form(pairs: &[(&str, &str)]) -> String {
@@ -772,5 +938,84 @@ mod tests {
         encode("a b+c/é", &mut out);
         assert_eq!(out, "a%20b%2Bc%2F%C3%A9");
         assert_eq!(decode(out.as_bytes()).unwrap(), "a b+c/é");
+    }
+
+    #[test]
+    fn the_class_is_optional_and_strict() {
+        let mut pairs = base();
+        assert_eq!(
+            TxnTokenRequest::from_form(form(&pairs).as_bytes())
+                .unwrap()
+                .class,
+            None
+        );
+        pairs.push(("txn_class", "slow"));
+        assert_eq!(
+            TxnTokenRequest::from_form(form(&pairs).as_bytes())
+                .unwrap()
+                .class,
+            Some(ExpiryClass::Slow)
+        );
+        pairs.pop();
+        pairs.push(("txn_class", "Slow"));
+        assert_eq!(code(&form(&pairs)), ErrorCode::InvalidScope);
+    }
+
+    #[test]
+    fn responses_round_trip_and_strictly() {
+        let r = TxnTokenResponse::new("eyJ.e30.sig".into())
+            .expires_in(180)
+            .scope(Scope::new("read:orders/42").unwrap());
+        assert_eq!(TxnTokenResponse::from_json(r.to_json().as_bytes()), Ok(r));
+        let bad = |body: &str| TxnTokenResponse::from_json(body.as_bytes()).unwrap_err();
+        let ok = r#""issued_token_type":"urn:ietf:params:oauth:token-type:txn_token","token_type":"N_A""#;
+        assert_eq!(
+            bad(&format!("{{{ok}}}")),
+            ResponseError::Malformed("access_token")
+        );
+        assert_eq!(
+            bad(&format!(
+                r#"{{"access_token":"a","access_token":"b",{ok}}}"#
+            )),
+            ResponseError::NotJson
+        );
+        assert_eq!(
+            bad(
+                r#"{"access_token":"a","issued_token_type":"urn:ietf:params:oauth:token-type:access_token","token_type":"N_A"}"#
+            ),
+            ResponseError::Malformed("issued_token_type")
+        );
+        assert_eq!(
+            bad(&format!(r#"{{"access_token":"a",{ok},"expires_in":-1}}"#)),
+            ResponseError::Malformed("expires_in")
+        );
+        assert_eq!(
+            bad(&format!(
+                r#"{{"access_token":"a",{ok},"scope":"read:a/**/b"}}"#
+            )),
+            ResponseError::Malformed("scope")
+        );
+        assert_eq!(bad(&" ".repeat(MAX_RESPONSE + 1)), ResponseError::TooLarge);
+        assert_eq!(bad("[1]"), ResponseError::NotJson);
+        assert_eq!(
+            bad("{\"access_token\":\"\\ud800\"}"),
+            ResponseError::NotJson
+        );
+    }
+
+    #[test]
+    fn error_bodies_read_back_and_sanitised() {
+        let e = ExchangeError::new(ErrorCode::UnauthorizedClient, "not allowed");
+        assert_eq!(ExchangeError::from_json(e.to_json().as_bytes()), Ok(e));
+        let hostile = ExchangeError::from_json(
+            br#"{"error":"invalid_grant","error_description":"\u001b[2Jgotcha"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (hostile.code(), hostile.description()),
+            (ErrorCode::InvalidGrant, "")
+        );
+        assert!(ExchangeError::from_json(br#"{"error":"server_error"}"#).is_err());
+        assert!(ExchangeError::from_json(br#"{"error":1}"#).is_err());
     }
 }
