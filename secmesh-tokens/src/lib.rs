@@ -59,6 +59,7 @@ pub mod cache;
 pub mod crypto;
 pub mod error;
 pub mod exchange;
+pub mod external;
 pub mod issuer;
 pub mod jws;
 pub mod key;

@@ -57,6 +57,11 @@ pub struct Verified<T> {
 }
 
 impl<T> Verified<T> {
+    /// The proof: for the verifiers of this crate only.
+    pub(crate) fn new(inner: T, kid: Option<String>, alg: Algorithm) -> Verified<T> {
+        Verified { inner, kid, alg }
+    }
+
     /// The verified value.
     pub fn claims(&self) -> &T {
         &self.inner
