@@ -44,7 +44,9 @@ fuzz_target!(|data: &[u8]| {
             .chain(["spiffe://mesh.test/gateway"])
             .collect();
         for (i, text) in SCOPES.iter().enumerate() {
-            let Ok(scope) = Scope::new(*text) else { continue };
+            let Ok(scope) = Scope::new(*text) else {
+                continue;
+            };
             let t = &types[i % types.len()];
             let workload = workloads[i % workloads.len()];
             let class = ExpiryClass::ALL[i % 3];
@@ -73,8 +75,9 @@ fuzz_target!(|data: &[u8]| {
                 for g in granted.grants() {
                     let one = Scope::new(g.to_string()).expect("a grant is a scope");
                     assert!(
-                        allowed.iter().any(|p| Scope::new(p.clone())
-                            .is_ok_and(|p| one.is_within(&p))),
+                        allowed
+                            .iter()
+                            .any(|p| Scope::new(p.clone()).is_ok_and(|p| one.is_within(&p))),
                         "{g} is within no allowed grant"
                     );
                 }

@@ -369,7 +369,10 @@ impl ExchangePolicy {
     pub fn decide(&self, ask: &ExchangeAsk<'_>) -> ExchangeDecision {
         let mut examined = 0;
         let class = ask.class.unwrap_or(ExpiryClass::Fast);
-        let id = |i: Option<u32>| i.and_then(|i| self.rules.get(i as usize)).map(|r| r.id.clone());
+        let id = |i: Option<u32>| {
+            i.and_then(|i| self.rules.get(i as usize))
+                .map(|r| r.id.clone())
+        };
         let out = self.evaluate(self.enforce.as_ref(), ask, class, &mut examined);
         let shadow = self.shadow.as_ref().map(|ix| {
             let s = self.evaluate(Some(ix), ask, class, &mut examined);

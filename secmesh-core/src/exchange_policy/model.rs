@@ -93,8 +93,10 @@ impl TokenTypePattern {
             return Ok(TokenTypePattern::Type(t.clone()));
         }
         if !s.contains(':') {
-            return Err("unknown short name (access_token, id_token, jwt, txn_token, \
-                        self_signed, unsigned_json), and not a token type URI");
+            return Err(
+                "unknown short name (access_token, id_token, jwt, txn_token, \
+                        self_signed, unsigned_json), and not a token type URI",
+            );
         }
         SubjectTokenType::from_uri(s)
             .map(TokenTypePattern::Type)

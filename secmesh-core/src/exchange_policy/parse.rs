@@ -158,9 +158,11 @@ impl RawRule {
         let id = self.id.0;
         let scopes = match (self.effect, self.scopes) {
             (Effect::Deny, Some(_)) => {
-                return Err("a deny rule takes no `scopes` (deny rules match on workloads, \
+                return Err(
+                    "a deny rule takes no `scopes` (deny rules match on workloads, \
                      subject_token_types, issuers, subjects and audiences only)"
-                    .to_owned());
+                        .to_owned(),
+                );
             }
             (Effect::Deny, None) => Vec::new(),
             (Effect::Allow, None) => {
@@ -172,9 +174,11 @@ impl RawRule {
             (Effect::Allow, Some(Bounded(s))) => s.into_iter().map(|g| g.0).collect(),
         };
         if self.effect == Effect::Deny && self.max_class.is_some() {
-            return Err("a deny rule takes no `max_class` (deny rules match on workloads, \
+            return Err(
+                "a deny rule takes no `max_class` (deny rules match on workloads, \
                  subject_token_types, issuers, subjects and audiences only)"
-                .to_owned());
+                    .to_owned(),
+            );
         }
         Ok(ExchangeRule {
             id: RuleId::new(&id),
@@ -386,7 +390,10 @@ impl ExchangePolicy {
     }
 
     /// Parse and compile an exchange policy from bytes in `format`; the bytes must be UTF-8.
-    pub fn parse_bytes(bytes: &[u8], format: Format) -> Result<ExchangePolicy, ExchangePolicyError> {
+    pub fn parse_bytes(
+        bytes: &[u8],
+        format: Format,
+    ) -> Result<ExchangePolicy, ExchangePolicyError> {
         check_len(bytes.len())?;
         let text = std::str::from_utf8(bytes).map_err(|e| ExchangePolicyError::NotUtf8 {
             offset: e.valid_up_to(),

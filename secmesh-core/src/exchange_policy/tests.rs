@@ -124,7 +124,11 @@ mode = "shadow"
     );
     assert!(ExchangePolicy::from_toml("").unwrap().is_empty());
     assert!(ExchangePolicy::from_json("{}").unwrap().is_empty());
-    assert!(ExchangePolicy::from_json(r#"{"exchange": []}"#).unwrap().is_empty());
+    assert!(
+        ExchangePolicy::from_json(r#"{"exchange": []}"#)
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[test]
@@ -179,7 +183,10 @@ fn deny_rules_take_no_scopes_or_class_and_allow_rules_need_scopes() {
     assert!(e.message().contains("a deny rule takes no `scopes`"), "{e}");
     assert_eq!(e.position().unwrap().line, 2);
     let e = toml_err(&format!("{deny}max_class = \"slow\""));
-    assert!(e.message().contains("a deny rule takes no `max_class`"), "{e}");
+    assert!(
+        e.message().contains("a deny rule takes no `max_class`"),
+        "{e}"
+    );
     assert!(ExchangePolicy::from_toml(&deny).is_ok());
     let e = toml_err(&rule_with(""));
     assert!(e.message().contains("an allow rule needs `scopes`"), "{e}");
@@ -196,8 +203,14 @@ fn refuses_bad_values_with_the_rule() {
     for (extra, needle) in [
         ("scopes = [\"read\"]", "invalid grant `read`"),
         ("scopes = [\"read:a/**/b\"]", "`**` is only allowed"),
-        ("scopes = [\"read:a\"]\nmax_class = \"sometimes\"", "sometimes"),
-        ("scopes = [\"read:a\"]\nissuers = [\"*\"]", "issuers are exact"),
+        (
+            "scopes = [\"read:a\"]\nmax_class = \"sometimes\"",
+            "sometimes",
+        ),
+        (
+            "scopes = [\"read:a\"]\nissuers = [\"*\"]",
+            "issuers are exact",
+        ),
         ("scopes = [\"read:a\"]\nissuers = [\"a b\"]", "whitespace"),
         ("scopes = [\"read:a\"]\nsubjects = [\"\"]", "empty pattern"),
         ("scopes = [\"read:a\"]\nmode = \"dry\"", "dry"),
@@ -215,12 +228,15 @@ fn refuses_bad_values_with_the_rule() {
         ),
         ("[\"\"]", "empty"),
     ] {
-        let text = rule_with("scopes = [\"read:a\"]")
-            .replace("subject_token_types = [\"*\"]", &format!("subject_token_types = {types}"));
+        let text = rule_with("scopes = [\"read:a\"]").replace(
+            "subject_token_types = [\"*\"]",
+            &format!("subject_token_types = {types}"),
+        );
         let e = toml_err(&text);
         assert!(e.message().contains(needle), "{types}: {e}");
     }
-    let text = rule_with("scopes = [\"read:a\"]").replace("audiences = [\"*\"]", "audiences = [\"mesh.*\"]");
+    let text = rule_with("scopes = [\"read:a\"]")
+        .replace("audiences = [\"*\"]", "audiences = [\"mesh.*\"]");
     assert!(toml_err(&text).message().contains("exact or `*`"));
 }
 
@@ -241,14 +257,19 @@ fn limits() {
     let ok = vec!["\"read:a\""; MAX_GRANTS].join(",");
     assert!(ExchangePolicy::from_toml(&rule_with(&format!("scopes = [{ok}]"))).is_ok());
     let list = vec!["\"a\""; 1025].join(",");
-    let text = rule_with("scopes = [\"read:a\"]").replace("workloads = [\"*\"]", &format!("workloads = [{list}]"));
+    let text = rule_with("scopes = [\"read:a\"]")
+        .replace("workloads = [\"*\"]", &format!("workloads = [{list}]"));
     assert!(toml_err(&text).message().contains("more than 1024"));
 }
 
 #[test]
 fn deep_nesting_is_an_error_not_a_crash() {
     for depth in [64, 10_000] {
-        let json = format!("{{\"exchange\": {}{}}}", "[".repeat(depth), "]".repeat(depth));
+        let json = format!(
+            "{{\"exchange\": {}{}}}",
+            "[".repeat(depth),
+            "]".repeat(depth)
+        );
         assert!(ExchangePolicy::from_json(&json).is_err());
         let toml = format!("x = {}{}", "[".repeat(depth), "]".repeat(depth));
         assert!(ExchangePolicy::from_toml(&toml).is_err());
@@ -273,9 +294,21 @@ fn deny_wins_and_names_the_first_deny() {
     assert_eq!(e.code(), ErrorCode::UnauthorizedClient);
     // Both deny rules match: the first in file order is named.
     let tt = SubjectTokenType::TxnToken;
-    let legacy = ExchangeAsk::new("spiffe://mesh.test/legacy-a", &tt, "user:blocked-x", "m", &s);
+    let legacy = ExchangeAsk::new(
+        "spiffe://mesh.test/legacy-a",
+        &tt,
+        "user:blocked-x",
+        "m",
+        &s,
+    );
     assert_eq!(p.decide(&legacy).rule(), Some("no-legacy"));
-    let d = p.decide(&ExchangeAsk::new("spiffe://mesh.test/legacy-a", &tt, "user:a", "m", &s));
+    let d = p.decide(&ExchangeAsk::new(
+        "spiffe://mesh.test/legacy-a",
+        &tt,
+        "user:a",
+        "m",
+        &s,
+    ));
     assert_eq!(d.rule(), Some("no-legacy"));
 }
 
@@ -287,8 +320,14 @@ fn no_rule_audience_issuer_subject_and_type() {
     let s = scope("read:orders/{sub}/**");
     assert!(p.decide(&user_ask(&at, "user:alice", &s)).is_allowed());
     // Another workload, type, issuer, no issuer, a subject outside `subjects`.
-    let other = ExchangeAsk::new("spiffe://mesh.test/orders", &at, "user:alice", "mesh.test", &s)
-        .with_issuer(IDP);
+    let other = ExchangeAsk::new(
+        "spiffe://mesh.test/orders",
+        &at,
+        "user:alice",
+        "mesh.test",
+        &s,
+    )
+    .with_issuer(IDP);
     for ask in [
         other,
         user_ask(&jwt, "user:alice", &s),
@@ -297,7 +336,11 @@ fn no_rule_audience_issuer_subject_and_type() {
         user_ask(&it, "svc:batch", &s),
     ] {
         let d = p.decide(&ask);
-        assert_eq!((d.reason(), d.rule()), (ExchangeReason::NoRule, None), "{ask:?}");
+        assert_eq!(
+            (d.reason(), d.rule()),
+            (ExchangeReason::NoRule, None),
+            "{ask:?}"
+        );
         assert_eq!(d.matched_rule(), None);
         assert_eq!(d.error().unwrap().code(), ErrorCode::UnauthorizedClient);
     }
@@ -307,7 +350,12 @@ fn no_rule_audience_issuer_subject_and_type() {
     assert_eq!(d.rule(), None);
     assert_eq!(d.matched_rule().unwrap(), "gateway-user-tokens");
     assert_eq!(d.error().unwrap().code(), ErrorCode::InvalidTarget);
-    assert_eq!(ExchangePolicy::empty().decide(&user_ask(&at, "u", &s)).reason(), ExchangeReason::NoRule);
+    assert_eq!(
+        ExchangePolicy::empty()
+            .decide(&user_ask(&at, "u", &s))
+            .reason(),
+        ExchangeReason::NoRule
+    );
 }
 
 #[test]
@@ -319,10 +367,19 @@ fn token_types_by_uri_and_private_types() {
     .unwrap();
     let s = scope("read:a");
     for (t, ok) in [
-        (SubjectTokenType::Other("urn:example:token-type:job".into()), true),
+        (
+            SubjectTokenType::Other("urn:example:token-type:job".into()),
+            true,
+        ),
         (SubjectTokenType::TxnToken, true),
-        (SubjectTokenType::Other(crate::exchange::TOKEN_TYPE_TXN_TOKEN.into()), true),
-        (SubjectTokenType::Other("urn:example:token-type:other".into()), false),
+        (
+            SubjectTokenType::Other(crate::exchange::TOKEN_TYPE_TXN_TOKEN.into()),
+            true,
+        ),
+        (
+            SubjectTokenType::Other("urn:example:token-type:other".into()),
+            false,
+        ),
         (SubjectTokenType::SelfSigned, false),
     ] {
         let d = p.decide(&ExchangeAsk::new("w", &t, "s", "a", &s));
@@ -344,12 +401,28 @@ fn down_scoping() {
             false,
         ),
         // Wider: narrowed to the policy's grants within it.
-        ("read:**", "read:orders/{sub}/** read:payments/{sub}/3ds", true),
-        ("*:orders/**", "read:orders/{sub}/** create:orders/{sub}/*/dispute", true),
+        (
+            "read:**",
+            "read:orders/{sub}/** read:payments/{sub}/3ds",
+            true,
+        ),
+        (
+            "*:orders/**",
+            "read:orders/{sub}/** create:orders/{sub}/*/dispute",
+            true,
+        ),
         // Partly outside: the rest dropped.
-        ("read:orders/{sub}/1 delete:orders/{sub}/1", "read:orders/{sub}/1", true),
+        (
+            "read:orders/{sub}/1 delete:orders/{sub}/1",
+            "read:orders/{sub}/1",
+            true,
+        ),
         // Duplicates folded.
-        ("read:orders/{sub}/1 read:orders/{sub}/1", "read:orders/{sub}/1", true),
+        (
+            "read:orders/{sub}/1 read:orders/{sub}/1",
+            "read:orders/{sub}/1",
+            true,
+        ),
         (
             "read:** *:orders/{sub}/**",
             "read:orders/{sub}/** read:payments/{sub}/3ds create:orders/{sub}/*/dispute",
@@ -365,7 +438,11 @@ fn down_scoping() {
         assert_eq!(d.rule(), Some("gateway-user-tokens"));
         assert!(d.granted().unwrap().is_within(&s), "{asked}");
     }
-    for asked in ["read:invoices/**", "delete:orders/{sub}/1", "read:orders/*/1"] {
+    for asked in [
+        "read:invoices/**",
+        "delete:orders/{sub}/1",
+        "read:orders/*/1",
+    ] {
         let s = scope(asked);
         let d = p.decide(&user_ask(&at, "user:alice", &s));
         assert_eq!(d.reason(), ExchangeReason::ScopeNotAllowed, "{asked}");
@@ -389,10 +466,18 @@ fn sub_stays_symbolic() {
     for sub in ["user:*", "user:a/b", "user:**"] {
         let s = scope("read:orders/{sub}/**");
         let d = p.decide(&user_ask(&at, sub, &s));
-        assert_eq!(d.granted().unwrap().as_str(), "read:orders/{sub}/**", "{sub}");
+        assert_eq!(
+            d.granted().unwrap().as_str(),
+            "read:orders/{sub}/**",
+            "{sub}"
+        );
         let wide = scope("read:orders/**");
         let d = p.decide(&user_ask(&at, sub, &wide));
-        assert_eq!(d.granted().unwrap().as_str(), "read:orders/{sub}/**", "{sub}");
+        assert_eq!(
+            d.granted().unwrap().as_str(),
+            "read:orders/{sub}/**",
+            "{sub}"
+        );
     }
 }
 
@@ -428,10 +513,19 @@ fn classes() {
     // Replacement tokens may be slow.
     let tt = SubjectTokenType::TxnToken;
     let d = p.decide(
-        &ExchangeAsk::new("spiffe://mesh.test/batch", &tt, "svc:batch", "mesh.test", &s)
-            .with_class(ExpiryClass::Slow),
+        &ExchangeAsk::new(
+            "spiffe://mesh.test/batch",
+            &tt,
+            "svc:batch",
+            "mesh.test",
+            &s,
+        )
+        .with_class(ExpiryClass::Slow),
     );
-    assert_eq!((d.rule(), d.class()), (Some("replacements"), Some(ExpiryClass::Slow)));
+    assert_eq!(
+        (d.rule(), d.class()),
+        (Some("replacements"), Some(ExpiryClass::Slow))
+    );
     assert!(!d.narrowed());
 }
 
@@ -445,11 +539,19 @@ fn shadow_beside_never_enforced() {
     let sh = d.shadow().unwrap();
     assert_eq!(
         (sh.effect(), sh.reason(), sh.rule()),
-        (Effect::Deny, ExchangeReason::DenyRule, Some("try-no-id-tokens"))
+        (
+            Effect::Deny,
+            ExchangeReason::DenyRule,
+            Some("try-no-id-tokens")
+        )
     );
     assert!(sh.granted().is_none());
     let at = SubjectTokenType::AccessToken;
-    let sh = p.decide(&user_ask(&at, "user:alice", &s)).shadow().cloned().unwrap();
+    let sh = p
+        .decide(&user_ask(&at, "user:alice", &s))
+        .shadow()
+        .cloned()
+        .unwrap();
     assert_eq!(sh.reason(), ExchangeReason::NoRule);
     let no_shadow = ExchangePolicy::from_toml(&rule_with("scopes = [\"read:a\"]")).unwrap();
     assert!(no_shadow.decide(&user_ask(&at, "u", &s)).shadow().is_none());
@@ -464,7 +566,10 @@ fn display_and_errors_echo_nothing_of_the_request() {
         for aud in ["mesh.test", "elsewhere.test"] {
             let d = p.decide(&ExchangeAsk::new(GW, &at, sub, aud, &s).with_issuer(IDP));
             let text = format!("{d}");
-            assert!(!text.contains(sub) && !text.contains("secret") && !text.contains(aud), "{text}");
+            assert!(
+                !text.contains(sub) && !text.contains("secret") && !text.contains(aud),
+                "{text}"
+            );
             if let Some(e) = d.error() {
                 let json = e.to_json();
                 assert!(!json.contains(sub) && !json.contains("secret") && !json.contains(aud));
@@ -472,8 +577,14 @@ fn display_and_errors_echo_nothing_of_the_request() {
         }
     }
     let d = p.decide(&user_ask(&at, "user:alice", &s));
-    assert_eq!(d.to_string(), "allow (allow_rule) rule `gateway-user-tokens` class fast");
-    assert_eq!(ExchangeReason::AudienceNotAllowed.code(), "audience_not_allowed");
+    assert_eq!(
+        d.to_string(),
+        "allow (allow_rule) rule `gateway-user-tokens` class fast"
+    );
+    assert_eq!(
+        ExchangeReason::AudienceNotAllowed.code(),
+        "audience_not_allowed"
+    );
     assert!(ExchangeReason::AllowRule.error().is_none());
 }
 
@@ -514,12 +625,27 @@ fn ten_thousand_rules_decide_by_lookup() {
     assert_eq!(p.len(), MAX_RULES);
     let at = SubjectTokenType::AccessToken;
     let s = scope("read:orders/9999/x");
-    let d = p.decide(&ExchangeAsk::new("spiffe://mesh.test/wl-9999", &at, "u", "mesh.test", &s));
+    let d = p.decide(&ExchangeAsk::new(
+        "spiffe://mesh.test/wl-9999",
+        &at,
+        "u",
+        "mesh.test",
+        &s,
+    ));
     assert_eq!(d.rule(), Some("r9999"));
     // Its own rule and the 10 wildcard rules, not 10,000.
     assert_eq!(d.rules_examined(), 11);
-    let d = p.decide(&ExchangeAsk::new("spiffe://nobody", &at, "u", "mesh.test", &s));
-    assert_eq!((d.reason(), d.rules_examined()), (ExchangeReason::NoRule, 10));
+    let d = p.decide(&ExchangeAsk::new(
+        "spiffe://nobody",
+        &at,
+        "u",
+        "mesh.test",
+        &s,
+    ));
+    assert_eq!(
+        (d.reason(), d.rules_examined()),
+        (ExchangeReason::NoRule, 10)
+    );
     let e = toml_err(&many_rules(MAX_RULES + 1, 0));
     assert!(e.message().contains("more than 10000 rules"), "{e}");
     assert_eq!(e.rule_index(), Some(MAX_RULES));
@@ -638,21 +764,60 @@ scopes = []
     let p = ExchangePolicy::from_toml(text).unwrap();
     let report = p.lint();
     assert!(report.is_complete());
-    let got: Vec<(&str, &ExchangeFindingKind)> =
-        report.findings().iter().map(|f| (f.rule(), f.kind())).collect();
+    let got: Vec<(&str, &ExchangeFindingKind)> = report
+        .findings()
+        .iter()
+        .map(|f| (f.rule(), f.kind()))
+        .collect();
     let by = |s: &str| crate::policy::RuleId::new(s);
     assert_eq!(
         got,
         vec![
-            ("batch-a", &ExchangeFindingKind::ShadowedByDeny { by: by("deny-batch") }),
-            ("deny-batch-b", &ExchangeFindingKind::NeverDecides { by: by("deny-batch") }),
-            ("gw-narrow", &ExchangeFindingKind::ScopesWithin { by: by("gw") }),
-            ("gw-again", &ExchangeFindingKind::ScopesWithin { by: by("gw") }),
-            ("anyone", &ExchangeFindingKind::UnknownTokenType { uri: "urn:example:private".into() }),
+            (
+                "batch-a",
+                &ExchangeFindingKind::ShadowedByDeny {
+                    by: by("deny-batch")
+                }
+            ),
+            (
+                "deny-batch-b",
+                &ExchangeFindingKind::NeverDecides {
+                    by: by("deny-batch")
+                }
+            ),
+            (
+                "gw-narrow",
+                &ExchangeFindingKind::ScopesWithin { by: by("gw") }
+            ),
+            (
+                "gw-again",
+                &ExchangeFindingKind::ScopesWithin { by: by("gw") }
+            ),
+            (
+                "anyone",
+                &ExchangeFindingKind::UnknownTokenType {
+                    uri: "urn:example:private".into()
+                }
+            ),
             ("anyone", &ExchangeFindingKind::AnyWorkload),
-            ("anyone", &ExchangeFindingKind::RootDoubleStar { grant: "read:**".into() }),
-            ("nobody", &ExchangeFindingKind::NeverMatches { why: "empty `workloads`" }),
-            ("nothing", &ExchangeFindingKind::NeverMatches { why: "empty `scopes`: grants nothing" }),
+            (
+                "anyone",
+                &ExchangeFindingKind::RootDoubleStar {
+                    grant: "read:**".into()
+                }
+            ),
+            (
+                "nobody",
+                &ExchangeFindingKind::NeverMatches {
+                    why: "empty `workloads`"
+                }
+            ),
+            (
+                "nothing",
+                &ExchangeFindingKind::NeverMatches {
+                    why: "empty `scopes`: grants nothing"
+                }
+            ),
         ]
     );
     assert!(report.findings()[4].kind().is_advisory());
@@ -671,7 +836,11 @@ fn shared_reload_keeps_the_last_good_policy() {
     assert_eq!(other.generation(), 1);
     assert_eq!(other.current().len(), 6);
     assert!(other.reload_from_slice(b"\xff", Format::Toml).is_err());
-    assert!(other.reload_from_str("{\"exchange\": 1}", Format::Json).is_err());
+    assert!(
+        other
+            .reload_from_str("{\"exchange\": 1}", Format::Json)
+            .is_err()
+    );
     assert_eq!((shared.generation(), shared.current().len()), (1, 6));
     assert_eq!(shared.store(ExchangePolicy::empty()), 2);
     let at = SubjectTokenType::AccessToken;
