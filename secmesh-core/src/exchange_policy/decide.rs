@@ -3,85 +3,14 @@
 
 use std::fmt;
 
+use super::ask::ExchangeAsk;
 use super::index::Index;
 use super::model::ExchangeRule;
 use super::narrow::narrow;
 use crate::claims::Scope;
 use crate::class::ExpiryClass;
-use crate::exchange::{ErrorCode, ExchangeError, SubjectTokenType, TxnTokenRequest};
+use crate::exchange::{ErrorCode, ExchangeError};
 use crate::policy::{Effect, Mode, RuleId};
-
-/// What a workload asks for: the facts of one Txn-Token Request the policy decides on.
-#[derive(Clone, Copy, Debug)]
-#[non_exhaustive]
-pub struct ExchangeAsk<'a> {
-    /// The SPIFFE ID of the requesting workload (its mTLS identity).
-    pub workload: &'a str,
-    /// The type of the subject token presented.
-    pub subject_token_type: &'a SubjectTokenType,
-    /// The issuer (`iss`) of an external subject token, once verified.
-    pub issuer: Option<&'a str>,
-    /// The subject (`sub`) the issued txn-token will carry.
-    pub subject: &'a str,
-    /// The audience asked for (the trust domain).
-    pub audience: &'a str,
-    /// The scope asked for (already within what the subject token allows: the service checks
-    /// that).
-    pub scope: &'a Scope,
-    /// The expiry class asked for; `None` lets the policy choose (`fast`).
-    pub class: Option<ExpiryClass>,
-}
-
-impl<'a> ExchangeAsk<'a> {
-    /// An ask without issuer or class.
-    pub fn new(
-        workload: &'a str,
-        subject_token_type: &'a SubjectTokenType,
-        subject: &'a str,
-        audience: &'a str,
-        scope: &'a Scope,
-    ) -> Self {
-        ExchangeAsk {
-            workload,
-            subject_token_type,
-            issuer: None,
-            subject,
-            audience,
-            scope,
-            class: None,
-        }
-    }
-
-    /// The ask of a read Txn-Token Request from `workload`, for the subject `subject` (taken
-    /// from the verified subject token). Its issuer, when external, is added with
-    /// [`with_issuer`](Self::with_issuer).
-    pub fn from_request(workload: &'a str, request: &'a TxnTokenRequest, subject: &'a str) -> Self {
-        ExchangeAsk {
-            class: request.class,
-            ..ExchangeAsk::new(
-                workload,
-                &request.subject_token_type,
-                subject,
-                &request.audience,
-                &request.scope,
-            )
-        }
-    }
-
-    /// With the subject token's issuer.
-    #[must_use]
-    pub fn with_issuer(mut self, issuer: &'a str) -> Self {
-        self.issuer = Some(issuer);
-        self
-    }
-
-    /// With the expiry class asked for.
-    #[must_use]
-    pub fn with_class(mut self, class: ExpiryClass) -> Self {
-        self.class = Some(class);
-        self
-    }
-}
 
 /// Why an exchange decision came out the way it did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -142,6 +142,7 @@
 //!
 //! [`Scope::is_within`]: crate::claims::Scope::is_within
 
+pub mod ask;
 pub mod decide;
 mod index;
 pub mod lint;
@@ -153,9 +154,8 @@ pub mod shared;
 #[cfg(test)]
 mod tests;
 
-pub use decide::{
-    ExchangeAsk, ExchangeDecision, ExchangePolicy, ExchangeReason, ShadowExchangeDecision,
-};
+pub use ask::ExchangeAsk;
+pub use decide::{ExchangeDecision, ExchangePolicy, ExchangeReason, ShadowExchangeDecision};
 pub use lint::{ExchangeFinding, ExchangeFindingKind, ExchangeLintReport, MAX_LINT_WORK};
 pub use model::{AudiencePattern, ExchangeRule, TokenTypePattern};
 pub use narrow::MAX_NARROW_WORK;

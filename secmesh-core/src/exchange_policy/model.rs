@@ -34,7 +34,7 @@ use std::fmt;
 
 use serde::{Deserialize, Deserializer};
 
-use super::decide::ExchangeAsk;
+use super::ask::ExchangeAsk;
 use crate::class::ExpiryClass;
 use crate::exchange::SubjectTokenType;
 use crate::policy::pattern::MAX_PATTERN_LEN;

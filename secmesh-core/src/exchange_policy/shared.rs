@@ -42,7 +42,8 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use super::decide::{ExchangeAsk, ExchangeDecision, ExchangePolicy};
+use super::ask::ExchangeAsk;
+use super::decide::{ExchangeDecision, ExchangePolicy};
 use super::parse::ExchangePolicyError;
 use crate::policy::Format;
 
