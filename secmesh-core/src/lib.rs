@@ -13,6 +13,7 @@ pub mod claims;
 pub mod class;
 pub mod clock;
 pub mod exchange;
+pub mod exchange_policy;
 pub mod identity;
 pub mod json;
 pub mod policy;

@@ -226,7 +226,7 @@ impl<'de> Deserialize<'de> for Attributes {
 }
 
 /// A validated rule id or attribute name: non-empty, no whitespace or control characters, bounded.
-struct RawId(String);
+pub(crate) struct RawId(pub(crate) String);
 
 impl<'de> Deserialize<'de> for RawId {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -249,7 +249,7 @@ impl<'de> Deserialize<'de> for RawId {
 }
 
 /// A list with at most [`MAX_LIST_LEN`] entries.
-struct Bounded<T>(Vec<T>);
+pub(crate) struct Bounded<T>(pub(crate) Vec<T>);
 
 impl<'de, T: Deserialize<'de>> Deserialize<'de> for Bounded<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -364,7 +364,7 @@ pub(crate) fn rules_from_toml(text: &str) -> Result<Vec<Rule>, PolicyError> {
 /// The TOML deserializer places an error in an array element at the array. For a rejected
 /// pattern (the message quotes it: "invalid ... `X`: ..."), point at the string `X` itself
 /// when it appears quoted in the array.
-fn refine_to_element(
+pub(crate) fn refine_to_element(
     text: &str,
     span: std::ops::Range<usize>,
     message: &str,
