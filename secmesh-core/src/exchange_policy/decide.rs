@@ -6,7 +6,7 @@ use std::fmt;
 use super::ask::ExchangeAsk;
 use super::index::Index;
 use super::model::ExchangeRule;
-use super::narrow::narrow;
+use super::narrow::{literal_subject, narrow};
 use crate::claims::Scope;
 use crate::class::ExpiryClass;
 use crate::exchange::{ErrorCode, ExchangeError};
@@ -380,11 +380,12 @@ impl ExchangePolicy {
         };
         let eligible = scopes(true);
         let requested = ask.scope.grants();
-        let narrowed = narrow(requested, &eligible);
+        let subject = literal_subject(ask.subject);
+        let narrowed = narrow(requested, &eligible, subject);
         if narrowed.grants.is_empty() {
             // Would a faster class have been granted something?
             let class_bound = eligible.len() < allows.len()
-                && !narrow(requested, &scopes(false)).grants.is_empty();
+                && !narrow(requested, &scopes(false), subject).grants.is_empty();
             let reason = if class_bound {
                 ExchangeReason::ClassNotAllowed
             } else {

@@ -55,9 +55,11 @@
 //!    [`ExchangeDecision::narrowed`] says whether the granted scope differs from the request
 //!    (the response must then echo `scope`).
 //!
-//! `{sub}` stays symbolic: a grant with `{sub}` is within only the same `{sub}` pattern, and
-//! the subject is never put into a pattern, so a subject with `*` or `/` in it widens nothing
-//! (ask for `read:orders/{sub}/**`, not for your own subject's literal path). The granted
+//! `{sub}` stands for the ask's subject taken literally, as the authorizer will read it for
+//! the issued token: `read:orders/user:alice/42` is within `read:orders/{sub}/**` for
+//! `user:alice` (and granted as asked), not for `user:bob`; `{sub}` is also within the same
+//! `{sub}`. A subject that would read as pattern syntax (`*`, `/`, `{`, `}`, space) is never
+//! put into a pattern, so it widens nothing: its `{sub}` covers only `{sub}`. The granted
 //! scope holds at most [`MAX_GRANTS`] grants, and one decision tests at most
 //! [`MAX_NARROW_WORK`] grant pairs; past a bound, grants are left out, never widened
 //! ([`ExchangeDecision::truncated`]).

@@ -453,17 +453,28 @@ fn down_scoping() {
 }
 
 #[test]
-fn sub_stays_symbolic() {
+fn sub_stands_for_the_subject_taken_literally() {
     let p = policy();
     let at = SubjectTokenType::AccessToken;
-    // A literal path is not matched against `{sub}` (no substitution).
+    // A literal path of the subject's own is within `{sub}` for that subject, kept as asked.
     let s = scope("read:orders/user:alice/**");
+    let d = p.decide(&user_ask(&at, "user:alice", &s));
+    assert_eq!(d.granted().unwrap().as_str(), "read:orders/user:alice/**");
+    let one = scope("read:orders/user:alice/42");
+    let d = p.decide(&user_ask(&at, "user:alice", &one));
+    assert_eq!(d.granted().unwrap().as_str(), "read:orders/user:alice/42");
+    // Another subject's path is not.
     assert_eq!(
-        p.decide(&user_ask(&at, "user:alice", &s)).reason(),
+        p.decide(&user_ask(&at, "user:bob", &s)).reason(),
         ExchangeReason::ScopeNotAllowed
     );
-    // A subject with `*` or `/` widens nothing: the grant stays `{sub}`.
-    for sub in ["user:*", "user:a/b", "user:**"] {
+    let both = scope("read:orders/user:alice/1 read:orders/user:bob/1");
+    let d = p.decide(&user_ask(&at, "user:alice", &both));
+    assert_eq!(d.granted().unwrap().as_str(), "read:orders/user:alice/1");
+    assert!(d.narrowed());
+    // A subject with `*` or `/` is never put into a pattern: the grant stays `{sub}`, and a
+    // literal path that the substituted pattern would have covered is refused.
+    for sub in ["user:*", "user:a/b", "user:**", "user:{sub}"] {
         let s = scope("read:orders/{sub}/**");
         let d = p.decide(&user_ask(&at, sub, &s));
         assert_eq!(
@@ -476,6 +487,12 @@ fn sub_stays_symbolic() {
         assert_eq!(
             d.granted().unwrap().as_str(),
             "read:orders/{sub}/**",
+            "{sub}"
+        );
+        let other = scope("read:orders/user:bob/1");
+        assert_eq!(
+            p.decide(&user_ask(&at, sub, &other)).reason(),
+            ExchangeReason::ScopeNotAllowed,
             "{sub}"
         );
     }
