@@ -72,6 +72,12 @@ impl MintRequest {
         }
     }
 
+    /// The expiry class (instead of the one given to [`new`](Self::new)).
+    pub fn class(mut self, class: ExpiryClass) -> Self {
+        self.class = class;
+        self
+    }
+
     /// The audience (instead of the issuer's default).
     pub fn audience(mut self, aud: impl Into<String>) -> Self {
         self.audience = Some(Audience::One(aud.into()));
