@@ -15,6 +15,8 @@
 //! | [`AuditUnavailable`](DenyReason::AuditUnavailable) | 503 | 14 UNAVAILABLE |
 //! | [`RateLimited`](DenyReason::RateLimited) | 429 (+ `Retry-After`) | 8 RESOURCE_EXHAUSTED |
 //! | [`PolicyNeedsAttributes`](DenyReason::PolicyNeedsAttributes) | 500 | 13 INTERNAL |
+//! | [`Exchange`](DenyReason::Exchange): the Txn-Token Service refused the edge's exchange | 403 (+ `insufficient_scope` for `invalid_scope`); 401 `invalid_token` for `invalid_grant` | 7 PERMISSION_DENIED / 16 |
+//! | [`ExchangeUnavailable`](DenyReason::ExchangeUnavailable) | 503 | 14 UNAVAILABLE |
 //!
 //! HTTP bodies are RFC 9457 `application/problem+json` with the status's words only; gRPC
 //! answers are trailers-only. Callers learn only the standard code; the full reason stays in
@@ -45,6 +47,7 @@ use bytes::Bytes;
 use http::header::{CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{Response, StatusCode};
 use secmesh_audit::AuditError;
+use secmesh_core::exchange::{ErrorCode, ExchangeError};
 use secmesh_core::policy::Reason;
 use secmesh_core::{ExpiryClass, Object, Verb};
 use secmesh_tokens::{ErrorKind, VerifyError};
@@ -100,6 +103,13 @@ pub enum DenyReason {
         /// The first rule with an attribute condition.
         rule: String,
     },
+    /// The edge's token exchange was refused by the Txn-Token Service: `invalid_grant` (the
+    /// external token did not pass there) is 401 / UNAUTHENTICATED, anything else 403 /
+    /// PERMISSION_DENIED.
+    Exchange(ExchangeError),
+    /// The Txn-Token Service could not be reached or answered with something else than a
+    /// token or an RFC 6749 error (503 / UNAVAILABLE).
+    ExchangeUnavailable,
 }
 
 impl DenyReason {
@@ -125,6 +135,8 @@ impl DenyReason {
             DenyReason::AuditUnavailable(_) => "audit_unavailable",
             DenyReason::RateLimited { .. } => "rate_limited",
             DenyReason::PolicyNeedsAttributes { .. } => "policy_needs_attributes",
+            DenyReason::Exchange(_) => "exchange_refused",
+            DenyReason::ExchangeUnavailable => "exchange_unavailable",
         }
     }
 
@@ -150,6 +162,7 @@ impl DenyReason {
     /// Whether the caller is not authenticated (401 / UNAUTHENTICATED).
     pub fn is_unauthenticated(&self) -> bool {
         matches!(self, DenyReason::MissingToken | DenyReason::Token(_))
+            || matches!(self, DenyReason::Exchange(e) if e.code() == ErrorCode::InvalidGrant)
     }
 
     /// The HTTP status for this reason.
@@ -168,6 +181,11 @@ impl DenyReason {
             DenyReason::AuditUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             DenyReason::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             DenyReason::PolicyNeedsAttributes { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            DenyReason::Exchange(e) if e.code() == ErrorCode::InvalidGrant => {
+                StatusCode::UNAUTHORIZED
+            }
+            DenyReason::Exchange(_) => StatusCode::FORBIDDEN,
+            DenyReason::ExchangeUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -186,6 +204,9 @@ impl DenyReason {
             DenyReason::AuditUnavailable(_) => 14,
             DenyReason::RateLimited { .. } => 8,
             DenyReason::PolicyNeedsAttributes { .. } => 13,
+            DenyReason::Exchange(e) if e.code() == ErrorCode::InvalidGrant => 16,
+            DenyReason::Exchange(_) => 7,
+            DenyReason::ExchangeUnavailable => 14,
         }
     }
 
@@ -227,6 +248,8 @@ impl fmt::Display for DenyReason {
                 f,
                 "rule {rule} has attribute conditions and the service has no attribute source"
             ),
+            DenyReason::Exchange(e) => write!(f, "token exchange refused: {e}"),
+            DenyReason::ExchangeUnavailable => f.write_str("the Txn-Token Service is unavailable"),
         }
     }
 }
@@ -295,6 +318,13 @@ fn www_authenticate(reason: &DenyReason) -> Option<HeaderValue> {
             r#"Bearer error="invalid_token", error_description="The token is invalid""#
         }
         DenyReason::MissingGrant { .. } => r#"Bearer error="insufficient_scope""#,
+        DenyReason::Exchange(e) => match e.code() {
+            ErrorCode::InvalidGrant => {
+                r#"Bearer error="invalid_token", error_description="The token is invalid""#
+            }
+            ErrorCode::InvalidScope => r#"Bearer error="insufficient_scope""#,
+            _ => return None,
+        },
         _ => return None,
     }))
 }
@@ -442,6 +472,10 @@ mod tests {
                 retry_after: Some(Duration::from_secs(2)),
             },
             DenyReason::PolicyNeedsAttributes { rule: "r".into() },
+            DenyReason::Exchange(ExchangeError::new(ErrorCode::InvalidGrant, "x")),
+            DenyReason::Exchange(ExchangeError::new(ErrorCode::InvalidScope, "x")),
+            DenyReason::Exchange(ExchangeError::new(ErrorCode::UnauthorizedClient, "x")),
+            DenyReason::ExchangeUnavailable,
         ]
     }
 
@@ -474,6 +508,18 @@ mod tests {
             (503, "audit_unavailable", None),
             (429, "rate_limited", None),
             (500, "policy_needs_attributes", None),
+            (
+                401,
+                "exchange_refused",
+                Some(r#"Bearer error="invalid_token", error_description="The token is invalid""#),
+            ),
+            (
+                403,
+                "exchange_refused",
+                Some(r#"Bearer error="insufficient_scope""#),
+            ),
+            (403, "exchange_refused", None),
+            (503, "exchange_unavailable", None),
         ];
         for (reason, (status, kind, www)) in every_reason().iter().zip(expect) {
             let res = ProblemJson.respond(&HeaderMap::new(), reason);
@@ -498,7 +544,7 @@ mod tests {
 
     #[test]
     fn every_reason_over_grpc() {
-        let codes = [16, 16, 16, 7, 7, 7, 7, 3, 12, 3, 7, 14, 8, 13];
+        let codes = [16, 16, 16, 7, 7, 7, 7, 3, 12, 3, 7, 14, 8, 13, 16, 7, 7, 14];
         for (reason, code) in every_reason().iter().zip(codes) {
             let res = ProblemJson.respond(&grpc(), reason);
             assert_eq!(res.status(), StatusCode::OK, "{reason}");

@@ -40,6 +40,7 @@ pub mod authenticate;
 pub mod authorize;
 pub mod context;
 pub mod deny;
+pub mod edge;
 pub mod error;
 #[cfg(feature = "axum")]
 pub mod extract;
@@ -51,6 +52,7 @@ pub mod reload;
 #[cfg(feature = "serve")]
 pub mod serve;
 pub mod stack;
+pub mod sts;
 #[cfg(feature = "tls")]
 pub mod tls;
 

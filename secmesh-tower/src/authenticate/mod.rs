@@ -291,7 +291,7 @@ impl<S: Clone, D> Clone for Authenticate<S, D> {
     }
 }
 
-fn strip_internal_headers(headers: &mut HeaderMap) {
+pub(crate) fn strip_internal_headers(headers: &mut HeaderMap) {
     let forged: Vec<HeaderName> = headers
         .keys()
         .filter(|k| k.as_str().starts_with(INTERNAL_HEADER_PREFIX))
@@ -347,7 +347,7 @@ fn presented_token(headers: &HeaderMap, bearer: bool) -> Result<Option<&str>, De
 }
 
 /// The token of the single `Authorization: Bearer` header, if any.
-fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, DenyReason> {
+pub(crate) fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, DenyReason> {
     let invalid = |detail: &'static str| DenyReason::Token(VerifyError::malformed(detail));
     let mut values = headers.get_all(AUTHORIZATION).iter();
     let Some(v) = values.next() else {
