@@ -369,7 +369,7 @@ fn serve(args: ServeArgs) -> ExitCode {
     })
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};

@@ -16,6 +16,7 @@ mod io;
 mod keygen;
 mod keys_cmd;
 mod policy_cmd;
+mod sts_cmd;
 mod token_cmd;
 
 /// secmesh: keys, transaction tokens, policies, audit logs and a development CA.
@@ -60,6 +61,11 @@ enum Command {
         #[command(subcommand)]
         cmd: ca_cmd::CaCommand,
     },
+    /// The Txn-Token Service: serve it (mutual TLS, the key ring's JWKS), check its configuration.
+    Sts {
+        #[command(subcommand)]
+        cmd: sts_cmd::StsCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -67,6 +73,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Keygen(args) => token_cmd::keygen(args),
         Command::Keys { cmd } => keys_cmd::run(cmd),
+        Command::Sts { cmd } => sts_cmd::run(cmd),
         Command::Token { cmd } => token_cmd::run_token(cmd),
         Command::Jws { cmd } => token_cmd::run_jws(cmd),
         Command::Policy { cmd } => policy_cmd::run(cmd),

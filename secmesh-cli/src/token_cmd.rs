@@ -672,3 +672,13 @@ pub(crate) fn run_jws(cmd: JwsCommand) -> ExitCode {
         Err(e) => rejected(json, e.kind().as_str(), &e),
     }
 }
+
+/// An https client configuration trusting the CA certificates of `ca`, or none without it.
+pub(crate) fn roots_config(
+    ca: Option<&std::path::Path>,
+) -> Result<Arc<rustls::ClientConfig>, String> {
+    match ca {
+        Some(ca) => client_config(ca),
+        None => client_config_without_roots(),
+    }
+}
