@@ -12,7 +12,7 @@
 //!    and asks for the scope this request needs ([`EdgeLayer::scope`]; by default the one grant
 //!    `verb:object`), in the fastest class unless told otherwise;
 //! 4. exchanges the external token for a txn-token through an [`Exchanger`]: the Txn-Token
-//!    Service over mutual TLS ([`StsClient`](crate::sts_client::StsClient)), or an
+//!    Service over mutual TLS (`secmesh_tower::sts::StsClient`), or an
 //!    [`EmbeddedSts`] for a single-process deployment. The request context sent along
 //!    (`request_context`, which the service puts into `rctx`) holds the client's address and
 //!    how it authenticated. A refusal is answered through the one denial mapping
