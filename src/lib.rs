@@ -13,7 +13,7 @@
 //! | `aws-lc-rs` | | the aws-lc-rs backend instead (with `default-features = false`) |
 //! | `axum` | yes | the tower layers ([`tower`]) and the axum extractors |
 //! | `tonic` | | the tower layers, for tonic (no axum) |
-//! | `tls` | yes | mutual TLS ([`tls`]): workloads, `TlsServer`, `TlsConnector`; and `serve` |
+//! | `tls` | yes | mutual TLS ([`tls`]): workloads, `TlsServer`, `TlsConnector`, the Txn-Token Service client `tower::sts_client`; and `serve` |
 //! | `serve` | with `tls` | `PlainServer`: HTTP/1.1 and HTTP/2 with connection limits |
 //! | `ca` | | the internal development CA, `tls::ca` |
 //!

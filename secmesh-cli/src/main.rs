@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand};
 
 mod audit_cmd;
 mod ca_cmd;
+mod exchange_cmd;
 mod io;
 mod keygen;
 mod keys_cmd;
@@ -36,7 +37,7 @@ enum Command {
         #[command(subcommand)]
         cmd: keys_cmd::KeysCommand,
     },
-    /// Mint, verify and inspect transaction tokens.
+    /// Mint, verify, inspect and exchange transaction tokens.
     Token {
         #[command(subcommand)]
         cmd: token_cmd::TokenCommand,

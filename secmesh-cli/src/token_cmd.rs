@@ -1,4 +1,5 @@
-//! `secmesh keygen`, `secmesh token mint|verify|inspect` and `secmesh jws verify`.
+//! `secmesh keygen`, `secmesh token mint|verify|inspect` and `secmesh jws verify`
+//! (`secmesh token exchange` is in `exchange_cmd`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -60,6 +61,9 @@ pub(crate) enum TokenCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Exchange a subject token for a txn-token at the Txn-Token Service (over mutual TLS);
+    /// print the txn-token.
+    Exchange(crate::exchange_cmd::ExchangeArgs),
 }
 
 /// `secmesh token mint` options.
@@ -238,6 +242,7 @@ pub(crate) fn run_token(cmd: TokenCommand) -> ExitCode {
         TokenCommand::Mint(args) => mint(args),
         TokenCommand::Verify(args) => verify(args),
         TokenCommand::Inspect { token, json } => inspect(&token, json),
+        TokenCommand::Exchange(args) => crate::exchange_cmd::exchange(args),
     }
 }
 

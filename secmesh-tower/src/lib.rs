@@ -23,6 +23,8 @@
 //!   default).
 //! - [`tls`]: mutual TLS serving (axum, tonic) and connecting, with the peer's SPIFFE identity
 //!   in every request (feature `tls`, on by default).
+//! - [`sts_client`]: the client of the Txn-Token Service: exchange a subject token for a
+//!   txn-token over mutual TLS, bounded in time and size (feature `tls`).
 //! - [`context`]: the task-local request context and [`context::spawn`].
 //! - [`deny`]: the typed [`DenyReason`] and the one [`Responder`] that turns it into HTTP
 //!   (problem+json) or a gRPC status, swappable.
@@ -53,6 +55,8 @@ pub mod reload;
 pub mod serve;
 pub mod stack;
 pub mod sts;
+#[cfg(feature = "tls")]
+pub mod sts_client;
 #[cfg(feature = "tls")]
 pub mod tls;
 

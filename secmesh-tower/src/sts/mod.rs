@@ -6,9 +6,9 @@
 //! single-process deployment embeds it); [`TxnTokenService`] is its HTTP endpoint as a tower
 //! service, to mount in an axum router or serve with [`TlsServer`](crate::tls::TlsServer)
 //! (`secmesh sts serve` does), next to the [JWKS](crate::jwks) of the same key ring.
-//! `StsClient` (with the `tls` feature) is the calling side over mutual TLS: pooled
-//! connections, bounded answers, a timeout, nothing cached; it is an
-//! [`Exchanger`](crate::edge::Exchanger) for the edge and a
+//! `secmesh_tower::sts_client::StsClient` (the `tls` feature; also re-exported here) is the
+//! calling side over mutual TLS: pooled connections, bounded answers, timeouts, nothing
+//! cached; it is an [`Exchanger`](crate::edge::Exchanger) for the edge and a
 //! [`Replace`](secmesh_tokens::renew::Replace) for renewal.
 //!
 //! An exchange, step by step:
@@ -100,8 +100,6 @@
 //! # Ok(()) }
 //! ```
 
-#[cfg(feature = "tls")]
-mod client;
 mod service;
 mod watch;
 
@@ -125,7 +123,7 @@ use secmesh_tokens::source::KeySource;
 use secmesh_tokens::{ErrorKind, Issuer, MintRequest, Verifier};
 
 #[cfg(feature = "tls")]
-pub use client::{DEFAULT_TIMEOUT, StsClient, StsClientError};
+pub use crate::sts_client::{StsClient, StsClientError};
 pub use service::{ResponseFuture, TxnTokenService};
 pub use watch::{PolicyFileError, PolicyFileWatch};
 
