@@ -39,9 +39,11 @@
 //! allow_missing_typ = false
 //! ```
 //!
-//! Relative paths are relative to the configuration file's directory. Exit codes: 0 after a
-//! clean shutdown (SIGTERM, Ctrl-C), 2 for a configuration that cannot be used (unknown key,
-//! unreadable file, a policy that does not load, a port that cannot be bound).
+//! Relative paths are relative to the configuration file's directory. Exit codes of `serve`:
+//! 0 after a clean shutdown (SIGTERM, Ctrl-C), 2 for a configuration that cannot be used
+//! (unknown key, unreadable file, a policy that does not load, a port that cannot be bound).
+//! `check` loads the same, lints the exchange policy (findings and advisory warnings on
+//! stdout) and exits 0 (fine, warnings allowed), 1 (lint findings) or 2 (would not serve).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -73,8 +75,10 @@ use crate::io::{USAGE, fail, path_shown, read_text, read_text_limited};
 pub(crate) enum StsCommand {
     /// Serve the Txn-Token Service: POST /token over mutual TLS, and the ring's JWKS.
     Serve(ServeArgs),
-    /// Load a configuration as `serve` would (files, keys, policy), print a summary, and exit:
-    /// 0 when it would serve, 2 when it would not.
+    /// Load a configuration as `serve` would (files, keys, policy), lint the exchange policy,
+    /// print a summary, and exit: 0 when it would serve (advisory warnings only), 1 when the
+    /// exchange policy has findings (rules that never match or never decide), 2 when it would
+    /// not serve.
     Check(ServeArgs),
 }
 
@@ -204,13 +208,15 @@ fn serve(args: ServeArgs, check_only: bool) -> ExitCode {
     };
     runtime.block_on(async move {
         match start(config, check_only).await {
-            Ok(()) => ExitCode::SUCCESS,
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::from(crate::io::REJECTED),
             Err(e) => fail(USAGE, e),
         }
     })
 }
 
-async fn start(config: Config, check_only: bool) -> Result<(), String> {
+/// Serve (or only check); `Ok(false)` when a check found lint findings.
+async fn start(config: Config, check_only: bool) -> Result<bool, String> {
     let ring = Arc::new(
         KeyRing::open(&config.key_dir, Arc::new(SystemClock))
             .map_err(|e| format!("key ring {}: {e}", path_shown(&config.key_dir)))?,
@@ -253,15 +259,27 @@ async fn start(config: Config, check_only: bool) -> Result<(), String> {
         .issuer(config.issuer.clone())
         .map_err(|e| e.to_string())?;
     if check_only {
+        let policy = shared.current();
+        let report = policy.lint();
+        let file = path_shown(&config.policy);
+        for f in report.findings() {
+            println!("{file}: warning: {}", crate::io::shown(f));
+        }
+        let findings = report
+            .findings()
+            .iter()
+            .filter(|f| !f.kind().is_advisory())
+            .count();
         println!(
-            "ok: issuer {} for {}, key {}, {} exchange rule(s), {} identity provider(s)",
+            "{}: issuer {} for {}, key {}, {} exchange rule(s) ({findings} finding(s)), {} identity provider(s)",
+            if findings == 0 { "ok" } else { "findings" },
             crate::io::shown(&config.issuer),
             crate::io::shown(&config.trust_domain),
             ring.current_kid(),
-            shared.current().len(),
+            policy.len(),
             config.idp.len(),
         );
-        return Ok(());
+        return Ok(findings == 0);
     }
 
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -308,7 +326,9 @@ async fn start(config: Config, check_only: bool) -> Result<(), String> {
         let _ = a.flush();
         a.shutdown();
     }
-    served.map_err(|e| format!("serving failed: {e}"))
+    served
+        .map(|()| true)
+        .map_err(|e| format!("serving failed: {e}"))
 }
 
 fn load_policy(path: &Path) -> Result<ExchangePolicy, String> {
