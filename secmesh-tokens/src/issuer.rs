@@ -279,6 +279,11 @@ impl Issuer {
         self.live.load().kid.clone()
     }
 
+    /// The class lifetime bounds it mints within.
+    pub fn class_bounds(&self) -> ClassBounds {
+        self.bounds
+    }
+
     /// The issuer name.
     pub fn iss(&self) -> &str {
         &self.iss

@@ -457,8 +457,11 @@ async fn subject_tokens_that_must_not_pass() {
             .await
             .unwrap()
             .token,
-        // A subject that would not be a mesh subject.
+        // Subjects that would not be plain mesh subjects.
         m.idp_token("alice bob", |_| {}),
+        m.idp_token("*", |_| {}),
+        m.idp_token("alice/../bob", |_| {}),
+        m.idp_token("{sub}", |_| {}),
     ];
     for token in bad {
         let r = ask("read:orders/{sub}/1", &token, SubjectTokenType::AccessToken);
@@ -563,6 +566,50 @@ async fn replacements_only_narrow() {
             .await
         ),
         ErrorCode::InvalidGrant
+    );
+}
+
+#[tokio::test]
+async fn what_the_request_may_not_decide() {
+    let m = mesh().await;
+    let gateway = m.client("gateway");
+    // The txn-token never outlives the external token it was exchanged for.
+    let now = SystemClock.now_unix();
+    let short = m.idp_token("alice", |c| c["exp"] = json!(now + 30));
+    let issued = m
+        .exchange(
+            &gateway,
+            &ask("read:orders/{sub}/1", &short, SubjectTokenType::AccessToken),
+        )
+        .await
+        .unwrap();
+    let claims = m.verify(issued.access_token());
+    assert!(claims.exp <= now + 31, "{} > {}", claims.exp, now + 30);
+    // The chain of requesters is the service's to write.
+    let mut ctx = secmesh_core::claims::JsonMap::new();
+    ctx.insert("req_wl_chain".into(), json!(["spiffe://mesh.test/admin"]));
+    let forged = ask(
+        "read:orders/{sub}/1",
+        &m.idp_token("alice", |_| {}),
+        SubjectTokenType::AccessToken,
+    )
+    .request_context(ctx);
+    assert_eq!(
+        code(m.exchange(&gateway, &forged).await),
+        ErrorCode::InvalidRequest
+    );
+    // A context too large for a token the mesh would verify.
+    let mut big = secmesh_core::claims::JsonMap::new();
+    big.insert("note".into(), json!("x".repeat(20_000)));
+    let r = ask(
+        "read:orders/{sub}/1",
+        &m.idp_token("alice", |_| {}),
+        SubjectTokenType::AccessToken,
+    )
+    .request_context(big);
+    assert_eq!(
+        code(m.exchange(&gateway, &r).await),
+        ErrorCode::InvalidRequest
     );
 }
 

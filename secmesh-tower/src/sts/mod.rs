@@ -22,7 +22,9 @@
 //! 4. The subject token, by its type:
 //!    - `access_token`, `id_token`, `jwt`: an external token, verified by the
 //!      [`IdpVerifiers`] of the trusted issuers (their live key sources); the mesh subject is
-//!      the issuer's subject prefix followed by the token's `sub` (`user:` + `alice`);
+//!      the issuer's subject prefix followed by the token's `sub` (`user:` + `alice`), and a
+//!      `sub` with pattern syntax (`*`, `/`, `{`, `}`), space or control characters is refused;
+//!      the txn-token never outlives the external token;
 //!    - `txn_token`: a txn-token of this service to replace, verified with this service's own
 //!      keys; [`replacement`] keeps `txn`, `sub` and `aud`, only narrows the scope, never
 //!      makes the class slower, and records the requesters in `rctx.req_wl_chain`;
@@ -37,8 +39,10 @@
 //!    (the request's scope narrowed to what the policy allows this workload: the granted scope
 //!    is within both) and the class (the one asked for, `txn_class`, or the fastest; never
 //!    slower than the policy allows). The response names the scope when it was narrowed.
-//! 6. The token is signed with the ring's current key, `request_context` goes into `rctx` and
-//!    `request_details` into `tctx`, and an audit event records the exchange (granted or
+//! 6. The token is signed with the ring's current key, `request_context` goes into `rctx` (it
+//!    may not set `req_wl_chain`, which only the service writes) and `request_details` into
+//!    `tctx` (a token that would exceed the verifiers' size limit is refused:
+//!    `invalid_request`), and an audit event records the exchange (granted or
 //!    refused, the reason and rule, the requesting workload, the subject, the SHA-256 of the
 //!    subject token, the issued `jti`, `txn` and class; never a token). An exchange whose
 //!    audit event cannot be queued is not answered with a token (503).
@@ -114,9 +118,9 @@ use secmesh_core::exchange::{
     ErrorCode, ExchangeError, MAX_REQUEST, SubjectTokenType, TxnTokenRequest, TxnTokenResponse,
 };
 use secmesh_core::exchange_policy::{ExchangeAsk, ExchangePolicy, SharedExchangePolicy};
-use secmesh_core::{ExpiryClass, Subject};
+use secmesh_core::{Clock, ExpiryClass, Subject};
 use secmesh_tokens::cache::TokenHash;
-use secmesh_tokens::exchange::replacement;
+use secmesh_tokens::exchange::{REQ_WL_CHAIN, replacement};
 use secmesh_tokens::external::IdpVerifiers;
 use secmesh_tokens::keyring::KeyRing;
 use secmesh_tokens::source::KeySource;
@@ -465,6 +469,8 @@ impl Sts {
         let subject: String;
         let issuer: Option<String>;
         let mut original_class = None;
+        // An external token's expiry: the txn-token never outlives it.
+        let mut subject_exp: Option<u64> = None;
         match &request.subject_token_type {
             SubjectTokenType::AccessToken | SubjectTokenType::IdToken | SubjectTokenType::Jwt => {
                 let verified = self.0.idps.verify_async(token).await.map_err(|e| {
@@ -482,7 +488,14 @@ impl Sts {
                     .find(|(iss, _)| *iss == verified.iss)
                     .map_or(DEFAULT_SUBJECT_PREFIX, |(_, p)| p.as_str());
                 subject = format!("{prefix}{}", verified.sub);
-                if Subject::new(subject.clone()).is_err() {
+                // An IdP's subject becomes a mesh subject only when it reads as nothing but
+                // itself: no pattern syntax (`*`, `/`, `{`, `}`), no space or control.
+                let literal = !verified.sub.contains(['*', '/', '{', '}'])
+                    && !verified
+                        .sub
+                        .chars()
+                        .any(|c| c.is_whitespace() || c.is_control());
+                if !literal || Subject::new(subject.clone()).is_err() {
                     return Err(Refusal::new(
                         ErrorCode::InvalidGrant,
                         "the subject token's subject is not usable in this mesh",
@@ -491,6 +504,7 @@ impl Sts {
                 }
                 issuer = Some(verified.iss.clone());
                 mint = MintRequest::new(subject.clone(), ExpiryClass::Fast);
+                subject_exp = Some(verified.exp);
             }
             SubjectTokenType::TxnToken => {
                 self.refresh_own_keys();
@@ -575,9 +589,22 @@ impl Sts {
             ));
         }
         let mut mint = mint.scope(granted.clone()).class(class);
+        if let Some(exp) = subject_exp {
+            let now = secmesh_core::SystemClock.now_unix();
+            let bound = self.0.issuer.class_bounds().bound(class);
+            mint = mint.lifetime(exp.saturating_sub(now).clamp(1, bound));
+        }
         if original_class.is_none() {
             mint = mint.req_wl(requester);
             if let Some(ctx) = &request.request_context {
+                // The chain of requesters is the service's to assert, never the request's.
+                if ctx.contains_key(REQ_WL_CHAIN) {
+                    return Err(Refusal::new(
+                        ErrorCode::InvalidRequest,
+                        "request_context may not set req_wl_chain",
+                        "invalid_request_context",
+                    ));
+                }
                 mint = mint.rctx(ctx.clone());
             }
             if let Some(details) = &request.request_details {
@@ -585,16 +612,29 @@ impl Sts {
             }
         }
         let narrowed = (granted.as_str() != request.scope.as_str()).then(|| granted.clone());
-        let signed = self.0.issuer.claims_for(&mint).and_then(|claims| {
-            let token = self.0.issuer.sign_claims(&claims)?;
-            Ok(Issued {
-                token,
-                claims,
-                narrowed,
-                rule,
-            })
-        });
-        Ok(signed.map_err(|e| format!("signing failed: {e}")))
+        let signed = self
+            .0
+            .issuer
+            .claims_for(&mint)
+            .and_then(|claims| Ok((self.0.issuer.sign_claims(&claims)?, claims)));
+        let (token, claims) = match signed {
+            Ok(s) => s,
+            Err(e) => return Ok(Err(format!("signing failed: {e}"))),
+        };
+        // A token the mesh's verifiers would refuse for its size is not issued.
+        if token.len() > secmesh_tokens::jws::DEFAULT_MAX_SIZE {
+            return Err(Refusal::new(
+                ErrorCode::InvalidRequest,
+                "request_context and request_details do not fit in a token",
+                "token_too_large",
+            ));
+        }
+        Ok(Ok(Issued {
+            token,
+            claims,
+            narrowed,
+            rule,
+        }))
     }
 
     async fn audit(
