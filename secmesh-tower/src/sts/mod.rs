@@ -13,7 +13,7 @@
 //!
 //! An exchange, step by step:
 //!
-//! 1. The requesting workload is the mTLS peer: its SPIFFE ID ([`PeerIdentity`] in the
+//! 1. The requesting workload is the mTLS peer: its SPIFFE ID ([`PeerIdentity`](secmesh_core::PeerIdentity) in the
 //!    request's extensions) becomes `req_wl`. No client certificate: `invalid_client` (401).
 //! 2. The body is read strictly ([`TxnTokenRequest::from_form`]): `POST`,
 //!    `application/x-www-form-urlencoded`, at most [`MAX_REQUEST`] bytes, read within
