@@ -67,6 +67,7 @@ pub mod keyring;
 pub mod manual;
 pub mod multi;
 pub mod renew;
+pub mod revocation;
 pub mod source;
 pub mod verifier;
 
