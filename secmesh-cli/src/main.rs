@@ -17,6 +17,7 @@ mod io;
 mod keygen;
 mod keys_cmd;
 mod policy_cmd;
+mod revoke_cmd;
 mod sts_cmd;
 mod token_cmd;
 
@@ -62,6 +63,9 @@ enum Command {
         #[command(subcommand)]
         cmd: ca_cmd::CaCommand,
     },
+    /// Revoke tokens for the whole fleet through Redis (by jti, sub, txn or kid), or list the
+    /// revocations.
+    Revoke(revoke_cmd::RevokeArgs),
     /// The Txn-Token Service: serve it (mutual TLS, the key ring's JWKS), check its configuration.
     Sts {
         #[command(subcommand)]
@@ -75,6 +79,7 @@ fn main() -> ExitCode {
         Command::Keygen(args) => token_cmd::keygen(args),
         Command::Keys { cmd } => keys_cmd::run(cmd),
         Command::Sts { cmd } => sts_cmd::run(cmd),
+        Command::Revoke(args) => revoke_cmd::run(args),
         Command::Token { cmd } => token_cmd::run_token(cmd),
         Command::Jws { cmd } => token_cmd::run_jws(cmd),
         Command::Policy { cmd } => policy_cmd::run(cmd),
