@@ -152,7 +152,7 @@ async fn list(publisher: &Publisher, json: bool) -> ExitCode {
         Ok(e) => e,
         Err(e) => return fail(USAGE, format!("cannot read the revocations: {e}")),
     };
-    entries.sort_by(|a, b| (a.at, a.key.to_string()).cmp(&(b.at, b.key.to_string())));
+    entries.sort_by_key(|e| (e.at, e.key.to_string()));
     for e in &entries {
         print(e, json);
     }
