@@ -26,9 +26,10 @@
 //! The [`scenario`]: a call allowed through three hops; a call denied with its reason; a
 //! confused-deputy attempt (payments, holding a user's token, asks orders for a refund) denied;
 //! a batch job's slow token, from and renewed through the token service, accepted on a batch
-//! route and refused on an API route; a tampered token and an expired one refused. With
-//! `--serve` the mesh then keeps running, and the ports and a curl command are printed. At the
-//! end the [`report`] verifies every log's chain.
+//! route and refused on an API route; a tampered token and an expired one refused; the token
+//! service's key rotated while requests flow, none failing. With `--serve` the mesh then keeps
+//! running, and the ports and a curl command are printed. At the end the [`report`] verifies
+//! every log's chain.
 #![allow(clippy::unwrap_used)]
 
 mod gateway;

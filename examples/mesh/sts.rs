@@ -28,6 +28,8 @@ const EXCHANGE: &str = include_str!("exchange.toml");
 /// The running token service.
 pub(crate) struct TokenService {
     pub(crate) addr: SocketAddr,
+    /// Its signing keys (`DIR/sts-keys/`, recreated on every run): rotated in the scenario.
+    pub(crate) ring: Arc<KeyRing>,
 }
 
 /// Serves the token service on a new port of 127.0.0.1: `POST /token` and the JWKS. It
@@ -62,5 +64,5 @@ pub(crate) async fn start(
             .limits(ServerLimits::default())
             .serve(listener, app),
     );
-    Ok(TokenService { addr })
+    Ok(TokenService { addr, ring })
 }
