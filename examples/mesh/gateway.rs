@@ -1,6 +1,8 @@
-//! gateway (axum, the edge; plain HTTP on 127.0.0.1 for the outside): verifies the IdP's bearer
-//! tokens and exchanges each for an internal fast token narrowed to the request, which travels
-//! through the mesh in the `Txn-Token` header without any handler touching it.
+//! gateway (axum, the edge; plain HTTP on 127.0.0.1 for the outside): the library's edge layer
+//! verifies the IdP's bearer tokens and exchanges each, through the token service over mutual
+//! TLS, for an internal fast txn-token narrowed to the request. The gateway holds no signing
+//! key; the handler only forwards to orders, and the token travels in the `Txn-Token` header
+//! without any handler touching it.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,51 +12,49 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use http::{Request, StatusCode};
-use secmesh::core::ExpiryClass;
-use secmesh::tokens::cache::TokenHash;
-use secmesh::tokens::{Issuer, KeySet, MintRequest, Verifier};
-use secmesh::tower::AuthenticateLayer;
+use secmesh::core::claims::Scope;
+use secmesh::core::{Object, Verb};
+use secmesh::tokens::external::ExternalClaims;
 use secmesh::tower::audit::AuditLayer;
-use secmesh::tower::authorize::{Classify, DefaultClassifier};
 use secmesh::tower::context::RequestContext;
-use secmesh::tower::deny::{DenialResponse, DenyReason, ProblemJson};
-use secmesh::tower::extract::Claims;
+use secmesh::tower::edge::EdgeLayer;
 use secmesh::tower::serve::{PlainServer, ServerLimits};
 
-use crate::idp::Idp;
-use crate::node::{HttpsClient, Node, reply, send};
-use crate::{IDP, TRUST_DOMAIN};
+use crate::node::{HttpsClient, Node, mesh_verifier, reply, send, sts_client};
+use crate::{MESH_AUD, idp};
 
 #[derive(Clone)]
 struct Gateway {
     orders: HttpsClient,
     orders_addr: SocketAddr,
-    mesh: Arc<Issuer>,
-    mesh_verifier: Arc<Verifier>,
 }
 
-/// Serves the gateway on a new port of 127.0.0.1 and returns its address; it accepts `idp`'s
-/// bearer tokens and mints internal ones with `mesh`.
+/// Serves the gateway on a new port of 127.0.0.1 and returns its address; it accepts the
+/// access tokens of the IdP whose keys are at `idp_jwks` and exchanges them through the token
+/// service at `sts`.
 pub(crate) async fn start(
     node: &Node,
-    idp: &Idp,
+    idp_jwks: &str,
+    sts: SocketAddr,
     orders_addr: SocketAddr,
-    mesh: Arc<Issuer>,
-    mesh_keys: &Arc<KeySet>,
 ) -> Result<SocketAddr, Box<dyn std::error::Error>> {
-    let idp_verifier = Verifier::new(KeySet::from_jwks_json(&idp.jwks)?)
-        .issuer(IDP)
-        .audience("gateway");
+    let edge = EdgeLayer::new(
+        idp::verifiers(idp_jwks).await?,
+        // The exchanger: the token service, asked as this node's workload.
+        Arc::new(sts_client(&node.workload, sts)?),
+        // The issued token is verified like in every service: the token service's keys.
+        Arc::new(mesh_verifier(&node.workload, sts).await?),
+        MESH_AUD,
+    )
+    .scope(scope_for);
     let state = Gateway {
         orders: node.client_to(orders_addr, "spiffe://mesh.test/orders"),
         orders_addr,
-        mesh,
-        mesh_verifier: Arc::new(Verifier::new(mesh_keys.clone())),
     };
     let app = Router::new()
-        .route("/orders/{*rest}", any(edge))
+        .route("/orders/{*rest}", any(forward))
         .with_state(state)
-        .layer(AuthenticateLayer::from_verifier(idp_verifier, 10_000).accept_bearer())
+        .layer(edge)
         .layer(AuditLayer::new(node.auditor.clone(), node.name));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
@@ -68,80 +68,38 @@ pub(crate) async fn start(
     Ok(addr)
 }
 
-/// Exchange the caller's external token for an internal fast token narrowed to this request
-/// (never wider than the subject's own objects), then forward to orders inside its context.
-async fn edge(
-    State(gw): State<Gateway>,
-    external: Claims,
-    req: Request<axum::body::Body>,
-) -> Response {
-    // The library's classification: the same verb mapping and canonical object as every
-    // service (a refused path or method is answered, and audited, as a denial).
-    let (parts, _body) = req.into_parts();
-    // The edge's route accepts external tokens up to medium.
-    if let Err(reason) = class_allowed(external.cls, ExpiryClass::Medium) {
-        return ProblemJson.response(&parts.headers, &reason);
-    }
-    let (verb, object) = match DefaultClassifier.classify(&parts) {
-        Ok(c) => c,
-        Err(e) => return ProblemJson.response(&parts.headers, &e.denial()),
-    };
-    let path = parts.uri.path().to_owned();
-    let (verb, object) = (verb.as_str(), object.as_str());
-    let mut mint = MintRequest::new(external.sub.clone(), ExpiryClass::Fast)
-        .grant(verb, object)
-        .req_wl(format!("spiffe://{TRUST_DOMAIN}/gateway"));
-    // What orders will ask downstream for this request, and nothing else.
-    if let [_, user, order, rest @ ..] = object.split('/').collect::<Vec<_>>().as_slice() {
+/// The scope the edge asks for: the request's own grant and what orders will ask downstream
+/// for this request, nothing else (the token service then narrows it to the exchange policy:
+/// the user's own orders only).
+fn scope_for(_: &ExternalClaims, verb: &Verb, object: &Object) -> Option<Scope> {
+    let mut grants = vec![(verb.as_str().to_owned(), object.as_str().to_owned())];
+    if let [_, user, order, rest @ ..] = object.as_str().split('/').collect::<Vec<_>>().as_slice() {
         match rest {
             [] => {
-                mint = mint
-                    .grant("read", &format!("payments/{user}/{order}"))
-                    .grant("call", "inventory.v1.Inventory/Reserve");
+                grants.push(("read".into(), format!("payments/{user}/{order}")));
+                grants.push(("call".into(), "inventory.v1.Inventory/Reserve".into()));
             }
             ["dispute"] => {
-                mint = mint
-                    .grant("create", &format!("payments/{user}/{order}/dispute"))
-                    .grant("create", &format!("orders/{user}/{order}/refund"));
+                grants.push(("create".into(), format!("payments/{user}/{order}/dispute")));
+                grants.push(("create".into(), format!("orders/{user}/{order}/refund")));
             }
             _ => {}
         }
     }
-    let minted = gw
-        .mesh
-        .mint(&mint)
-        .map_err(|e| e.to_string())
-        .and_then(|token| {
-            let verified = gw.mesh_verifier.verify(&token).map_err(|e| e.to_string())?;
-            Ok((token, Arc::new(verified)))
-        });
-    let (internal, verified) = match minted {
-        Ok(m) => m,
-        Err(e) => {
-            // The reason goes to the log; the caller gets the status only.
-            eprintln!("gateway: token exchange failed: {e}");
-            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
-        }
-    };
-    let txn = verified
-        .claims()
-        .txn
-        .map(|t| t.to_string())
-        .unwrap_or_default();
-    let ctx = RequestContext::authenticated(&internal, TokenHash::of(&internal), verified, None);
-    let url = format!("https://{}{path}", gw.orders_addr);
-    let (status, body) = reply(ctx.clone().scope(send(&gw.orders, parts.method, url)).await);
-    // The audit layer records the exchanged context: the transaction the calls continue.
-    let mut res = (status, [("txn-id", txn)], body).into_response();
-    res.extensions_mut().insert(ctx);
-    res
+    Scope::from_grants(grants.iter().map(|(v, o)| (v.as_str(), o.as_str()))).ok()
 }
 
-/// A token of class `cls` on a route that accepts up to `max`.
-fn class_allowed(cls: ExpiryClass, max: ExpiryClass) -> Result<(), DenyReason> {
-    if cls.accepted_by(max) {
-        Ok(())
-    } else {
-        Err(DenyReason::ClassNotAllowed { class: cls, max })
-    }
+/// Forward to orders: the edge layer runs this inside the exchanged token's context, so the
+/// client's propagation sends the token along. The transaction id goes back to the caller.
+async fn forward(State(gw): State<Gateway>, req: Request<axum::body::Body>) -> Response {
+    let Some(txn) = RequestContext::current()
+        .and_then(|ctx| ctx.claims().and_then(|c| c.txn))
+        .map(|t| t.to_string())
+    else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    let (parts, _body) = req.into_parts();
+    let url = format!("https://{}{}", gw.orders_addr, parts.uri.path());
+    let (status, body) = reply(send(&gw.orders, parts.method, url).await);
+    (status, [("txn-id", txn)], body).into_response()
 }

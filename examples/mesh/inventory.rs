@@ -3,13 +3,12 @@
 //! which answers gRPC callers with gRPC statuses.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use http::Request;
 use secmesh::core::policy::SharedPolicy;
 use secmesh::core::{ExpiryClass, PeerIdentity};
 use secmesh::tls::config::{ClientAuth, ServerId};
-use secmesh::tokens::KeySet;
+use secmesh::tokens::Verifier;
 use secmesh::tower::audit::AuditOutLayer;
 use secmesh::tower::authorize::GrpcClassifier;
 use secmesh::tower::context::RequestContext;
@@ -31,7 +30,7 @@ pub(crate) type GrpcChannel = tower::util::BoxCloneSyncService<
 /// Serves inventory on a new port of 127.0.0.1 and returns its address.
 pub(crate) async fn start(
     node: &Node,
-    keys: &Arc<KeySet>,
+    verifier: &Verifier,
     policy: &SharedPolicy,
 ) -> std::io::Result<SocketAddr> {
     let server = InventoryServer::new(|req: tonic::Request<_>| {
@@ -51,7 +50,7 @@ pub(crate) async fn start(
     });
     // The same stack as the HTTP services: it answers gRPC callers with gRPC statuses.
     let svc = node
-        .stack(keys, policy, ExpiryClass::Fast, GrpcClassifier)
+        .stack(verifier, policy, ExpiryClass::Fast, GrpcClassifier)
         .layer(tonic::service::Routes::new(server));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;

@@ -1,10 +1,10 @@
 //! What every node of the mesh has: an X.509-SVID from the internal CA, a chained and signed
-//! audit log, the inbound layers, and mTLS clients that carry the token and audit `out` calls.
+//! audit log, the inbound layers, mTLS clients that carry the token and audit `out` calls, and
+//! the token service's keys, fetched from its JWKS over mutual TLS.
 
 use std::net::SocketAddr;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -20,16 +20,18 @@ use secmesh::core::ExpiryClass;
 use secmesh::core::policy::SharedPolicy;
 use secmesh::tls::ca::Ca;
 use secmesh::tls::config::{ServerId, TlsFiles, Watch, Workload};
-use secmesh::tokens::{KeySet, Verifier};
+use secmesh::tokens::Verifier;
+use secmesh::tokens::source::{KeySource, SourceError};
 use secmesh::tower::SecureLayer;
 use secmesh::tower::audit::AuditOutLayer;
 use secmesh::tower::authorize::{Classify, DefaultClassifier};
 use secmesh::tower::propagate::PropagateLayer;
+use secmesh::tower::sts::{StsClient, StsClientError};
 use secmesh::tower::tls::TlsConnector;
 use secmesh_fs::Overwrite;
 use tower::{ServiceBuilder, ServiceExt};
 
-use crate::{MESH_AUD, MESH_ISS, TRUST_DOMAIN};
+use crate::{MESH_AUD, STS_ID, STS_ISS, TRUST_DOMAIN};
 
 /// An HTTPS client of one node to one other node.
 pub(crate) type HttpsClient = tower::util::BoxCloneSyncService<
@@ -84,15 +86,16 @@ impl Node {
     }
 
     /// The server stack (audit -> authenticate -> authorize) for routes that accept internal
-    /// tokens up to `max_class`, classified by `classifier`.
+    /// tokens up to `max_class`, classified by `classifier`; `verifier` is the node's
+    /// [`mesh_verifier`].
     pub(crate) fn stack<C: Classify>(
         &self,
-        keys: &Arc<KeySet>,
+        verifier: &Verifier,
         policy: &SharedPolicy,
         max_class: ExpiryClass,
         classifier: C,
     ) -> SecureLayer<C> {
-        SecureLayer::builder(mesh_verifier(keys), policy.clone())
+        SecureLayer::builder(verifier.clone(), policy.clone())
             .audit(self.auditor.clone(), self.name)
             .max_class(max_class)
             .classifier(classifier)
@@ -104,19 +107,42 @@ impl Node {
     pub(crate) fn secure(
         &self,
         app: Router,
-        keys: &Arc<KeySet>,
+        verifier: &Verifier,
         policy: &SharedPolicy,
         max_class: ExpiryClass,
     ) -> Router {
-        app.layer(self.stack(keys, policy, max_class, DefaultClassifier))
+        app.layer(self.stack(verifier, policy, max_class, DefaultClassifier))
     }
 }
 
-/// The verifier of the mesh's internal tokens.
-pub(crate) fn mesh_verifier(keys: &Arc<KeySet>) -> Verifier {
-    Verifier::new(keys.clone())
-        .issuer(MESH_ISS)
-        .audience(MESH_AUD)
+/// The verifier of the mesh's txn-tokens for `workload`: the token service's keys, fetched
+/// from its JWKS at `sts` over mutual TLS (the service's identity pinned) and refreshed, also
+/// on a `kid` it does not know yet; its issuer, the trust domain as the audience.
+pub(crate) async fn mesh_verifier(
+    workload: &Workload,
+    sts: SocketAddr,
+) -> Result<Verifier, SourceError> {
+    let keys = KeySource::jwks_url(format!("https://{sts}/.well-known/jwks.json"))
+        .tls(workload.client_config(sts_id()))
+        .build()
+        .await?;
+    Ok(Verifier::with_source(keys)
+        .issuer(STS_ISS)
+        .audience(MESH_AUD))
+}
+
+/// `workload`'s client of the token service's endpoint at `sts` (mutual TLS, the service's
+/// identity pinned).
+pub(crate) fn sts_client(
+    workload: &Workload,
+    sts: SocketAddr,
+) -> Result<StsClient, StsClientError> {
+    StsClient::from_workload(workload, sts_id(), &format!("https://{sts}/token"))
+}
+
+/// Only the token service's SVID is accepted when connecting to it.
+fn sts_id() -> ServerId {
+    ServerId::exact(STS_ID.parse().unwrap())
 }
 
 /// Sends a request without a body; a transport error comes back as text.

@@ -2,7 +2,6 @@
 //! takes disputes and refunds, and has a batch route, the one that accepts slow tokens.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Path as UrlPath, State};
@@ -11,7 +10,7 @@ use http::{Method, StatusCode};
 use secmesh::core::ExpiryClass;
 use secmesh::core::policy::SharedPolicy;
 use secmesh::tls::config::ClientAuth;
-use secmesh::tokens::KeySet;
+use secmesh::tokens::Verifier;
 use secmesh::tower::extract::{Claims, Peer};
 use secmesh::tower::tls::TlsServer;
 use tokio::net::TcpListener;
@@ -33,7 +32,7 @@ pub(crate) fn start(
     listener: TcpListener,
     payments_addr: SocketAddr,
     inventory_addr: SocketAddr,
-    keys: &Arc<KeySet>,
+    verifier: &Verifier,
     policy: &SharedPolicy,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let state = Orders {
@@ -50,8 +49,8 @@ pub(crate) fn start(
     // The batch route is the one that accepts slow tokens.
     let batch = Router::new().route("/orders/batch/reconcile", post(reconcile));
     let app = node
-        .secure(api, keys, policy, ExpiryClass::Fast)
-        .merge(node.secure(batch, keys, policy, ExpiryClass::Slow));
+        .secure(api, verifier, policy, ExpiryClass::Fast)
+        .merge(node.secure(batch, verifier, policy, ExpiryClass::Slow));
     tokio::spawn(
         TlsServer::from_workload(&node.workload, ClientAuth::Required).serve(listener, app),
     );

@@ -2,7 +2,6 @@
 //! for the refund itself with the user's token — a confused deputy the policy refuses.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Path as UrlPath, State};
@@ -11,7 +10,7 @@ use http::{Method, StatusCode};
 use secmesh::core::ExpiryClass;
 use secmesh::core::policy::SharedPolicy;
 use secmesh::tls::config::ClientAuth;
-use secmesh::tokens::KeySet;
+use secmesh::tokens::Verifier;
 use secmesh::tower::tls::TlsServer;
 use tokio::net::TcpListener;
 
@@ -28,7 +27,7 @@ pub(crate) fn start(
     node: &Node,
     listener: TcpListener,
     orders_addr: SocketAddr,
-    keys: &Arc<KeySet>,
+    verifier: &Verifier,
     policy: &SharedPolicy,
 ) {
     let app = node.secure(
@@ -39,7 +38,7 @@ pub(crate) fn start(
                 orders: node.client_to(orders_addr, "spiffe://mesh.test/orders"),
                 orders_addr,
             }),
-        keys,
+        verifier,
         policy,
         ExpiryClass::Fast,
     );
