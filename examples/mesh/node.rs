@@ -132,12 +132,14 @@ pub(crate) async fn mesh_verifier(
 }
 
 /// `workload`'s client of the token service's endpoint at `sts` (mutual TLS, the service's
-/// identity pinned).
+/// identity pinned), renewing tokens of the mesh's trust domain.
 pub(crate) fn sts_client(
     workload: &Workload,
     sts: SocketAddr,
 ) -> Result<StsClient, StsClientError> {
-    StsClient::from_workload(workload, sts_id(), &format!("https://{sts}/token"))
+    StsClient::builder(workload, sts_id(), format!("https://{sts}/token"))
+        .trust_domain(MESH_AUD)
+        .build()
 }
 
 /// Only the token service's SVID is accepted when connecting to it.

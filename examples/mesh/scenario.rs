@@ -150,7 +150,7 @@ pub(crate) async fn run(m: &Mesh<'_>) -> Result<usize, Box<dyn std::error::Error
     // The renewer's own clock, to show a renewal now rather than in 19 hours.
     let clock = Arc::new(ManualClock::new(SystemClock.now_unix()));
     let renewer = Renewer::through(
-        Arc::new(to_sts.trust_domain(MESH_AUD)),
+        Arc::new(to_sts.clone()),
         Arc::new(mesh_verifier(&reconciler, m.sts.addr).await?),
         first,
     )
