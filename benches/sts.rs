@@ -8,6 +8,9 @@
 //! - `.../floor`: `IdpVerifier::verify` of the same token + `Issuer::sign_claims` of the claims
 //!   that exchange issues (the same size), with the ring's key; `.../verify` and `.../sign`
 //!   apart;
+//! - `sts/idp-eddsa/ring-eddsa/endpoint`: the same exchange through the token endpoint
+//!   (`TxnTokenService`) in memory: the form body read and decoded, the JSON answer built; no
+//!   HTTP, no TLS;
 //! - `sts/replace/ring-<alg>/exchange`: a txn-token replaced (same scope) by a service; its
 //!   floor is the service's own `Verifier::verify` + the same signature.
 //!
@@ -28,9 +31,12 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{Bencher, Criterion, criterion_group, criterion_main};
+use secmesh::core::PeerIdentity;
 use secmesh::core::claims::Scope;
 use secmesh::core::exchange::{SubjectToken, SubjectTokenType, TxnTokenRequest};
 use secmesh::tokens::Algorithm;
+use secmesh_tower::sts::TxnTokenService;
+use tower::ServiceExt;
 
 use sts_mesh::{GATEWAY, ORDERS, StsMesh, TD};
 
@@ -78,6 +84,7 @@ fn bench(c: &mut Criterion) {
         .unwrap();
     let samples = Samples::default();
     let mut rows = Vec::new();
+    let mut endpoint = None;
     eprintln!("secmesh-tokens backend: {}", secmesh::tokens::BACKEND);
 
     for ring_alg in [Algorithm::EdDsa, Algorithm::Es256] {
@@ -121,6 +128,36 @@ fn bench(c: &mut Criterion) {
             g.bench_function("sign", |b| {
                 b.iter(|| black_box(mesh.issuer.sign_claims(black_box(&issued.claims)).unwrap()))
             });
+            if ring_alg == Algorithm::EdDsa && subject_alg == Algorithm::EdDsa {
+                let form = bytes::Bytes::from(ask.to_form());
+                let service = TxnTokenService::<String>::new(mesh.sts.clone());
+                let peer = PeerIdentity {
+                    spiffe_id: GATEWAY.parse().unwrap(),
+                    x5t_s256: String::new(),
+                };
+                g.bench_function("endpoint", |b| {
+                    samples.time(b, &format!("{base}/endpoint"), |iters| {
+                        rt.block_on(async {
+                            let start = Instant::now();
+                            for _ in 0..iters {
+                                let mut req = http::Request::post("/token")
+                                    .header(
+                                        http::header::CONTENT_TYPE,
+                                        "application/x-www-form-urlencoded",
+                                    )
+                                    .body(http_body_util::Full::new(form.clone()))
+                                    .unwrap();
+                                req.extensions_mut().insert(peer.clone());
+                                let res = service.clone().oneshot(req).await.unwrap();
+                                assert_eq!(res.status(), http::StatusCode::OK);
+                                black_box(res);
+                            }
+                            start.elapsed()
+                        })
+                    })
+                });
+                endpoint = Some(base.clone());
+            }
             g.finish();
             rows.push(base);
         }
@@ -184,6 +221,18 @@ fn bench(c: &mut Criterion) {
             "{row:<28} {x:>8.1}µs {f:>8.1}µs {:>8.3} {:>15.1}%",
             x / f,
             100.0 * f / x
+        );
+    }
+    if let Some(row) = endpoint {
+        let e = samples.median(&format!("{row}/endpoint"));
+        let x = samples.median(&format!("{row}/exchange"));
+        let f = samples.median(&format!("{row}/floor"));
+        eprintln!(
+            "{:<28} {e:>8.1}µs {f:>8.1}µs {:>8.3} {:>15.1}%  (endpoint in memory; {:.1}µs over the exchange)",
+            format!("{row}/endpoint"),
+            e / f,
+            100.0 * f / e,
+            e - x
         );
     }
 }
