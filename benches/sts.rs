@@ -10,7 +10,8 @@
 //!   apart;
 //! - `sts/idp-eddsa/ring-eddsa/endpoint`: the same exchange through the token endpoint
 //!   (`TxnTokenService`) in memory: the form body read and decoded, the JSON answer built; no
-//!   HTTP, no TLS;
+//!   HTTP, no TLS; `.../request-form`, the form body decoded alone;
+//!   `.../response-json`, the answer's JSON body alone;
 //! - `sts/replace/ring-<alg>/exchange`: a txn-token replaced (same scope) by a service; its
 //!   floor is the service's own `Verifier::verify` + the same signature.
 //!
@@ -155,6 +156,14 @@ fn bench(c: &mut Criterion) {
                             start.elapsed()
                         })
                     })
+                });
+                // The request's form body decoded alone.
+                g.bench_function("request-form", |b| {
+                    b.iter(|| black_box(TxnTokenRequest::from_form(black_box(&form)).unwrap()))
+                });
+                // The answer's JSON body alone.
+                g.bench_function("response-json", |b| {
+                    b.iter(|| black_box(issued.response().to_json()))
                 });
                 endpoint = Some(base.clone());
             }
