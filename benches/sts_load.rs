@@ -10,8 +10,10 @@
 //! recorded; the percentiles are of all of them, sorted.
 //!
 //! The floor of one exchange (one `IdpVerifier::verify` of the subject token plus one
-//! `Issuer::sign_claims` of the claims it issues) is measured in process before the server
-//! starts; the signature share of the core is floor x exchanges/s. The server thread's own CPU
+//! `Issuer::sign_claims` of the claims it issues) is measured on the server's thread just
+//! before and just after each configuration (300 rounds each, in that thread's CPU time: on a
+//! shared machine, wall time would count the time other processes had the core); the
+//! signature share of the core is floor x exchanges/s. The server thread's own CPU
 //! time (`/proc/thread-self/schedstat`) says how busy that core was: the share of its busy time
 //! is floor x exchanges/s / busy. The clients' TLS and the load generator share the machine's
 //! cores with the server (2 on the reference machine).
@@ -19,6 +21,7 @@
 //! ```text
 //! cargo bench -p secmesh --bench sts_load
 //! STS_LOAD_SECS=10 STS_LOAD_CLIENTS=1,8,64 cargo bench -p secmesh --bench sts_load
+//! STS_LOAD_HTTP=1 cargo bench -p secmesh --bench sts_load   # HTTP/1.1 instead of HTTP/2
 //! ```
 #![allow(missing_docs, clippy::unwrap_used)]
 
@@ -30,7 +33,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use secmesh::tokens::Algorithm;
+use rustls::ClientConfig;
+use secmesh::core::claims::Claims;
+use secmesh::tokens::external::IdpVerifier;
+use secmesh::tokens::{Algorithm, Issuer};
 use secmesh_tls::ca::Ca;
 use secmesh_tls::config::{ClientAuth, ServerId, TlsFiles, Workload};
 use secmesh_tower::serve::ServerStats;
@@ -83,7 +89,36 @@ impl Cpu {
     }
 }
 
-type Probe = mpsc::UnboundedSender<oneshot::Sender<Option<Cpu>>>;
+/// What the main thread asks the server thread.
+enum Ask {
+    /// Its CPU time.
+    Cpu(oneshot::Sender<Option<Cpu>>),
+    /// The floor of one exchange of `token` issuing `claims`, timed there: µs of the thread's
+    /// CPU time per verify + sign (the same core, the same moment as the load).
+    Floor {
+        token: String,
+        claims: Box<Claims>,
+        reply: oneshot::Sender<f64>,
+    },
+}
+
+type Probe = mpsc::UnboundedSender<Ask>;
+
+/// Verify + sign `FLOOR_ROUNDS` times on this thread: µs per round, of this thread's CPU time
+/// (wall time where /proc does not say).
+fn floor_here(idp: &IdpVerifier, issuer: &Issuer, token: &str, claims: &Claims) -> f64 {
+    const FLOOR_ROUNDS: u32 = 300;
+    let (cpu0, t0) = (thread_cpu(), Instant::now());
+    for _ in 0..FLOOR_ROUNDS {
+        std::hint::black_box(idp.verify(token).unwrap());
+        std::hint::black_box(issuer.sign_claims(claims).unwrap());
+    }
+    let spent = match (cpu0, thread_cpu()) {
+        (Some(a), Some(b)) => b.since(a).on,
+        _ => t0.elapsed(),
+    };
+    spent.as_secs_f64() * 1e6 / f64::from(FLOOR_ROUNDS)
+}
 
 /// The service on its own OS thread, on a current-thread runtime: its address, its connection
 /// counters and a probe answering the thread's CPU time.
@@ -91,7 +126,8 @@ fn serve(mesh: &StsMesh, server: &Workload) -> (SocketAddr, ServerStats, Probe) 
     let tls = TlsServer::from_workload(server, ClientAuth::Required);
     let stats = tls.stats();
     let service = TxnTokenService::<String>::new(mesh.sts.clone());
-    let (probe, mut probes) = mpsc::unbounded_channel::<oneshot::Sender<Option<Cpu>>>();
+    let (probe, mut probes) = mpsc::unbounded_channel::<Ask>();
+    let (idp, issuer) = (mesh.idp.clone(), mesh.issuer.clone());
     let (addr_tx, addr_rx) = std::sync::mpsc::channel();
     std::thread::Builder::new()
         .name("sts-server".into())
@@ -104,8 +140,19 @@ fn serve(mesh: &StsMesh, server: &Workload) -> (SocketAddr, ServerStats, Probe) 
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
                 addr_tx.send(listener.local_addr().unwrap()).unwrap();
                 tokio::spawn(async move {
-                    while let Some(reply) = probes.recv().await {
-                        let _ = reply.send(thread_cpu());
+                    while let Some(ask) = probes.recv().await {
+                        match ask {
+                            Ask::Cpu(reply) => {
+                                let _ = reply.send(thread_cpu());
+                            }
+                            Ask::Floor {
+                                token,
+                                claims,
+                                reply,
+                            } => {
+                                let _ = reply.send(floor_here(&idp, &issuer, &token, &claims));
+                            }
+                        }
                     }
                 });
                 tls.serve(listener, service).await.unwrap();
@@ -117,22 +164,19 @@ fn serve(mesh: &StsMesh, server: &Workload) -> (SocketAddr, ServerStats, Probe) 
 
 async fn server_cpu(probe: &Probe) -> Option<Cpu> {
     let (tx, rx) = oneshot::channel();
-    probe.send(tx).ok()?;
+    probe.send(Ask::Cpu(tx)).ok()?;
     rx.await.ok()?
 }
 
-/// The floor of one exchange of `token`, in µs: the median of 15 batches of verify + sign.
-fn floor_us(mesh: &StsMesh, token: &str, claims: &secmesh::core::claims::Claims) -> f64 {
-    let mut batches = Vec::new();
-    for _ in 0..15 {
-        let start = Instant::now();
-        for _ in 0..200 {
-            std::hint::black_box(mesh.floor(token, claims));
-        }
-        batches.push(start.elapsed().as_secs_f64() * 1e6 / 200.0);
-    }
-    batches.sort_by(f64::total_cmp);
-    batches[batches.len() / 2]
+async fn server_floor(probe: &Probe, token: &str, claims: &Claims) -> f64 {
+    let (reply, rx) = oneshot::channel();
+    let ask = Ask::Floor {
+        token: token.to_owned(),
+        claims: Box::new(claims.clone()),
+        reply,
+    };
+    probe.send(ask).unwrap();
+    rx.await.unwrap()
 }
 
 struct Run {
@@ -146,7 +190,7 @@ struct Run {
 
 async fn run(
     url: &str,
-    client: &Workload,
+    config: &Arc<ClientConfig>,
     token: &str,
     clients: usize,
     secs: f64,
@@ -156,10 +200,9 @@ async fn run(
     let ask = Arc::new(StsMesh::ask(token));
     let ready = Arc::new(tokio::sync::Barrier::new(clients + 1));
     let go = Arc::new(tokio::sync::Barrier::new(clients + 1));
-    let server = ServerId::exact(format!("spiffe://{TD}/sts").parse().unwrap());
     let mut tasks = Vec::new();
     for _ in 0..clients {
-        let sts = StsClient::from_workload(client, server.clone(), url).unwrap();
+        let sts = StsClient::new(config.clone(), url).unwrap();
         let (ask, ready, go) = (ask.clone(), ready.clone(), go.clone());
         tasks.push(tokio::spawn(async move {
             for _ in 0..WARM_UP {
@@ -218,6 +261,8 @@ fn main() {
         .ok()
         .map(|s| s.split(',').filter_map(|n| n.trim().parse().ok()).collect())
         .unwrap_or_else(|| vec![1, 64]);
+    // HTTP/2 (ALPN h2, what StsClient negotiates with TlsServer) unless STS_LOAD_HTTP=1.
+    let http1 = std::env::var("STS_LOAD_HTTP").is_ok_and(|v| v == "1");
 
     let mesh = StsMesh::new(Algorithm::EdDsa);
     let ca = Ca::init(mesh.dir.path().join("ca"), TD.parse().unwrap()).unwrap();
@@ -228,27 +273,35 @@ fn main() {
         .build()
         .unwrap();
 
-    // The floors, in process, before the server runs.
-    let subjects: Vec<(Algorithm, String, f64)> = [Algorithm::EdDsa, Algorithm::Es256]
+    // The subject tokens and the claims an exchange of each issues (for the floor).
+    let subjects: Vec<(Algorithm, String, Claims)> = [Algorithm::EdDsa, Algorithm::Es256]
         .into_iter()
         .map(|alg| {
             let token = mesh.idp_token(alg);
             let issued = rt
                 .block_on(mesh.sts.exchange(GATEWAY, &StsMesh::ask(&token)))
                 .unwrap();
-            let floor = floor_us(&mesh, &token, &issued.claims);
-            (alg, token, floor)
+            (alg, token, issued.claims)
         })
         .collect();
 
     let (addr, stats, probe) = serve(&mesh, &server);
+    let mut config = (*gateway.client_config(ServerId::exact(
+        format!("spiffe://{TD}/sts").parse().unwrap(),
+    )))
+    .clone();
+    if http1 {
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    }
+    let config = Arc::new(config);
     let url = format!("https://{addr}/token");
     eprintln!(
-        "sts_load: {secs} s per configuration, ring EdDSA, server on one thread, clients on another; backend {}",
+        "sts_load: {secs} s per configuration, ring EdDSA, server on one thread, clients on another; {}; backend {}",
+        if http1 { "HTTP/1.1" } else { "HTTP/2" },
         secmesh::tokens::BACKEND
     );
     eprintln!(
-        "subject alg, clients, exchanges/s, latency p50/p99, floor (verify + sign, in process), \
+        "subject alg, clients, exchanges/s, latency p50/p99, floor (verify + sign on the server thread, in its CPU time), \
          server thread on CPU / waiting for a CPU / server CPU per exchange, client thread on \
          CPU, signature work as a share of one core (floor x exchanges/s) and of the server \
          thread's CPU time, connections open"
@@ -270,9 +323,13 @@ fn main() {
         "conns"
     );
     let pct = |v: Option<f64>| v.map_or("n/a".to_owned(), |v| format!("{:.1}%", v * 100.0));
-    for (alg, token, floor) in &subjects {
+    for (alg, token, claims) in &subjects {
         for &clients in &client_counts {
-            let r = rt.block_on(run(&url, &gateway, token, clients, secs, &probe, &stats));
+            // The floor on the server's thread just before and just after the load.
+            let before = rt.block_on(server_floor(&probe, token, claims));
+            let r = rt.block_on(run(&url, &config, token, clients, secs, &probe, &stats));
+            let after = rt.block_on(server_floor(&probe, token, claims));
+            let floor = (before + after) / 2.0;
             let wall = r.wall.as_secs_f64();
             let rate = r.exchanges as f64 / wall;
             let sig_core = floor * 1e-6 * rate;
