@@ -498,17 +498,26 @@ impl TxnTokenResponse {
     /// and `expires_in` and `scope` when set; never a refresh token. Serve it with
     /// `Cache-Control: no-store`.
     pub fn to_json(&self) -> String {
-        let mut map = serde_json::Map::new();
-        map.insert("access_token".into(), self.access_token.clone().into());
-        map.insert("issued_token_type".into(), TOKEN_TYPE_TXN_TOKEN.into());
-        map.insert("token_type".into(), "N_A".into());
-        if let Some(secs) = self.expires_in {
-            map.insert("expires_in".into(), secs.into());
+        /// The body, borrowed: written straight out, the token not copied into a map first.
+        #[derive(serde::Serialize)]
+        struct Body<'a> {
+            access_token: &'a str,
+            issued_token_type: &'static str,
+            token_type: &'static str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            expires_in: Option<u64>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            scope: Option<&'a str>,
         }
-        if let Some(scope) = &self.scope {
-            map.insert("scope".into(), scope.as_str().into());
-        }
-        serde_json::Value::Object(map).to_string()
+        let body = Body {
+            access_token: &self.access_token,
+            issued_token_type: TOKEN_TYPE_TXN_TOKEN,
+            token_type: "N_A",
+            expires_in: self.expires_in,
+            scope: self.scope.as_ref().map(Scope::as_str),
+        };
+        // Strings and an integer: serializing cannot fail.
+        serde_json::to_string(&body).unwrap_or_default()
     }
 
     /// Read a response body (the client side): a strict JSON object of at most

@@ -209,12 +209,24 @@ pub struct Issued {
 impl Issued {
     /// The response body of the token endpoint.
     pub fn response(&self) -> TxnTokenResponse {
-        let mut r = TxnTokenResponse::new(self.token.clone())
-            .expires_in(self.claims.exp.saturating_sub(self.claims.iat));
-        if let Some(s) = &self.narrowed {
-            r = r.scope(s.clone());
+        Issued::answer(self.token.clone(), &self.claims, self.narrowed.clone())
+    }
+
+    /// The response body of the token endpoint, taking the token (not copied).
+    pub fn into_response(self) -> TxnTokenResponse {
+        Issued::answer(self.token, &self.claims, self.narrowed)
+    }
+
+    fn answer(
+        token: String,
+        claims: &secmesh_core::claims::Claims,
+        narrowed: Option<Scope>,
+    ) -> TxnTokenResponse {
+        let r = TxnTokenResponse::new(token).expires_in(claims.exp.saturating_sub(claims.iat));
+        match narrowed {
+            Some(s) => r.scope(s),
+            None => r,
         }
-        r
     }
 }
 

@@ -148,7 +148,7 @@ where
         Err(e) => return error(&e),
     };
     match sts.exchange(&requester, &request).await {
-        Ok(issued) => json(StatusCode::OK, issued.response().to_json()),
+        Ok(issued) => json(StatusCode::OK, issued.into_response().to_json()),
         Err(ExchangeFailure::Refused(refusal)) => error(&refusal.error),
         Err(ExchangeFailure::Unavailable(why)) => {
             tracing::error!(target: "secmesh::sts", reason = %why, "exchange not answered");
