@@ -5,7 +5,7 @@
 //!
 //! The service (`TxnTokenService` on `TlsServer`, mutual TLS required, no audit, the ring's
 //! EdDSA key) runs on a current-thread tokio runtime on its own OS thread: at most one core.
-//! The clients (one `StsClient` each, so one connection each, warmed up before the clock
+//! The clients (one `StsClient` each, HTTP/1.1, so one connection each, warmed up before the clock
 //! starts) run on a current-thread runtime on the main thread. Each exchange's latency is
 //! recorded; the percentiles are of all of them, sorted.
 //!
@@ -21,7 +21,6 @@
 //! ```text
 //! cargo bench -p secmesh --bench sts_load
 //! STS_LOAD_SECS=10 STS_LOAD_CLIENTS=1,8,64 cargo bench -p secmesh --bench sts_load
-//! STS_LOAD_HTTP=1 cargo bench -p secmesh --bench sts_load   # HTTP/1.1 instead of HTTP/2
 //! ```
 #![allow(missing_docs, clippy::unwrap_used)]
 
@@ -33,7 +32,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rustls::ClientConfig;
 use secmesh::core::claims::Claims;
 use secmesh::tokens::external::IdpVerifier;
 use secmesh::tokens::{Algorithm, Issuer};
@@ -190,7 +188,7 @@ struct Run {
 
 async fn run(
     url: &str,
-    config: &Arc<ClientConfig>,
+    gateway: &Workload,
     token: &str,
     clients: usize,
     secs: f64,
@@ -202,7 +200,13 @@ async fn run(
     let go = Arc::new(tokio::sync::Barrier::new(clients + 1));
     let mut tasks = Vec::new();
     for _ in 0..clients {
-        let sts = StsClient::new(config.clone(), url).unwrap();
+        let sts = StsClient::builder(
+            gateway,
+            ServerId::exact(format!("spiffe://{TD}/sts").parse().unwrap()),
+            url,
+        )
+        .build()
+        .unwrap();
         let (ask, ready, go) = (ask.clone(), ready.clone(), go.clone());
         tasks.push(tokio::spawn(async move {
             for _ in 0..WARM_UP {
@@ -261,8 +265,7 @@ fn main() {
         .ok()
         .map(|s| s.split(',').filter_map(|n| n.trim().parse().ok()).collect())
         .unwrap_or_else(|| vec![1, 64]);
-    // HTTP/2 (ALPN h2, what StsClient negotiates with TlsServer) unless STS_LOAD_HTTP=1.
-    let http1 = std::env::var("STS_LOAD_HTTP").is_ok_and(|v| v == "1");
+    // StsClient speaks HTTP/1.1 (offered alone in ALPN) on kept-alive connections.
 
     let mesh = StsMesh::new(Algorithm::EdDsa);
     let ca = Ca::init(mesh.dir.path().join("ca"), TD.parse().unwrap()).unwrap();
@@ -286,18 +289,9 @@ fn main() {
         .collect();
 
     let (addr, stats, probe) = serve(&mesh, &server);
-    let mut config = (*gateway.client_config(ServerId::exact(
-        format!("spiffe://{TD}/sts").parse().unwrap(),
-    )))
-    .clone();
-    if http1 {
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    }
-    let config = Arc::new(config);
     let url = format!("https://{addr}/token");
     eprintln!(
-        "sts_load: {secs} s per configuration, ring EdDSA, server on one thread, clients on another; {}; backend {}",
-        if http1 { "HTTP/1.1" } else { "HTTP/2" },
+        "sts_load: {secs} s per configuration, ring EdDSA, server on one thread, clients on another; HTTP/1.1; backend {}",
         secmesh::tokens::BACKEND
     );
     eprintln!(
@@ -327,7 +321,7 @@ fn main() {
         for &clients in &client_counts {
             // The floor on the server's thread just before and just after the load.
             let before = rt.block_on(server_floor(&probe, token, claims));
-            let r = rt.block_on(run(&url, &config, token, clients, secs, &probe, &stats));
+            let r = rt.block_on(run(&url, &gateway, token, clients, secs, &probe, &stats));
             let after = rt.block_on(server_floor(&probe, token, claims));
             let floor = (before + after) / 2.0;
             let wall = r.wall.as_secs_f64();
