@@ -102,7 +102,7 @@ pub(crate) async fn run(m: &Mesh<'_>) -> Result<usize, Box<dyn std::error::Error
             StatusCode::OK,
         ),
         (
-            "2. alice reads bob's order: left out of her token at the token service, denied at orders",
+            "2. alice reads bob's order: the token service leaves it out of her token, so the edge refuses it",
             Method::GET,
             "/orders/user:bob/7",
             StatusCode::FORBIDDEN,

@@ -261,6 +261,48 @@ async fn the_edge_refuses_as_rfc_6750_says() {
 }
 
 #[tokio::test]
+async fn a_token_without_the_requests_own_grant_is_refused_at_the_edge() {
+    let f = fixture();
+    // The edge asks for the request's grant and a grant the policy does allow: the service
+    // narrows the first away and issues the second.
+    let edge = EdgeLayer::new(
+        f.idps.clone(),
+        Arc::new(f.sts.for_workload("spiffe://mesh.test/gateway")),
+        Arc::new(f.sts.verifier().clone()),
+        TD,
+    )
+    .scope(
+        |_: &secmesh_tokens::external::ExternalClaims,
+         verb: &secmesh_core::Verb,
+         object: &secmesh_core::Object| {
+            Scope::from_grants([
+                (verb.as_str(), object.as_str()),
+                ("read", "orders/{sub}/**"),
+            ])
+            .ok()
+        },
+    );
+    let app = Router::new()
+        .route("/{*rest}", any(|| async { "reached" }))
+        .layer(edge);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let gw = listener.local_addr().unwrap();
+    tokio::spawn(PlainServer::new().serve(listener, app));
+    let alice = format!("Bearer {}", f.external("alice", 300));
+    let (status, headers, body) = get(gw, "/orders/user:bob/1", &[("authorization", &alice)]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(
+        headers[header::WWW_AUTHENTICATE]
+            .to_str()
+            .unwrap()
+            .contains("insufficient_scope")
+    );
+    assert_ne!(body, "reached");
+    let (status, _, body) = get(gw, "/orders/user:alice/1", &[("authorization", &alice)]).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "reached"));
+}
+
+#[tokio::test]
 async fn a_batch_job_renews_through_the_service_without_a_key() {
     let f = fixture();
     let reconciler = Arc::new(f.sts.for_workload("spiffe://mesh.test/reconciler"));

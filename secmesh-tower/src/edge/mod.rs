@@ -19,7 +19,9 @@
 //!    ([`DenyReason::Exchange`]: 401 for `invalid_grant`, 403 otherwise; 503 when the service
 //!    cannot be reached);
 //! 5. verifies the issued txn-token with the mesh's keys (the edge trusts nothing it has not
-//!    verified) and runs the inner service inside its [`RequestContext`]: propagation sends
+//!    verified), refuses it when the service narrowed away the request's own grant (403
+//!    `insufficient_scope`: such a request would only be refused deeper in the mesh), and runs
+//!    the inner service inside its [`RequestContext`]: propagation sends
 //!    it downstream in `Txn-Token`, and an [audit](crate::audit) layer outside records the
 //!    request under the new transaction.
 //!
@@ -527,6 +529,20 @@ async fn exchange<D>(
         tracing::error!(target: "secmesh::edge", error = %e, "the issued txn-token does not verify");
         DenyReason::ExchangeUnavailable
     })?;
+    // The service may narrow the scope; a token that no longer covers this request's own grant
+    // is refused here rather than carried into the mesh.
+    let claims = verified.claims();
+    if !claims
+        .grants()
+        .iter()
+        .any(|g| g.covers(verb, object, &claims.sub))
+    {
+        return Err(DenyReason::MissingGrant {
+            verb: verb.clone(),
+            object: object.clone(),
+            rule: None,
+        });
+    }
     Ok(RequestContext::authenticated(
         &token,
         TokenHash::of(&token),
