@@ -67,6 +67,16 @@ scopes = ["create:orders/batch/**"]
 max_class = "slow"
 
 [[exchange]]
+id = "gateway-profiles-with-the-profile-scope"
+effect = "allow"
+workloads = ["spiffe://mesh.test/gateway"]
+subject_token_types = ["access_token"]
+issuers = ["https://idp.mesh.test"]
+subject_scopes = ["profile"]
+audiences = ["mesh.test"]
+scopes = ["read:profiles/{sub}"]
+
+[[exchange]]
 id = "no-banned-users"
 effect = "deny"
 workloads = ["*"]
@@ -566,6 +576,31 @@ async fn replacements_only_narrow() {
             .await
         ),
         ErrorCode::InvalidGrant
+    );
+}
+
+#[tokio::test]
+async fn the_subject_tokens_own_scope_is_a_condition() {
+    let m = mesh().await;
+    let gateway = m.client("gateway");
+    let r = |token: &str| ask("read:profiles/{sub}", token, SubjectTokenType::AccessToken);
+    // The IdP token's scope is "orders": no profile.
+    assert_eq!(
+        code(
+            m.exchange(&gateway, &r(&m.idp_token("alice", |_| {})))
+                .await
+        ),
+        ErrorCode::InvalidScope
+    );
+    let with = m.idp_token("alice", |c| c["scope"] = json!("orders profile"));
+    let issued = m.exchange(&gateway, &r(&with)).await.unwrap();
+    assert_eq!(
+        m.verify(issued.access_token())
+            .scope
+            .as_ref()
+            .unwrap()
+            .as_str(),
+        "read:profiles/{sub}"
     );
 }
 

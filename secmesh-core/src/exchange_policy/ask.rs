@@ -30,6 +30,9 @@ pub struct ExchangeAsk<'a> {
     pub subject_token_type: &'a SubjectTokenType,
     /// The issuer (`iss`) of an external subject token, once verified.
     pub issuer: Option<&'a str>,
+    /// The words of an external subject token's own `scope` (the IdP's OAuth scopes), once
+    /// verified; empty for internal tokens.
+    pub subject_scopes: &'a [String],
     /// The subject (`sub`) the issued txn-token will carry.
     pub subject: &'a str,
     /// The audience asked for (the trust domain).
@@ -54,6 +57,7 @@ impl<'a> ExchangeAsk<'a> {
             workload,
             subject_token_type,
             issuer: None,
+            subject_scopes: &[],
             subject,
             audience,
             scope,
@@ -81,6 +85,13 @@ impl<'a> ExchangeAsk<'a> {
     #[must_use]
     pub fn with_issuer(mut self, issuer: &'a str) -> Self {
         self.issuer = Some(issuer);
+        self
+    }
+
+    /// With the words of the external subject token's own `scope`.
+    #[must_use]
+    pub fn with_subject_scopes(mut self, words: &'a [String]) -> Self {
+        self.subject_scopes = words;
         self
     }
 

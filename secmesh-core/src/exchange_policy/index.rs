@@ -84,6 +84,7 @@ pub(crate) fn can_match(rule: &ExchangeRule) -> bool {
         && !rule.subject_token_types.is_empty()
         && !rule.audiences.is_empty()
         && rule.issuers.as_ref().is_none_or(|i| !i.is_empty())
+        && rule.subject_scopes.as_ref().is_none_or(|w| !w.is_empty())
         && rule.subjects.as_ref().is_none_or(|s| !s.is_empty())
 }
 

@@ -208,8 +208,16 @@ fn conditions_cover(wide: &ExchangeRule, narrow: &ExchangeRule) -> bool {
         (Some(w), Some(n)) => n.iter().all(|i| w.contains(i)),
         (Some(_), None) => false,
     };
+    // A rule requiring subject scope words matches only asks carrying them: it covers a rule
+    // that requires at least the same words.
+    let words = match (&wide.subject_scopes, &narrow.subject_scopes) {
+        (None, _) => true,
+        (Some(w), Some(n)) => w.iter().all(|x| n.contains(x)),
+        (Some(_), None) => false,
+    };
     audiences
         && issuers
+        && words
         && types_cover(&wide.subject_token_types, &narrow.subject_token_types)
         && opt_globs_cover(wide.subjects.as_deref(), narrow.subjects.as_deref())
         && globs_cover(&wide.workloads, &narrow.workloads)
@@ -240,6 +248,8 @@ fn never_matches(rule: &ExchangeRule) -> Option<&'static str> {
         Some("empty `issuers`")
     } else if rule.subjects.as_ref().is_some_and(Vec::is_empty) {
         Some("empty `subjects`")
+    } else if rule.subject_scopes.as_ref().is_some_and(Vec::is_empty) {
+        Some("empty `subject_scopes`")
     } else if rule.effect == Effect::Allow && rule.scopes.is_empty() {
         Some("empty `scopes`: grants nothing")
     } else {

@@ -17,6 +17,7 @@
 //! workloads = ["spiffe://mesh.test/gateway"]          # globs on the requesting workload
 //! subject_token_types = ["access_token", "id_token"]  # short names, full URIs, or "*"
 //! issuers = ["https://idp.mesh.test"]     # optional: exact issuers of the subject token
+//! subject_scopes = ["orders"]             # optional: words the subject token's own scope carries
 //! subjects = ["user:*"]                   # optional: globs on the subject of the txn-token
 //! audiences = ["mesh.test"]               # exact audiences (trust domains), or "*"
 //! scopes = ["read:orders/{sub}/**"]       # allow only, required: the grants it may issue
@@ -27,7 +28,10 @@
 //! Short token type names: `access_token`, `id_token`, `jwt`, `txn_token`, `self_signed`,
 //! `unsigned_json`. Globs: `*` matches any run of characters ([`Glob`](crate::policy::Glob)).
 //! A rule with `issuers` matches only an ask with one of them (an internal subject token, with
-//! no issuer, never); a rule without `issuers` accepts any issuer the service verified.
+//! no issuer, never); a rule without `issuers` accepts any issuer the service verified. A rule
+//! with `subject_scopes` matches only when the external subject token's own `scope` (the IdP's
+//! OAuth scope words) carries every one of them: what the subject token allows is a condition
+//! of the rules that grant (an internal token carries no such words, so never).
 //!
 //! # Semantics (a contract)
 //!

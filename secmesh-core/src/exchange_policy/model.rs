@@ -201,6 +201,21 @@ impl<'de> Deserialize<'de> for Issuer {
     }
 }
 
+/// A word of a subject token's own `scope` (an IdP's OAuth scope), exact.
+pub(crate) struct ScopeWord(pub(crate) Box<str>);
+
+impl<'de> Deserialize<'de> for ScopeWord {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        deserialize_with(d, "subject scope", |s| {
+            check_word(s)?;
+            if s.contains('*') {
+                return Err("subject scopes are exact words");
+            }
+            Ok(ScopeWord(s.into()))
+        })
+    }
+}
+
 /// A grant of `scopes`, in the one grant grammar.
 pub(crate) struct RawGrant(pub(crate) Grant);
 
@@ -221,6 +236,7 @@ pub struct ExchangeRule {
     pub(crate) workloads: Vec<Glob>,
     pub(crate) subject_token_types: Vec<TokenTypePattern>,
     pub(crate) issuers: Option<Vec<Box<str>>>,
+    pub(crate) subject_scopes: Option<Vec<Box<str>>>,
     pub(crate) subjects: Option<Vec<Glob>>,
     pub(crate) audiences: Vec<AudiencePattern>,
     pub(crate) scopes: Vec<Grant>,
@@ -264,6 +280,11 @@ impl ExchangeRule {
         self.issuers.as_ref().map(|i| i.iter().map(|s| &**s))
     }
 
+    /// The words the subject token's own `scope` must all carry, when the rule requires them.
+    pub fn subject_scopes(&self) -> Option<impl Iterator<Item = &str>> {
+        self.subject_scopes.as_ref().map(|w| w.iter().map(|s| &**s))
+    }
+
     /// The globs on the subject, when the rule restricts it.
     pub fn subjects(&self) -> Option<&[Glob]> {
         self.subjects.as_deref()
@@ -298,6 +319,13 @@ impl ExchangeRule {
                 Some(iss) if issuers.iter().any(|i| **i == *iss) => {}
                 _ => return false,
             }
+        }
+        if let Some(words) = &self.subject_scopes
+            && !words
+                .iter()
+                .all(|w| ask.subject_scopes.iter().any(|have| **w == **have))
+        {
+            return false;
         }
         if let Some(subjects) = &self.subjects
             && !subjects.iter().any(|g| g.matches(ask.subject))

@@ -40,7 +40,7 @@ pub use crate::policy::grant::MAX_GRANTS;
 pub use crate::policy::parse::{MAX_ID_LEN, MAX_LIST_LEN, MAX_POLICY_LEN, MAX_RULES};
 
 use super::decide::ExchangePolicy;
-use super::model::{AudiencePattern, ExchangeRule, Issuer, RawGrant, TokenTypePattern};
+use super::model::{AudiencePattern, ExchangeRule, Issuer, RawGrant, ScopeWord, TokenTypePattern};
 use crate::class::ExpiryClass;
 use crate::policy::parse::{Bounded, RawId, refine_to_element};
 use crate::policy::{Effect, Format, Glob, Mode, Position, RuleId};
@@ -143,6 +143,8 @@ struct RawRule {
     #[serde(default)]
     issuers: Option<Bounded<Issuer>>,
     #[serde(default)]
+    subject_scopes: Option<Bounded<ScopeWord>>,
+    #[serde(default)]
     subjects: Option<Bounded<Glob>>,
     audiences: Bounded<AudiencePattern>,
     #[serde(default)]
@@ -188,6 +190,9 @@ impl RawRule {
             issuers: self
                 .issuers
                 .map(|Bounded(i)| i.into_iter().map(|i| i.0).collect()),
+            subject_scopes: self
+                .subject_scopes
+                .map(|Bounded(w)| w.into_iter().map(|w| w.0).collect()),
             subjects: self.subjects.map(|s| s.0),
             audiences: self.audiences.0,
             scopes,

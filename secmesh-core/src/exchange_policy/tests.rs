@@ -891,3 +891,59 @@ fn shared_decisions_during_reloads() {
     });
     assert_eq!(shared.generation(), 200);
 }
+
+#[test]
+fn subject_scopes_are_what_the_subject_token_allows() {
+    let p = ExchangePolicy::from_toml(
+        r#"
+[[exchange]]
+id = "orders-with-the-orders-scope"
+effect = "allow"
+workloads = ["spiffe://mesh.test/gateway"]
+subject_token_types = ["access_token", "txn_token"]
+subject_scopes = ["orders", "openid"]
+audiences = ["mesh.test"]
+scopes = ["read:orders/{sub}/**"]
+
+[[exchange]]
+id = "profile-for-everyone"
+effect = "allow"
+workloads = ["spiffe://mesh.test/gateway"]
+subject_token_types = ["access_token"]
+audiences = ["mesh.test"]
+scopes = ["read:profiles/{sub}"]
+"#,
+    )
+    .unwrap();
+    let at = SubjectTokenType::AccessToken;
+    let s = scope("read:orders/{sub}/1 read:profiles/{sub}");
+    let words = |w: &[&str]| w.iter().map(|s| (*s).to_owned()).collect::<Vec<String>>();
+    let ask = |t| {
+        ExchangeAsk::new(
+            "spiffe://mesh.test/gateway",
+            t,
+            "user:alice",
+            "mesh.test",
+            &s,
+        )
+    };
+    // Both words: both grants.
+    let both = words(&["openid", "orders", "email"]);
+    let d = p.decide(&ask(&at).with_subject_scopes(&both));
+    assert_eq!(d.granted().unwrap(), &s);
+    // One word missing: the orders grant is not given.
+    let one = words(&["orders"]);
+    let d = p.decide(&ask(&at).with_subject_scopes(&one));
+    assert_eq!(d.granted().unwrap().as_str(), "read:profiles/{sub}");
+    // An internal token carries no IdP scope words: never the word rule.
+    let tt = SubjectTokenType::TxnToken;
+    assert!(!p.decide(&ask(&tt)).is_allowed());
+    // A word with a star is refused in the file.
+    assert!(
+        ExchangePolicy::from_toml(
+            "[[exchange]]\nid='x'\neffect='allow'\nworkloads=['*']\nsubject_token_types=['*']\n\
+             audiences=['*']\nscopes=['read:a']\nsubject_scopes=['ord*']\n"
+        )
+        .is_err()
+    );
+}

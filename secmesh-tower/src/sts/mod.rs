@@ -35,7 +35,8 @@
 //!    A token that does not verify is `invalid_grant`; its details go to the audit log, never
 //!    to the client.
 //! 5. The [exchange policy](secmesh_core::exchange_policy) decides (deny wins): whether this
-//!    workload may present this kind of token for this subject and audience, the granted scope
+//!    workload may present this kind of token for this subject and audience (and, for an
+//!    external token, with the IdP scope words its rules require), the granted scope
 //!    (the request's scope narrowed to what the policy allows this workload: the granted scope
 //!    is within both) and the class (the one asked for, `txn_class`, or the fastest; never
 //!    slower than the policy allows). The response names the scope when it was narrowed.
@@ -483,6 +484,9 @@ impl Sts {
         let mut original_class = None;
         // An external token's expiry: the txn-token never outlives it.
         let mut subject_exp: Option<u64> = None;
+        // An external token's own scope words (what it allows, for the policy's
+        // `subject_scopes`).
+        let mut subject_scopes: Vec<String> = Vec::new();
         match &request.subject_token_type {
             SubjectTokenType::AccessToken | SubjectTokenType::IdToken | SubjectTokenType::Jwt => {
                 let verified = self.0.idps.verify_async(token).await.map_err(|e| {
@@ -517,6 +521,7 @@ impl Sts {
                 issuer = Some(verified.iss.clone());
                 mint = MintRequest::new(subject.clone(), ExpiryClass::Fast);
                 subject_exp = Some(verified.exp);
+                subject_scopes.clone_from(&verified.scopes);
             }
             SubjectTokenType::TxnToken => {
                 self.refresh_own_keys();
@@ -573,6 +578,7 @@ impl Sts {
         if let Some(iss) = issuer.as_deref() {
             ask = ask.with_issuer(iss);
         }
+        ask = ask.with_subject_scopes(&subject_scopes);
         if let Some(class) = asked_class {
             ask = ask.with_class(class);
         }
