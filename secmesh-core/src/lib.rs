@@ -16,6 +16,7 @@ pub mod exchange;
 pub mod exchange_policy;
 pub mod identity;
 pub mod json;
+pub mod limit;
 pub mod policy;
 pub mod svo;
 pub mod trace;

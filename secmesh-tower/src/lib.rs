@@ -48,6 +48,7 @@ pub mod error;
 pub mod extract;
 pub mod future;
 pub mod jwks;
+pub mod limit;
 pub mod outcome;
 pub mod propagate;
 pub mod reload;

@@ -1,0 +1,212 @@
+//! Shared rate limits through a real `redis-server` on 127.0.0.1 (a random port): three
+//! instances under load hold one limit together; local limiters alone let three times as much
+//! through; Redis killed mid-run and restarted: local fallback at a third of the rate, then
+//! shared again without a restart. Skipped loudly without redis-server outside CI.
+#![cfg(feature = "redis")]
+#![allow(clippy::unwrap_used)]
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use secmesh_core::limit::Rate;
+use secmesh_tower::limit::{LocalLimiter, RedisLimiter};
+
+struct Redis(Option<Child>, u16, tempfile::TempDir);
+
+impl Redis {
+    fn start() -> Option<Redis> {
+        if Command::new("redis-server")
+            .arg("--version")
+            .output()
+            .is_err()
+        {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "redis-server is required in CI"
+            );
+            eprintln!(
+                "\n*** SKIPPED: redis-server is not installed (apt-get install redis-server) ***\n"
+            );
+            return None;
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut r = Redis(None, port, tempfile::tempdir().unwrap());
+        r.run();
+        Some(r)
+    }
+
+    fn run(&mut self) {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &self.1.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .arg("--dir")
+            .arg(self.2.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.0 = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.1)).is_err() {
+            assert!(Instant::now() < deadline);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.1)
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+const RATE: u64 = 100;
+const BURST: u64 = 10;
+
+/// Three instances, each hammered by its own task for `secs`: how many requests passed.
+async fn load<F, Fut>(secs: f64, check: F) -> (u64, f64)
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
+    let check = Arc::new(check);
+    let passed = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs_f64(secs);
+    let mut tasks = Vec::new();
+    for instance in 0..3 {
+        let (check, passed) = (check.clone(), passed.clone());
+        tasks.push(tokio::spawn(async move {
+            while Instant::now() < deadline {
+                if check(instance).await {
+                    passed.fetch_add(1, Ordering::Relaxed);
+                }
+                tokio::time::sleep(Duration::from_micros(500)).await;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    (
+        passed.load(Ordering::Relaxed),
+        started.elapsed().as_secs_f64(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_instances_hold_one_limit_together() {
+    let Some(redis) = Redis::start() else { return };
+    let rate = Rate::new(RATE, 1).unwrap().burst(BURST).unwrap();
+    let mut instances = Vec::new();
+    for _ in 0..3 {
+        instances.push(
+            RedisLimiter::connect(&redis.url(), "t1", rate, 3)
+                .await
+                .unwrap(),
+        );
+    }
+    let instances = Arc::new(instances);
+    let shared = instances.clone();
+    let (passed, secs) = load(2.0, move |i| {
+        let l = shared[i].clone();
+        async move { l.check("user:alice").await.allowed() }
+    })
+    .await;
+    let expected = BURST as f64 + RATE as f64 * secs;
+    println!(
+        "shared limit {RATE}/s burst {BURST}, 3 instances, {secs:.2} s: {passed} passed (expected {expected:.0})"
+    );
+    assert!(
+        (passed as f64 - expected).abs() <= expected * 0.10,
+        "{passed} passed, expected {expected:.0} within 10%"
+    );
+    assert!(
+        instances
+            .iter()
+            .all(|l| !l.status().degraded && l.status().shared_decisions > 0)
+    );
+
+    // The same load on local limiters only: each instance lets its own 100/s through.
+    let locals: Arc<Vec<LocalLimiter>> =
+        Arc::new((0..3).map(|_| LocalLimiter::new(rate)).collect());
+    let (local_passed, secs) = load(2.0, move |i| {
+        let v = locals[i].check("user:alice").allowed();
+        async move { v }
+    })
+    .await;
+    let expected = BURST as f64 + RATE as f64 * secs;
+    println!(
+        "local limiters only: {local_passed} passed, {:.1}x the limit",
+        local_passed as f64 / expected
+    );
+    assert!(local_passed as f64 > 2.5 * expected, "{local_passed}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_killed_and_restarted() {
+    let Some(mut redis) = Redis::start() else {
+        return;
+    };
+    let rate = Rate::new(RATE, 1).unwrap().burst(BURST).unwrap();
+    let limiter = RedisLimiter::connect(&redis.url(), "t2", rate, 3)
+        .await
+        .unwrap();
+    assert!(limiter.check("k").await.allowed());
+    redis.kill();
+    // Every decision bounded; the local fallback holds a third of the rate.
+    let started = Instant::now();
+    let mut passed = 0;
+    for _ in 0..200 {
+        let t = Instant::now();
+        if limiter.check("k").await.allowed() {
+            passed += 1;
+        }
+        assert!(t.elapsed() < Duration::from_secs(2), "a decision hung");
+    }
+    let s = limiter.status();
+    assert!(s.degraded && s.local_decisions > 0, "{s:?}");
+    let expected = (BURST / 3) as f64 + (RATE / 3) as f64 * started.elapsed().as_secs_f64();
+    assert!(
+        f64::from(passed) <= expected * 1.1 + 1.0,
+        "{passed} > {expected:.0}"
+    );
+    redis.run();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        limiter.check("k").await;
+        if !limiter.status().degraded {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the limiter did not go back to Redis"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
