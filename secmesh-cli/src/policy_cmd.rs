@@ -39,6 +39,47 @@ pub(crate) enum PolicyCommand {
     ///
     /// Exit status: 0 clean, 1 findings, 2 invalid policy or usage.
     Lint(LintArgs),
+    /// Validate a policy and store it in Redis as the fleet's next version; every instance
+    /// following the fleet policy takes it. Prints the version.
+    ///
+    /// Exit status: 0 pushed, 2 invalid policy, Redis unreachable, or usage.
+    Push(PushArgs),
+    /// List the instances following the fleet policy, the version each runs, and flag the
+    /// stragglers (another version, an error, or no report for --stale seconds).
+    ///
+    /// Exit status: 0 every instance current, 1 stragglers, 2 Redis unreachable or usage.
+    Status(StatusArgs),
+}
+
+/// Arguments of `policy push`.
+#[derive(clap::Args, Debug)]
+pub(crate) struct PushArgs {
+    /// The Redis the fleet follows (`redis://host:port/db`).
+    #[arg(long, value_name = "URL")]
+    redis: String,
+    /// The key prefix the fleet uses.
+    #[arg(long, default_value = "secmesh")]
+    prefix: String,
+    /// The policy file (TOML).
+    #[arg(value_name = "FILE")]
+    file: PathBuf,
+}
+
+/// Arguments of `policy status`.
+#[derive(clap::Args, Debug)]
+pub(crate) struct StatusArgs {
+    /// The Redis the fleet follows.
+    #[arg(long, value_name = "URL")]
+    redis: String,
+    /// The key prefix the fleet uses.
+    #[arg(long, default_value = "secmesh")]
+    prefix: String,
+    /// An instance silent for this many seconds is a straggler.
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    stale: u64,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Arguments of `policy check`.
@@ -93,6 +134,100 @@ pub(crate) fn run(cmd: PolicyCommand) -> ExitCode {
     match cmd {
         PolicyCommand::Check(args) => check(&args),
         PolicyCommand::Lint(args) => lint(&args),
+        PolicyCommand::Push(args) => push(&args),
+        PolicyCommand::Status(args) => status(&args),
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))
+}
+
+fn push(args: &PushArgs) -> ExitCode {
+    use secmesh_tower::fleet_policy::{self, FleetPolicyError};
+    let text = match read_text_limited(&args.file, DOCUMENT) {
+        Ok(t) => t,
+        Err(e) => return fail(USAGE, e),
+    };
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(e) => return fail(USAGE, e),
+    };
+    match rt.block_on(fleet_policy::push(&args.redis, &args.prefix, &text)) {
+        Ok(version) => {
+            println!("pushed {} as version {version}", path_shown(&args.file));
+            ExitCode::SUCCESS
+        }
+        Err(FleetPolicyError::Invalid(e)) => fail(
+            USAGE,
+            format!(
+                "invalid policy {}: {e} (nothing pushed)",
+                path_shown(&args.file)
+            ),
+        ),
+        Err(e) => fail(USAGE, format!("cannot push: {e}")),
+    }
+}
+
+fn status(args: &StatusArgs) -> ExitCode {
+    use secmesh_tower::fleet_policy;
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(e) => return fail(USAGE, e),
+    };
+    let read = rt.block_on(async {
+        let current = fleet_policy::current_version(&args.redis, &args.prefix).await?;
+        let instances = fleet_policy::instances(&args.redis, &args.prefix).await?;
+        Ok::<_, fleet_policy::FleetPolicyError>((current.unwrap_or(0), instances))
+    });
+    let (current, instances) = match read {
+        Ok(r) => r,
+        Err(e) => return fail(USAGE, format!("cannot read the fleet policy: {e}")),
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut stragglers = 0;
+    let mut rows = Vec::new();
+    for i in &instances {
+        let age = now.saturating_sub(i.at);
+        let straggler = i.version != current || i.error.is_some() || age > args.stale;
+        stragglers += usize::from(straggler);
+        rows.push((i, age, straggler));
+    }
+    if args.json {
+        let list: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|(i, age, s)| {
+                serde_json::json!({"instance": i.instance, "version": i.version,
+                    "error": i.error, "seen_secs_ago": age, "straggler": s})
+            })
+            .collect();
+        let doc =
+            serde_json::json!({"current": current, "instances": list, "stragglers": stragglers});
+        println!("{}", json_for_terminal(&doc.to_string()));
+    } else {
+        println!("current version {current}, {} instance(s)", instances.len());
+        for (i, age, straggler) in &rows {
+            println!(
+                "{}  version {}  seen {age} s ago{}{}",
+                shown(&i.instance),
+                i.version,
+                i.error
+                    .as_ref()
+                    .map(|e| format!("  error: {}", shown(e)))
+                    .unwrap_or_default(),
+                if *straggler { "  STRAGGLER" } else { "" }
+            );
+        }
+    }
+    if stragglers == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(REJECTED)
     }
 }
 

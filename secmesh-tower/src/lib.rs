@@ -46,6 +46,8 @@ pub mod edge;
 pub mod error;
 #[cfg(feature = "axum")]
 pub mod extract;
+#[cfg(feature = "redis")]
+pub mod fleet_policy;
 pub mod future;
 pub mod jwks;
 pub mod limit;
