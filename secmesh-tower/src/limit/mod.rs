@@ -4,8 +4,9 @@
 //! decision, an atomic script, and the local limits divided by the replica count while Redis
 //! cannot be reached).
 //!
-//! A [`LocalLimiter`] keeps one number per key (its theoretical arrival time) in sharded maps;
-//! a decision is one lookup and one comparison. It holds at most `max_keys` keys: keys whose
+//! A [`LocalLimiter`] keeps one number per key (its theoretical arrival time) in sharded maps
+//! (foldhash keyed per limiter, so nobody can aim collisions at a shard); a decision is one
+//! lookup and one comparison. It holds at most `max_keys` keys: keys whose
 //! state has run out (idle long enough to be back to a full burst) are dropped first, and when
 //! every slot is held by an active key a new key is refused until one goes idle (the keys are
 //! authenticated subjects and workloads, so this bounds what one client can make the limiter
@@ -47,8 +48,8 @@ pub const DEFAULT_MAX_KEYS: usize = 100_000;
 /// A rate limit kept in this process; see the [module docs](self).
 pub struct LocalLimiter {
     rate: Rate,
-    shards: [Mutex<HashMap<Box<str>, u64>>; SHARDS],
-    seed: std::collections::hash_map::RandomState,
+    shards: [Mutex<HashMap<Box<str>, u64, foldhash::quality::RandomState>>; SHARDS],
+    seed: foldhash::quality::RandomState,
     max_per_shard: usize,
     epoch: Instant,
 }
@@ -72,8 +73,8 @@ impl LocalLimiter {
     pub fn with_max_keys(rate: Rate, max_keys: usize) -> LocalLimiter {
         LocalLimiter {
             rate,
-            shards: std::array::from_fn(|_| Mutex::new(HashMap::new())),
-            seed: std::collections::hash_map::RandomState::new(),
+            shards: std::array::from_fn(|_| Mutex::new(HashMap::default())),
+            seed: foldhash::quality::RandomState::default(),
             max_per_shard: max_keys.div_ceil(SHARDS).max(1),
             epoch: Instant::now(),
         }
