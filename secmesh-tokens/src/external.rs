@@ -62,7 +62,7 @@ use secmesh_core::{Clock, SystemClock};
 use crate::error::{ErrorKind, VerifyError};
 use crate::jws;
 use crate::source::KeySource;
-use crate::verifier::{TXN_TOKEN_TYP, Verified};
+use crate::verifier::{TXN_TOKEN_TYP, Verified, media_type_eq};
 
 /// The claims of a verified external token, as far as the mesh reads them.
 #[derive(Clone, PartialEq, Eq)]
@@ -296,31 +296,15 @@ impl IdpVerifier {
     /// `kid` starts the source's single-flight refresh in the background (see
     /// [`Verifier::verify`](crate::Verifier::verify)).
     pub fn verify(&self, token: &str) -> Result<Verified<ExternalClaims>, VerifyError> {
-        let generation = self.source.generation();
-        let result = self.verify_now(token);
-        if let Err(e) = &result
-            && e.kind() == ErrorKind::UnknownKid
-            && self.source.refreshes()
-        {
-            self.source.refresh_in_background(generation);
-        }
-        result
+        self.source.verify_or_kick(|| self.verify_now(token))
     }
 
     /// Verify a token; on an unknown `kid` of a refreshing source, wait for the source's
     /// single-flight, rate-limited refresh and verify once more.
     pub async fn verify_async(&self, token: &str) -> Result<Verified<ExternalClaims>, VerifyError> {
-        let generation = self.source.generation();
-        match self.verify_now(token) {
-            Err(e) if e.kind() == ErrorKind::UnknownKid && self.source.refreshes() => {
-                if self.source.refresh_unknown_kid(generation).await {
-                    self.verify_now(token)
-                } else {
-                    Err(e)
-                }
-            }
-            other => other,
-        }
+        self.source
+            .verify_or_refresh(|| self.verify_now(token))
+            .await
     }
 
     fn verify_now(&self, token: &str) -> Result<Verified<ExternalClaims>, VerifyError> {
@@ -345,8 +329,8 @@ impl IdpVerifier {
     fn check_typ(&self, typ: Option<&str>) -> Result<(), VerifyError> {
         let ok = match typ {
             None => self.allow_missing_typ,
-            Some(t) if media_eq(t, TXN_TOKEN_TYP) => false,
-            Some(t) => self.typs.iter().any(|want| media_eq(t, want)),
+            Some(t) if media_type_eq(t, TXN_TOKEN_TYP) => false,
+            Some(t) => self.typs.iter().any(|want| media_type_eq(t, want)),
         };
         if ok {
             Ok(())
@@ -412,18 +396,6 @@ impl IdpVerifier {
         }
         Ok(())
     }
-}
-
-/// Media types compare case-insensitively, and `application/` may be left out (RFC 7515
-/// section 4.1.9).
-fn media_eq(got: &str, want: &str) -> bool {
-    fn strip(s: &str) -> &str {
-        match s.get(..12) {
-            Some(p) if p.eq_ignore_ascii_case("application/") => &s[12..],
-            _ => s,
-        }
-    }
-    strip(got).eq_ignore_ascii_case(strip(want))
 }
 
 /// Several identity providers, chosen by the token's `iss` (read from the payload once,

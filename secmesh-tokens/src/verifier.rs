@@ -261,15 +261,7 @@ impl Verifier {
     /// rate-limited refresh in the background (on the current tokio runtime), so that a
     /// signer's new key is learnt even by callers that cannot wait, such as the tower stack.
     pub fn verify(&self, token: &str) -> Result<Verified<Claims>, VerifyError> {
-        let generation = self.source.generation();
-        let result = self.verify_now(token);
-        if let Err(e) = &result
-            && e.kind() == ErrorKind::UnknownKid
-            && self.source.refreshes()
-        {
-            self.source.refresh_in_background(generation);
-        }
-        result
+        self.source.verify_or_kick(|| self.verify_now(token))
     }
 
     /// [`verify`](Self::verify) without the background refresh.
@@ -284,17 +276,9 @@ impl Verifier {
     /// callers, at most one per interval; the `kid` is not sent) and verify once more. A `kid`
     /// still unknown fails with `unknown_kid`.
     pub async fn verify_async(&self, token: &str) -> Result<Verified<Claims>, VerifyError> {
-        let generation = self.source.generation();
-        match self.verify_now(token) {
-            Err(e) if e.kind() == ErrorKind::UnknownKid && self.source.refreshes() => {
-                if self.source.refresh_unknown_kid(generation).await {
-                    self.verify_now(token)
-                } else {
-                    Err(e)
-                }
-            }
-            other => other,
-        }
+        self.source
+            .verify_or_refresh(|| self.verify_now(token))
+            .await
     }
 
     /// The checks after parsing: key, signature, `typ`, claims (`claims` when the caller
@@ -422,15 +406,19 @@ pub(crate) fn decode_claims(payload: &[u8]) -> Result<Claims, VerifyError> {
 }
 
 fn typ_matches(got: Option<&str>, want: &str) -> bool {
-    // Media types compare case-insensitively, and `application/` may be left out (RFC 7515
-    // §4.1.9). No allocation: this runs on every request.
+    got.is_some_and(|g| media_type_eq(g, want))
+}
+
+/// Media types compare case-insensitively, and `application/` may be left out (RFC 7515
+/// §4.1.9). No allocation: this runs on every request.
+pub(crate) fn media_type_eq(got: &str, want: &str) -> bool {
     fn strip(s: &str) -> &str {
         match s.get(..12) {
             Some(p) if p.eq_ignore_ascii_case("application/") => &s[12..],
             _ => s,
         }
     }
-    got.is_some_and(|g| strip(g).eq_ignore_ascii_case(strip(want)))
+    strip(got).eq_ignore_ascii_case(strip(want))
 }
 
 #[cfg(test)]

@@ -285,6 +285,43 @@ impl KeySource {
         let _ = generation;
         false
     }
+
+    /// Run `verify` against the current keys without waiting: on `unknown_kid` from a
+    /// refreshing source, start the single-flight refresh in the background (the synchronous
+    /// verifiers' path).
+    pub(crate) fn verify_or_kick<T>(
+        self: &Arc<Self>,
+        verify: impl FnOnce() -> Result<T, VerifyError>,
+    ) -> Result<T, VerifyError> {
+        let generation = self.generation();
+        let result = verify();
+        if let Err(e) = &result
+            && e.kind() == ErrorKind::UnknownKid
+            && self.refreshes()
+        {
+            self.refresh_in_background(generation);
+        }
+        result
+    }
+
+    /// Run `verify`; on `unknown_kid` from a refreshing source, wait for the single-flight,
+    /// rate-limited refresh and run it once more (the asynchronous verifiers' path).
+    pub(crate) async fn verify_or_refresh<T>(
+        &self,
+        verify: impl Fn() -> Result<T, VerifyError>,
+    ) -> Result<T, VerifyError> {
+        let generation = self.generation();
+        match verify() {
+            Err(e) if e.kind() == ErrorKind::UnknownKid && self.refreshes() => {
+                if self.refresh_unknown_kid(generation).await {
+                    verify()
+                } else {
+                    Err(e)
+                }
+            }
+            other => other,
+        }
+    }
 }
 
 #[cfg_attr(not(feature = "remote"), allow(dead_code))]
