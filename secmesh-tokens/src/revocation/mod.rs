@@ -145,6 +145,9 @@ struct Maps {
     sub: Map<String>,
     txn: Map<TxnId>,
     kid: Map<String>,
+    /// When a full set last dropped expired entries (Unix seconds): entries expire on whole
+    /// seconds, so another scan within the same second finds nothing more.
+    purged_at: Option<u64>,
 }
 
 impl Maps {
@@ -153,6 +156,7 @@ impl Maps {
     }
 
     fn purge(&mut self, now: u64) -> usize {
+        self.purged_at = Some(now);
         let before = self.len();
         self.jti.retain(|_, r| r.until > now);
         self.sub.retain(|_, r| r.until > now);
@@ -273,7 +277,10 @@ impl RevocationSet {
             RevocationKey::Txn(v) => maps.txn.contains_key(v),
             RevocationKey::Kid(v) => maps.kid.contains_key(v),
         };
-        if !present && maps.len() >= self.max_entries && maps.purge(now) == 0 {
+        if !present
+            && maps.len() >= self.max_entries
+            && (maps.purged_at == Some(now) || maps.purge(now) == 0)
+        {
             self.settle(&maps);
             return Err(RevocationError::Full(self.max_entries));
         }

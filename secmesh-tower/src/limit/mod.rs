@@ -45,10 +45,21 @@ const SHARDS: usize = 16;
 /// The default bound on keys held.
 pub const DEFAULT_MAX_KEYS: usize = 100_000;
 
+/// One shard: the keys' TATs, and when idle keys were last dropped.
+#[derive(Default)]
+struct Shard {
+    tats: HashMap<Box<str>, u64, foldhash::quality::RandomState>,
+    purged_at: Option<u64>,
+}
+
+/// A full shard drops its idle keys at most this often (ns): a flood of new keys against a
+/// full shard costs one scan per period, not one per request.
+const PURGE_EVERY_NS: u64 = 10_000_000;
+
 /// A rate limit kept in this process; see the [module docs](self).
 pub struct LocalLimiter {
     rate: Rate,
-    shards: [Mutex<HashMap<Box<str>, u64, foldhash::quality::RandomState>>; SHARDS],
+    shards: [Mutex<Shard>; SHARDS],
     seed: foldhash::quality::RandomState,
     max_per_shard: usize,
     epoch: Instant,
@@ -73,7 +84,7 @@ impl LocalLimiter {
     pub fn with_max_keys(rate: Rate, max_keys: usize) -> LocalLimiter {
         LocalLimiter {
             rate,
-            shards: std::array::from_fn(|_| Mutex::new(HashMap::default())),
+            shards: std::array::from_fn(|_| Mutex::new(Shard::default())),
             seed: foldhash::quality::RandomState::default(),
             max_per_shard: max_keys.div_ceil(SHARDS).max(1),
             epoch: Instant::now(),
@@ -97,19 +108,23 @@ impl LocalLimiter {
     /// simulations).
     pub fn check_at(&self, key: &str, now: u64) -> Verdict {
         let shard = usize::try_from(self.seed.hash_one(key) % SHARDS as u64).unwrap_or(0);
-        let mut map = self.shards[shard].lock().unwrap_or_else(|p| p.into_inner());
-        let tat = map.get(key).copied().unwrap_or(0);
+        let mut shard = self.shards[shard].lock().unwrap_or_else(|p| p.into_inner());
+        let tat = shard.tats.get(key).copied().unwrap_or(0);
         let v = self.rate.check(tat, now);
         if v.allowed() {
-            if let Some(slot) = map.get_mut(key) {
+            if let Some(slot) = shard.tats.get_mut(key) {
                 *slot = v.tat();
             } else {
-                if map.len() >= self.max_per_shard {
+                let due = shard
+                    .purged_at
+                    .is_none_or(|at| now >= at.saturating_add(PURGE_EVERY_NS));
+                if shard.tats.len() >= self.max_per_shard && due {
                     // Keys back to a full burst carry nothing: drop them.
                     let tau = self.rate.tolerance_ns();
-                    map.retain(|_, t| t.saturating_sub(tau) > now);
+                    shard.tats.retain(|_, t| t.saturating_sub(tau) > now);
+                    shard.purged_at = Some(now);
                 }
-                if map.len() >= self.max_per_shard {
+                if shard.tats.len() >= self.max_per_shard {
                     return Verdict::from_parts(
                         false,
                         0,
@@ -119,7 +134,7 @@ impl LocalLimiter {
                         self.rate.burst_size(),
                     );
                 }
-                map.insert(key.into(), v.tat());
+                shard.tats.insert(key.into(), v.tat());
             }
         }
         v
@@ -129,7 +144,7 @@ impl LocalLimiter {
     pub fn len(&self) -> usize {
         self.shards
             .iter()
-            .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).len())
+            .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).tats.len())
             .sum()
     }
 
