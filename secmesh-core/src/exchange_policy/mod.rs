@@ -164,6 +164,6 @@ pub use ask::ExchangeAsk;
 pub use decide::{ExchangeDecision, ExchangePolicy, ExchangeReason, ShadowExchangeDecision};
 pub use lint::{ExchangeFinding, ExchangeFindingKind, ExchangeLintReport, MAX_LINT_WORK};
 pub use model::{AudiencePattern, ExchangeRule, TokenTypePattern};
-pub use narrow::MAX_NARROW_WORK;
+pub use narrow::{MAX_NARROW_WORK, literal_subject};
 pub use parse::{ExchangePolicyError, MAX_GRANTS};
 pub use shared::SharedExchangePolicy;

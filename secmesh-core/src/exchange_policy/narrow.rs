@@ -36,9 +36,10 @@ fn within(narrow: &Grant, wide: &Grant) -> bool {
     wide.verb().covers(narrow.verb()) && wide.object().covers(narrow.object())
 }
 
-/// A subject that can stand literally inside an object pattern: nothing in it reads as pattern
-/// syntax, so substituting it never widens a grant.
-pub(crate) fn literal_subject(subject: &str) -> Option<&str> {
+/// A subject that can stand literally inside an object pattern: non-empty, and nothing in it
+/// reads as pattern syntax (`*`, `/`, `{`, `}`) or separates words (whitespace), so
+/// substituting it for `{sub}` never widens a grant. `None` for any other subject.
+pub fn literal_subject(subject: &str) -> Option<&str> {
     let safe = !subject.is_empty()
         && !subject.contains(['*', '/', '{', '}'])
         && !subject.chars().any(char::is_whitespace);

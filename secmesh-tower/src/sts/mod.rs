@@ -118,7 +118,9 @@ use secmesh_core::claims::{JsonMap, Scope};
 use secmesh_core::exchange::{
     ErrorCode, ExchangeError, MAX_REQUEST, SubjectTokenType, TxnTokenRequest, TxnTokenResponse,
 };
-use secmesh_core::exchange_policy::{ExchangeAsk, ExchangePolicy, SharedExchangePolicy};
+use secmesh_core::exchange_policy::{
+    ExchangeAsk, ExchangePolicy, SharedExchangePolicy, literal_subject,
+};
 use secmesh_core::{Clock, ExpiryClass, Subject};
 use secmesh_tokens::cache::TokenHash;
 use secmesh_tokens::exchange::{REQ_WL_CHAIN, replacement};
@@ -506,11 +508,8 @@ impl Sts {
                 subject = format!("{prefix}{}", verified.sub);
                 // An IdP's subject becomes a mesh subject only when it reads as nothing but
                 // itself: no pattern syntax (`*`, `/`, `{`, `}`), no space or control.
-                let literal = !verified.sub.contains(['*', '/', '{', '}'])
-                    && !verified
-                        .sub
-                        .chars()
-                        .any(|c| c.is_whitespace() || c.is_control());
+                let literal = literal_subject(&verified.sub).is_some()
+                    && !verified.sub.chars().any(char::is_control);
                 if !literal || Subject::new(subject.clone()).is_err() {
                     return Err(Refusal::new(
                         ErrorCode::InvalidGrant,
