@@ -3,11 +3,12 @@
 //! Skipped loudly without redis-server outside CI.
 #![allow(clippy::unwrap_used)]
 
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use secmesh_core::policy::{Effect, Request, SharedPolicy};
 use secmesh_core::svo::{Object, Subject, Verb};
+use secmesh_testkit::redis::RedisServer;
 use secmesh_tower::fleet_policy::PolicySubscription;
 
 const BIN: &str = env!("CARGO_BIN_EXE_secmesh");
@@ -16,59 +17,8 @@ fn secmesh(args: &[&str]) -> Output {
     Command::new(BIN).args(args).output().unwrap()
 }
 
-struct Redis(Child, u16, tempfile::TempDir);
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn redis() -> Option<Redis> {
-    if Command::new("redis-server")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "redis-server is required in CI"
-        );
-        eprintln!(
-            "\n*** SKIPPED: redis-server is not installed (apt-get install redis-server) ***\n"
-        );
-        return None;
-    }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let dir = tempfile::tempdir().unwrap();
-    let child = Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .arg("--dir")
-        .arg(dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline);
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Some(Redis(child, port, dir))
+fn redis() -> Option<RedisServer> {
+    RedisServer::start()
 }
 
 const V1: &str = "[[rule]]\nid = \"read-orders\"\neffect = \"allow\"\nsubjects = [\"user:*\"]\nverbs = [\"read\"]\nobjects = [\"orders/**\"]\n";
@@ -90,7 +40,7 @@ async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn push_reaches_every_instance_and_status_flags_stragglers() {
     let Some(r) = redis() else { return };
-    let url = format!("redis://127.0.0.1:{}/", r.1);
+    let url = r.url();
     let policies: Vec<SharedPolicy> = (0..3).map(|_| SharedPolicy::default()).collect();
     let subs: Vec<PolicySubscription> = policies
         .iter()
@@ -102,13 +52,13 @@ async fn push_reaches_every_instance_and_status_flags_stragglers() {
     assert!(policies.iter().all(|p| !allows(p)));
 
     // An invalid policy is refused by the CLI, nothing pushed.
-    let bad = r.2.path().join("bad.toml");
+    let bad = r.dir().join("bad.toml");
     std::fs::write(&bad, "[[rule]]\nid = \"x\"\n").unwrap();
     let out = secmesh(&["policy", "push", "--redis", &url, bad.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("nothing pushed"));
 
-    let good = r.2.path().join("v1.toml");
+    let good = r.dir().join("v1.toml");
     std::fs::write(&good, V1).unwrap();
     let out = secmesh(&["policy", "push", "--redis", &url, good.to_str().unwrap()]);
     assert_eq!(

@@ -3,9 +3,10 @@
 //! Skipped with a loud message when redis-server is missing outside CI; a failure in CI.
 #![allow(clippy::unwrap_used)]
 
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+use secmesh_testkit::redis::RedisServer;
 use secmesh_tokens::revocation::RevocationKey;
 use secmesh_tokens::revocation::redis::{Replica, ReplicaConfig};
 
@@ -15,68 +16,17 @@ fn secmesh(args: &[&str]) -> Output {
     Command::new(BIN).args(args).output().unwrap()
 }
 
-struct Redis(Child, u16, tempfile::TempDir);
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn redis() -> Option<Redis> {
-    if Command::new("redis-server")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "redis-server is required in CI"
-        );
-        eprintln!(
-            "\n*** SKIPPED: redis-server is not installed (apt-get install redis-server) ***\n"
-        );
-        return None;
-    }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let dir = tempfile::tempdir().unwrap();
-    let child = Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .arg("--dir")
-        .arg(dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline);
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Some(Redis(child, port, dir))
+fn redis() -> Option<RedisServer> {
+    RedisServer::start()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revoke_reaches_a_replica_and_lists_and_audits() {
     let Some(r) = redis() else { return };
-    let url = format!("redis://127.0.0.1:{}/", r.1);
+    let url = r.url();
     let replica = Replica::start(ReplicaConfig::new(url.clone())).unwrap();
     assert!(replica.wait_in_step(Duration::from_secs(5)).await);
-    let log = r.2.path().join("revoke.jsonl");
+    let log = r.dir().join("revoke.jsonl");
 
     let out = secmesh(&[
         "revoke",
