@@ -47,6 +47,7 @@ use std::fmt;
 
 use super::grant::Grant;
 use super::index::Index;
+use super::limits::Limit;
 use super::model::{Effect, Mode, Rule, RuleId};
 use crate::class::ExpiryClass;
 use crate::svo::{Object, Subject, Verb};
@@ -254,6 +255,8 @@ pub struct Policy {
     shadow: Option<Index>,
     /// The first rule with an attribute condition, found once when the policy is built.
     attribute_rule: Option<usize>,
+    /// The `[[limit]]` tables, in file order.
+    limits: Vec<Limit>,
 }
 
 impl Default for Policy {
@@ -280,7 +283,18 @@ impl Policy {
             enforce,
             shadow,
             attribute_rule,
+            limits: Vec::new(),
         }
+    }
+
+    pub(crate) fn with_limits(mut self, limits: Vec<Limit>) -> Policy {
+        self.limits = limits;
+        self
+    }
+
+    /// The rate limits declared beside the rules, in file order.
+    pub fn limits(&self) -> &[Limit] {
+        &self.limits
     }
 
     /// The id of the first rule (file order) with an attribute condition: a policy that can

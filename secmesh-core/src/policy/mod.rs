@@ -6,7 +6,8 @@
 //! carries the token's grants ([`grant`]), one must also cover the verb and object. Shadow
 //! rules are evaluated beside and reported, never enforced. [`SharedPolicy`] makes decisions
 //! lock-free and reloads atomic, keeping the last good policy when a reload fails. [`lint`]
-//! finds rules that can never match or never decide. A deny explains itself on request
+//! finds rules that can never match or never decide. Rate limits are declared in the same file
+//! ([`limits`]). A deny explains itself on request
 //! ([`explain`]): the rules that came closest and the first condition each failed.
 //!
 //! ```toml
@@ -67,6 +68,7 @@ pub mod engine;
 pub mod explain;
 pub mod grant;
 mod index;
+pub mod limits;
 pub mod lint;
 pub mod model;
 pub mod parse;
@@ -76,6 +78,7 @@ pub mod shared;
 pub use engine::{Decision, Policy, Reason, Request, ShadowDecision};
 pub use explain::{Closest, Condition, Explanation, Failure};
 pub use grant::{Grant, GrantError, parse_scope};
+pub use limits::{Limit, MAX_LIMITS, Per};
 pub use lint::{Finding, FindingKind, LintReport};
 pub use model::{Effect, Mode, Rule, RuleId};
 pub use parse::{Format, PolicyError, Position};

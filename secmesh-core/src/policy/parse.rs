@@ -1,6 +1,7 @@
 //! Loading a policy from TOML or JSON text.
 //!
-//! Both formats carry the same model: a top-level `rule` array of rule tables. Unknown fields,
+//! Both formats carry the same model: a top-level `rule` array of rule tables, and a `limit`
+//! array of rate limits ([`limits`](super::limits)). Unknown fields,
 //! duplicate rule ids, invalid patterns (a `**` not last, a partial `*`, an unknown template),
 //! unknown effects, modes or classes are rejected with the position in the text
 //! ([`PolicyError::position`]). Nothing here reads a file: the caller brings the text.
@@ -34,9 +35,11 @@ use serde::Deserialize;
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
 use super::engine::Policy;
+use super::limits::{Limit, MAX_LIMITS, Per};
 use super::model::{Effect, Mode, Rule, RuleId};
 use super::pattern::{Glob, ObjectPattern, VerbPattern};
 use crate::class::ExpiryClass;
+use crate::limit::Rate;
 
 /// The largest policy text accepted, in bytes.
 pub const MAX_POLICY_LEN: usize = 16 << 20;
@@ -166,6 +169,147 @@ impl PolicyError {
 struct RawFile {
     #[serde(default)]
     rule: RuleList,
+    #[serde(default)]
+    limit: LimitList,
+}
+
+/// What a policy text holds, validated.
+pub(crate) struct Parsed {
+    pub(crate) rules: Vec<Rule>,
+    pub(crate) limits: Vec<Limit>,
+}
+
+impl From<RawFile> for Parsed {
+    fn from(f: RawFile) -> Parsed {
+        Parsed {
+            rules: f.rule.0,
+            limits: f.limit.0,
+        }
+    }
+}
+
+#[derive(Default)]
+struct LimitList(Vec<Limit>);
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimit {
+    id: RawId,
+    rate: RawRate,
+    #[serde(default)]
+    burst: Option<u64>,
+    #[serde(default)]
+    per: Option<RawPer>,
+    #[serde(default)]
+    subjects: Option<Bounded<Glob>>,
+    #[serde(default)]
+    callers: Option<Bounded<Glob>>,
+    #[serde(default)]
+    verbs: Option<Bounded<VerbPattern>>,
+    #[serde(default)]
+    objects: Option<Bounded<ObjectPattern>>,
+    #[serde(default)]
+    mode: Mode,
+}
+
+/// `rate = "10/s"`.
+struct RawRate(Rate);
+
+impl<'de> Deserialize<'de> for RawRate {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse::<Rate>().map(RawRate).map_err(|e| {
+            serde::de::Error::custom(format_args!("invalid rate `{}`: {e}", s.escape_debug()))
+        })
+    }
+}
+
+/// `per = ["subject", "caller"]`: each at most once.
+struct RawPer(Per);
+
+impl<'de> Deserialize<'de> for RawPer {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let Bounded(names) = Bounded::<String>::deserialize(d)?;
+        let mut per = Per::ROUTE;
+        for name in names {
+            let part = match name.as_str() {
+                "subject" => Per::SUBJECT,
+                "caller" => Per::CALLER,
+                other => {
+                    return Err(serde::de::Error::custom(format_args!(
+                        "invalid per `{}`: a limit is kept per `subject` and/or `caller`",
+                        other.escape_debug()
+                    )));
+                }
+            };
+            if per.contains(part) {
+                return Err(serde::de::Error::custom(format_args!(
+                    "per names `{name}` twice"
+                )));
+            }
+            per = per.and(part);
+        }
+        Ok(RawPer(per))
+    }
+}
+
+/// Deserializes one limit and checks its id against the ones before it.
+struct LimitSeed<'a> {
+    seen: &'a mut HashSet<String>,
+}
+
+impl<'de> DeserializeSeed<'de> for LimitSeed<'_> {
+    type Value = Limit;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Limit, D::Error> {
+        let raw = RawLimit::deserialize(d)?;
+        if !self.seen.insert(raw.id.0.clone()) {
+            return Err(serde::de::Error::custom(format_args!(
+                "duplicate limit id `{}`",
+                raw.id.0
+            )));
+        }
+        let rate = raw.rate.0;
+        let rate = rate
+            .burst(raw.burst.unwrap_or(rate.count().min(1_000_000)))
+            .map_err(|e| serde::de::Error::custom(format_args!("invalid burst: {e}")))?;
+        Ok(Limit {
+            id: RuleId::new(&raw.id.0),
+            rate,
+            per: raw.per.map_or(Per::SUBJECT, |p| p.0),
+            subjects: raw.subjects.map(|b| b.0),
+            callers: raw.callers.map(|b| b.0),
+            verbs: raw.verbs.map(|b| b.0),
+            objects: raw.objects.map(|b| b.0),
+            mode: raw.mode,
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for LimitList {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = LimitList;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a list of limits")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<LimitList, A::Error> {
+                let mut seen = HashSet::new();
+                let mut limits = Vec::new();
+                while let Some(limit) = seq.next_element_seed(LimitSeed { seen: &mut seen })? {
+                    if limits.len() == MAX_LIMITS {
+                        return Err(serde::de::Error::custom(format_args!(
+                            "more than {MAX_LIMITS} limits in one policy"
+                        )));
+                    }
+                    limits.push(limit);
+                }
+                Ok(LimitList(limits))
+            }
+        }
+        d.deserialize_seq(V)
+    }
 }
 
 #[derive(Default)]
@@ -342,10 +486,10 @@ fn check_len(len: usize) -> Result<(), PolicyError> {
     Ok(())
 }
 
-pub(crate) fn rules_from_toml(text: &str) -> Result<Vec<Rule>, PolicyError> {
+pub(crate) fn rules_from_toml(text: &str) -> Result<Parsed, PolicyError> {
     check_len(text.len())?;
     toml::from_str::<RawFile>(text)
-        .map(|f| f.rule.0)
+        .map(Parsed::from)
         .map_err(|e| {
             let message = e.message().trim_end().to_owned();
             let span = if message.starts_with(DUPLICATE) {
@@ -406,10 +550,10 @@ fn duplicate_id_span(text: &str) -> Option<std::ops::Range<usize>> {
         .map(|r| r.id.span())
 }
 
-pub(crate) fn rules_from_json(text: &str) -> Result<Vec<Rule>, PolicyError> {
+pub(crate) fn rules_from_json(text: &str) -> Result<Parsed, PolicyError> {
     check_len(text.len())?;
     serde_json::from_str::<RawFile>(text)
-        .map(|f| f.rule.0)
+        .map(Parsed::from)
         .map_err(|e| {
             let (line, column) = (e.line(), e.column());
             let full = e.to_string();
@@ -429,11 +573,11 @@ pub(crate) fn rules_from_json(text: &str) -> Result<Vec<Rule>, PolicyError> {
 impl Policy {
     /// Parse and compile a policy from text in `format`.
     pub fn parse(text: &str, format: Format) -> Result<Policy, PolicyError> {
-        let rules = match format {
+        let parsed = match format {
             Format::Toml => rules_from_toml(text)?,
             Format::Json => rules_from_json(text)?,
         };
-        Ok(Policy::from_rules(rules))
+        Ok(Policy::from_rules(parsed.rules).with_limits(parsed.limits))
     }
 
     /// Parse and compile a policy from bytes in `format`; the bytes must be UTF-8.
