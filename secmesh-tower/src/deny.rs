@@ -13,7 +13,7 @@
 //! | [`MissingGrant`](DenyReason::MissingGrant) | 403 + `WWW-Authenticate: Bearer error="insufficient_scope"` | 7 PERMISSION_DENIED |
 //! | [`Unclassified`](DenyReason::Unclassified): a bad path / a method with no verb / not gRPC | 400 / 405 / 415 | 3 INVALID_ARGUMENT / 12 UNIMPLEMENTED / 3 |
 //! | [`AuditUnavailable`](DenyReason::AuditUnavailable) | 503 | 14 UNAVAILABLE |
-//! | [`RateLimited`](DenyReason::RateLimited) | 429 (+ `Retry-After`) | 8 RESOURCE_EXHAUSTED |
+//! | [`RateLimited`](DenyReason::RateLimited) | 429 (+ `Retry-After`, `RateLimit-Policy`, `RateLimit`) | 8 RESOURCE_EXHAUSTED |
 //! | [`PolicyNeedsAttributes`](DenyReason::PolicyNeedsAttributes) | 500 | 13 INTERNAL |
 //! | [`Exchange`](DenyReason::Exchange): the Txn-Token Service refused the edge's exchange | 403 (+ `insufficient_scope` for `invalid_scope`); 401 `invalid_token` for `invalid_grant` | 7 PERMISSION_DENIED / 16 |
 //! | [`ExchangeUnavailable`](DenyReason::ExchangeUnavailable) | 503 | 14 UNAVAILABLE |
@@ -54,6 +54,65 @@ use secmesh_tokens::{ErrorKind, VerifyError};
 
 use crate::authorize::ClassifyError;
 
+/// The declared limit behind a [`DenyReason::RateLimited`], as the IETF httpapi RateLimit
+/// headers tell it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RateLimitInfo {
+    /// The limit's id (the policy's `[[limit]]` id).
+    pub id: String,
+    /// Requests per window (`q`).
+    pub quota: u64,
+    /// The window, seconds (`w`).
+    pub window_secs: u64,
+    /// Seconds until the counter is back to a full burst (`t`).
+    pub reset_secs: u64,
+}
+
+impl RateLimitInfo {
+    /// The limit `id` of `quota` requests per `window_secs`, back to a full burst in
+    /// `reset_secs`.
+    pub fn new(id: impl Into<String>, quota: u64, window_secs: u64, reset_secs: u64) -> Self {
+        RateLimitInfo {
+            id: id.into(),
+            quota,
+            window_secs,
+            reset_secs,
+        }
+    }
+
+    /// The id as a structured-field string (RFC 8941 sf-string): `"` and `\` escaped, any
+    /// character outside printable ASCII as `_`.
+    fn sf_name(&self) -> String {
+        let mut out = String::with_capacity(self.id.len() + 2);
+        out.push('"');
+        for c in self.id.chars() {
+            match c {
+                '"' | '\\' => {
+                    out.push('\\');
+                    out.push(c);
+                }
+                ' '..='~' => out.push(c),
+                _ => out.push('_'),
+            }
+        }
+        out.push('"');
+        out
+    }
+
+    /// `RateLimit-Policy: "id";q=N;w=S`.
+    pub fn policy_header(&self) -> HeaderValue {
+        let v = format!("{};q={};w={}", self.sf_name(), self.quota, self.window_secs);
+        HeaderValue::try_from(v).unwrap_or_else(|_| HeaderValue::from_static("\"limit\""))
+    }
+
+    /// `RateLimit: "id";r=0;t=S` (nothing remains: the request was refused).
+    pub fn state_header(&self) -> HeaderValue {
+        let v = format!("{};r=0;t={}", self.sf_name(), self.reset_secs);
+        HeaderValue::try_from(v).unwrap_or_else(|_| HeaderValue::from_static("\"limit\""))
+    }
+}
+
 /// Why a request was refused. Typed until the wire: the [`Responder`] formats it.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
@@ -91,10 +150,14 @@ pub enum DenyReason {
     /// The audit log cannot record the request (fail-closed or durable audit) (503 /
     /// UNAVAILABLE).
     AuditUnavailable(AuditError),
-    /// Too many requests (429 / RESOURCE_EXHAUSTED).
+    /// Too many requests (429 / RESOURCE_EXHAUSTED): over a declared limit (see
+    /// [`limit`](crate::limit)).
     RateLimited {
         /// When to try again, if known.
         retry_after: Option<Duration>,
+        /// The limit that refused, when a declared limit did: its id and quota go out in the
+        /// `RateLimit-Policy` / `RateLimit` headers.
+        limit: Option<RateLimitInfo>,
     },
     /// The policy has rules with attribute conditions and this service has no source of
     /// attributes: refused rather than never matched (500 / INTERNAL; a configuration error,
@@ -155,6 +218,9 @@ impl DenyReason {
                 rule.as_deref()
             }
             DenyReason::PolicyNeedsAttributes { rule } => Some(rule),
+            DenyReason::RateLimited {
+                limit: Some(limit), ..
+            } => Some(&limit.id),
             _ => None,
         }
     }
@@ -243,6 +309,9 @@ impl fmt::Display for DenyReason {
             }
             DenyReason::Unclassified(e) => write!(f, "{e}"),
             DenyReason::AuditUnavailable(e) => write!(f, "the audit log cannot record it: {e}"),
+            DenyReason::RateLimited {
+                limit: Some(limit), ..
+            } => write!(f, "rate limited by limit {}", limit.id),
             DenyReason::RateLimited { .. } => f.write_str("rate limited"),
             DenyReason::PolicyNeedsAttributes { rule } => write!(
                 f,
@@ -297,15 +366,23 @@ impl Responder for ProblemJson {
         if let Some(www) = www_authenticate(reason) {
             h.insert(WWW_AUTHENTICATE, www);
         }
-        if let DenyReason::RateLimited {
-            retry_after: Some(after),
-        } = reason
-        {
-            h.insert(RETRY_AFTER, HeaderValue::from(after.as_secs().max(1)));
+        if let DenyReason::RateLimited { retry_after, limit } = reason {
+            if let Some(after) = retry_after {
+                // Whole seconds, rounded up: a client that waits this long is let in.
+                let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+                h.insert(RETRY_AFTER, HeaderValue::from(secs.max(1)));
+            }
+            if let Some(limit) = limit {
+                h.insert(RATELIMIT_POLICY, limit.policy_header());
+                h.insert(RATELIMIT, limit.state_header());
+            }
         }
         res
     }
 }
+
+const RATELIMIT_POLICY: http::HeaderName = http::HeaderName::from_static("ratelimit-policy");
+const RATELIMIT: http::HeaderName = http::HeaderName::from_static("ratelimit");
 
 /// The RFC 6750 challenge for a reason, when it has one.
 fn www_authenticate(reason: &DenyReason) -> Option<HeaderValue> {
@@ -469,7 +546,8 @@ mod tests {
             DenyReason::Unclassified(ClassifyError::Unclassified),
             DenyReason::AuditUnavailable(AuditError::QueueFull),
             DenyReason::RateLimited {
-                retry_after: Some(Duration::from_secs(2)),
+                retry_after: Some(Duration::from_millis(1500)),
+                limit: Some(RateLimitInfo::new("per-\"user\"\u{e9}", 10, 1, 3)),
             },
             DenyReason::PolicyNeedsAttributes { rule: "r".into() },
             DenyReason::Exchange(ExchangeError::new(ErrorCode::InvalidGrant, "x")),
@@ -540,6 +618,11 @@ mod tests {
         }
         let limited = ProblemJson.respond(&HeaderMap::new(), &every_reason()[12]);
         assert_eq!(limited.headers()[RETRY_AFTER], "2");
+        assert_eq!(
+            limited.headers()["ratelimit-policy"],
+            r#""per-\"user\"_";q=10;w=1"#
+        );
+        assert_eq!(limited.headers()["ratelimit"], r#""per-\"user\"_";r=0;t=3"#);
     }
 
     #[test]

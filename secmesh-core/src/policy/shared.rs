@@ -74,6 +74,12 @@ impl SharedPolicy {
         (d, why)
     }
 
+    /// Run `f` on the current policy without taking a reference count (the hot path's way
+    /// to read it, e.g. its [limits](Policy::limits)).
+    pub fn with<T>(&self, f: impl FnOnce(&Policy) -> T) -> T {
+        f(&self.current.load())
+    }
+
     /// The current policy.
     pub fn current(&self) -> Arc<Policy> {
         self.current.load_full()

@@ -78,6 +78,14 @@ use attributes::Source;
 /// The authorize layer's response future: the inner future, or the 403.
 pub type ResponseFuture<F, B> = DenyOr<F, B>;
 
+/// A request classified for the policy: what the limits and the decision are about.
+#[derive(Clone, Debug)]
+pub(crate) struct Classified {
+    pub(crate) verb: Verb,
+    pub(crate) object: Object,
+    pub(crate) caller: Option<String>,
+}
+
 /// Proof that the authorizer allowed this request; only this crate makes one.
 #[derive(Clone, Debug)]
 pub struct Permitted {
@@ -196,6 +204,17 @@ impl<C: Classify> Authz<C> {
         parts: &Parts,
         ctx: &RequestContext,
     ) -> Result<Permitted, Box<Denied>> {
+        let classified = self.classify(parts, ctx)?;
+        self.decide(parts, ctx, classified)
+    }
+
+    /// The first part of [`authorize`](Self::authorize): a token, its class accepted, the
+    /// request classified, the caller known.
+    pub(crate) fn classify(
+        &self,
+        parts: &Parts,
+        ctx: &RequestContext,
+    ) -> Result<Classified, Box<Denied>> {
         let deny = |reason: DenyReason| Box::new(Denied::new(reason).with_ctx(Some(ctx.clone())));
         let Some(claims) = ctx.claims() else {
             return Err(deny(DenyReason::MissingToken));
@@ -210,6 +229,29 @@ impl<C: Classify> Authz<C> {
             .get::<PeerIdentity>()
             .map(|p| p.spiffe_id.to_string());
         let caller = peer.or_else(|| claims.current_actor().map(str::to_owned));
+        Ok(Classified {
+            verb,
+            object,
+            caller,
+        })
+    }
+
+    /// The second part of [`authorize`](Self::authorize): grants and policy.
+    pub(crate) fn decide(
+        &self,
+        parts: &Parts,
+        ctx: &RequestContext,
+        classified: Classified,
+    ) -> Result<Permitted, Box<Denied>> {
+        let deny = |reason: DenyReason| Box::new(Denied::new(reason).with_ctx(Some(ctx.clone())));
+        let Some(claims) = ctx.claims() else {
+            return Err(deny(DenyReason::MissingToken));
+        };
+        let Classified {
+            verb,
+            object,
+            caller,
+        } = classified;
         let refuse = |reason: DenyReason, verb: &Verb, object: &Object, caller: &Option<String>| {
             let mut d = deny(reason);
             d.verb = Some(verb.clone());

@@ -28,12 +28,14 @@
 
 #[cfg(feature = "redis")]
 mod redis;
+pub(crate) mod stage;
 
 use std::collections::HashMap;
 use std::fmt;
+use std::future::Future;
 use std::hash::BuildHasher;
+use std::pin::Pin;
 use std::sync::Mutex;
-use std::time::Instant;
 
 use secmesh_core::limit::{Rate, Verdict};
 
@@ -44,6 +46,40 @@ const SHARDS: usize = 16;
 
 /// The default bound on keys held.
 pub const DEFAULT_MAX_KEYS: usize = 100_000;
+
+/// Where the counters of the declared limits ([`secmesh_core::policy::limits`]) are kept: in
+/// this process ([`LocalLimiter`]) or shared by a fleet (`RedisLimiter`). The server stack asks
+/// it once per limit that applies to a request.
+pub trait LimitStore: fmt::Debug + Send + Sync + 'static {
+    /// Decide one request of `key` under `rate`: now, or (for a store across the network)
+    /// later.
+    fn decide(&self, rate: Rate, key: &str) -> Decide;
+}
+
+/// A [`LimitStore`]'s answer.
+#[non_exhaustive]
+pub enum Decide {
+    /// Decided in process.
+    Now(Verdict),
+    /// To be decided by another process (one round trip); the future must finish within a
+    /// bound of its own (a store answers from a fallback rather than wait longer).
+    Later(Pin<Box<dyn Future<Output = Verdict> + Send>>),
+}
+
+impl fmt::Debug for Decide {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Decide::Now(v) => f.debug_tuple("Now").field(v).finish(),
+            Decide::Later(_) => f.write_str("Later(..)"),
+        }
+    }
+}
+
+impl<T: LimitStore + ?Sized> LimitStore for std::sync::Arc<T> {
+    fn decide(&self, rate: Rate, key: &str) -> Decide {
+        (**self).decide(rate, key)
+    }
+}
 
 /// One shard: the keys' TATs, and when idle keys were last dropped.
 #[derive(Default)]
@@ -62,7 +98,8 @@ pub struct LocalLimiter {
     shards: [Mutex<Shard>; SHARDS],
     seed: foldhash::quality::RandomState,
     max_per_shard: usize,
-    epoch: Instant,
+    clock: quanta::Clock,
+    epoch: quanta::Instant,
 }
 
 impl fmt::Debug for LocalLimiter {
@@ -82,13 +119,22 @@ impl LocalLimiter {
 
     /// A limiter of `rate` per key, holding at most `max_keys` keys.
     pub fn with_max_keys(rate: Rate, max_keys: usize) -> LocalLimiter {
+        let clock = quanta::Clock::new();
+        let epoch = clock.now();
         LocalLimiter {
             rate,
             shards: std::array::from_fn(|_| Mutex::new(Shard::default())),
             seed: foldhash::quality::RandomState::default(),
             max_per_shard: max_keys.div_ceil(SHARDS).max(1),
-            epoch: Instant::now(),
+            clock,
+            epoch,
         }
+    }
+
+    /// The counters of declared limits, each with its own rate ([`LimitStore::decide`]): the
+    /// rate given here only serves [`check`](Self::check).
+    pub fn for_limits() -> LocalLimiter {
+        LocalLimiter::new(Rate::new(1, 1).unwrap_or_else(|_| unreachable!("1/s is a rate")))
     }
 
     /// The rate.
@@ -96,21 +142,37 @@ impl LocalLimiter {
         self.rate
     }
 
+    /// Now, in ns on this limiter's own clock (one emission interval in, so that a new key's
+    /// TAT, 0, is always in the past).
+    fn now(&self, rate: Rate) -> u64 {
+        let elapsed = self.clock.now().saturating_duration_since(self.epoch);
+        u64::try_from(elapsed.as_nanos())
+            .unwrap_or(u64::MAX)
+            .saturating_add(rate.emission_interval_ns())
+    }
+
     /// Decide one request of `key` now.
     pub fn check(&self, key: &str) -> Verdict {
-        let now = u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        // The epoch is this limiter's creation; start one emission interval in, so a new key's
-        // TAT (0) is always in the past.
-        self.check_at(key, now.saturating_add(self.rate.emission_interval_ns()))
+        self.check_rate(self.rate, key)
+    }
+
+    /// Decide one request of `key` now under `rate` (keys under different rates should not
+    /// share a name: the declared limits put the limit's id in each key).
+    pub fn check_rate(&self, rate: Rate, key: &str) -> Verdict {
+        self.check_at_rate(rate, key, self.now(rate))
     }
 
     /// Decide one request of `key` at `now` (ns on this limiter's own clock; for tests and
     /// simulations).
     pub fn check_at(&self, key: &str, now: u64) -> Verdict {
+        self.check_at_rate(self.rate, key, now)
+    }
+
+    fn check_at_rate(&self, rate: Rate, key: &str, now: u64) -> Verdict {
         let shard = usize::try_from(self.seed.hash_one(key) % SHARDS as u64).unwrap_or(0);
         let mut shard = self.shards[shard].lock().unwrap_or_else(|p| p.into_inner());
         let tat = shard.tats.get(key).copied().unwrap_or(0);
-        let v = self.rate.check(tat, now);
+        let v = rate.check(tat, now);
         if v.allowed() {
             if let Some(slot) = shard.tats.get_mut(key) {
                 *slot = v.tat();
@@ -119,19 +181,18 @@ impl LocalLimiter {
                     .purged_at
                     .is_none_or(|at| now >= at.saturating_add(PURGE_EVERY_NS));
                 if shard.tats.len() >= self.max_per_shard && due {
-                    // Keys back to a full burst carry nothing: drop them.
-                    let tau = self.rate.tolerance_ns();
-                    shard.tats.retain(|_, t| t.saturating_sub(tau) > now);
+                    // A key whose TAT has passed is back to a full burst: it carries nothing.
+                    shard.tats.retain(|_, t| *t > now);
                     shard.purged_at = Some(now);
                 }
                 if shard.tats.len() >= self.max_per_shard {
                     return Verdict::from_parts(
                         false,
                         0,
-                        self.rate.emission_interval_ns(),
+                        rate.emission_interval_ns(),
                         0,
-                        self.rate.emission_interval_ns(),
-                        self.rate.burst_size(),
+                        rate.emission_interval_ns(),
+                        rate.burst_size(),
                     );
                 }
                 shard.tats.insert(key.into(), v.tat());
@@ -151,6 +212,12 @@ impl LocalLimiter {
     /// Whether no key is held.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+impl LimitStore for LocalLimiter {
+    fn decide(&self, rate: Rate, key: &str) -> Decide {
+        Decide::Now(self.check_rate(rate, key))
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use secmesh_core::limit::{Rate, Verdict};
 
-use super::LocalLimiter;
+use super::{Decide, LimitStore, LocalLimiter};
 
 /// GCRA in one atomic step, on Redis's clock (microseconds). KEYS[1]: the key's TAT. ARGV:
 /// emission interval (µs), tolerance (µs). Returns {allowed, retry_after_us, remaining,
@@ -73,6 +73,7 @@ struct Inner {
     prefix: String,
     timeout: Duration,
     fallback: LocalLimiter,
+    replicas: u64,
     degraded: AtomicBool,
     /// While degraded: when to ask Redis again (ms on `epoch`); until then decide locally at
     /// once, so that no request pays the timeout while Redis is down.
@@ -111,8 +112,7 @@ impl RedisLimiter {
             .set_number_of_retries(1);
         let con = ::redis::aio::ConnectionManager::new_with_config(client, config).await?;
         let replicas = replicas.max(1);
-        let local = Rate::new((rate.count() / replicas).max(1), rate.period_secs())?
-            .burst((rate.burst_size() / replicas).max(1))?;
+        let local = share(rate, replicas)?;
         Ok(RedisLimiter {
             inner: Arc::new(Inner {
                 con,
@@ -121,6 +121,7 @@ impl RedisLimiter {
                 prefix: prefix.into(),
                 timeout: Duration::from_millis(200),
                 fallback: LocalLimiter::new(local),
+                replicas,
                 degraded: AtomicBool::new(false),
                 retry_at_ms: AtomicU64::new(0),
                 epoch: std::time::Instant::now(),
@@ -137,7 +138,22 @@ impl RedisLimiter {
 
     /// Decide one request of `key`.
     pub async fn check(&self, key: &str) -> Verdict {
+        self.check_rate(self.inner.rate, key).await
+    }
+
+    /// Decide one request of `key` under `rate` (keys under different rates should not share
+    /// a name: the declared limits put the limit's id in each key). While Redis is
+    /// unreachable: under `rate` divided by the replica count, in process.
+    pub async fn check_rate(&self, rate: Rate, key: &str) -> Verdict {
         let i = &*self.inner;
+        let fallback = |key: &str| {
+            let local = if rate == i.rate {
+                i.fallback.rate()
+            } else {
+                share(rate, i.replicas).unwrap_or(i.fallback.rate())
+            };
+            i.fallback.check_rate(local, key)
+        };
         let now_ms = u64::try_from(i.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
         if i.degraded.load(Ordering::Acquire) {
             let retry_at = i.retry_at_ms.load(Ordering::Acquire);
@@ -153,11 +169,11 @@ impl RedisLimiter {
                     .is_err()
             {
                 i.local.fetch_add(1, Ordering::Relaxed);
-                return i.fallback.check(key);
+                return fallback(key);
             }
         }
-        let t_us = i.rate.emission_interval_ns().div_ceil(1000).max(1);
-        let tau_us = i.rate.tolerance_ns() / 1000;
+        let t_us = rate.emission_interval_ns().div_ceil(1000).max(1);
+        let tau_us = rate.tolerance_ns() / 1000;
         let mut con = i.con.clone();
         let mut invocation = i.script.key(format!("{}:rl:{key}", i.prefix));
         invocation.arg(t_us).arg(tau_us);
@@ -175,7 +191,7 @@ impl RedisLimiter {
                     us(retry_us),
                     u64::try_from(remaining).unwrap_or(0),
                     us(reset_us),
-                    i.rate.burst_size(),
+                    rate.burst_size(),
                 )
             }
             outcome => {
@@ -189,9 +205,14 @@ impl RedisLimiter {
                     tracing::error!(target: "secmesh::limit", error = %why, rate = %i.fallback.rate(), "Redis unreachable: rate limits are local, the shared rate divided by the replica count");
                 }
                 i.local.fetch_add(1, Ordering::Relaxed);
-                i.fallback.check(key)
+                fallback(key)
             }
         }
+    }
+
+    /// Whether decisions are local now (Redis unreachable and not yet due for another try).
+    pub fn is_degraded(&self) -> bool {
+        self.inner.degraded.load(Ordering::Acquire)
     }
 
     /// Whether decisions are local now, and how many went which way.
@@ -201,5 +222,31 @@ impl RedisLimiter {
             shared_decisions: self.inner.shared.load(Ordering::Relaxed),
             local_decisions: self.inner.local.load(Ordering::Relaxed),
         }
+    }
+}
+
+/// `rate` shared by `replicas` instances: the count and the burst divided (at least 1 each).
+fn share(rate: Rate, replicas: u64) -> Result<Rate, secmesh_core::limit::RateError> {
+    let replicas = replicas.max(1);
+    Rate::new((rate.count() / replicas).max(1), rate.period_secs())?
+        .burst((rate.burst_size() / replicas).max(1))
+}
+
+impl LimitStore for RedisLimiter {
+    /// Through Redis, one round trip bounded by the limiter's timeout; while Redis is known to
+    /// be unreachable, in process at once.
+    fn decide(&self, rate: Rate, key: &str) -> Decide {
+        let i = &*self.inner;
+        if i.degraded.load(Ordering::Acquire) {
+            let now_ms = u64::try_from(i.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+            if now_ms < i.retry_at_ms.load(Ordering::Acquire) {
+                i.local.fetch_add(1, Ordering::Relaxed);
+                let local = share(rate, i.replicas).unwrap_or(i.fallback.rate());
+                return Decide::Now(i.fallback.check_rate(local, key));
+            }
+        }
+        let this = self.clone();
+        let key = key.to_owned();
+        Decide::Later(Box::pin(async move { this.check_rate(rate, &key).await }))
     }
 }

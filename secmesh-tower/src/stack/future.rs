@@ -12,18 +12,53 @@ use tokio::task::futures::TaskLocalFuture;
 use super::responder::{SecureBody, deny};
 use crate::audit::{Answer, Pending};
 use crate::context::RequestContext;
-use crate::deny::Responder;
+use crate::deny::{DenyReason, Responder};
 use crate::outcome::{Denied, Outcome};
+
+/// What the stack does once a limit kept in another process has answered: authorize and call
+/// the inner service, or answer the refusal. Only [`Secure`](super::Secure) makes one.
+pub trait Resume<F, B> {
+    /// Go on after the limit stage said `refused` (`None`: under every limit).
+    fn resume(self, refused: Option<DenyReason>) -> Resumed<F, B>;
+}
+
+/// What [`Resume::resume`] gives: the inner future, or the refusal's response.
+#[non_exhaustive]
+pub enum Resumed<F, B> {
+    /// Authorized: the inner future (with the request context set) and the outcome.
+    Inner(TaskLocalFuture<RequestContext, F>, Outcome),
+    /// Refused: the answer.
+    Denied(Response<SecureBody<B>>),
+}
+
+impl<F, B> std::fmt::Debug for Resumed<F, B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Resumed::Inner(_, outcome) => f.debug_tuple("Inner").field(outcome).finish(),
+            Resumed::Denied(res) => f.debug_tuple("Denied").field(&res.status()).finish(),
+        }
+    }
+}
+
+/// No continuation (the type of a stack's future that never waits on a limit).
+#[derive(Debug)]
+pub enum NoResume {}
+
+impl<F, B> Resume<F, B> for NoResume {
+    fn resume(self, _: Option<DenyReason>) -> Resumed<F, B> {
+        match self {}
+    }
+}
 
 /// Response future of [`Secure`](super::Secure): the inner service's future (run with the
 /// request context set), or the denial made in the stack; then, with an auditor, the `in`
 /// event on its way to the log (waited for inside this future, never parking a thread). Writes
 /// the event also when dropped before that (the client went away, or the handler panicked).
-/// No boxing.
+/// Boxes only the round trip of a limit kept in another process (Redis).
 #[pin_project(PinnedDrop)]
-pub struct ResponseFuture<F, B, R> {
+pub struct ResponseFuture<F, B, R, D = NoResume> {
     #[pin]
-    kind: Kind<F, B>,
+    kind: Kind<F, B, D>,
     /// The outcome, to put on the inner service's response.
     outcome: Option<Outcome>,
     /// The event not yet finished, and how to answer once it is recorded.
@@ -33,7 +68,12 @@ pub struct ResponseFuture<F, B, R> {
 }
 
 #[pin_project(project = KindProj)]
-enum Kind<F, B> {
+enum Kind<F, B, D> {
+    /// Waiting for a limit kept in another process; then `resume`.
+    Limiting {
+        wait: Pin<Box<dyn Future<Output = Option<DenyReason>> + Send>>,
+        resume: Option<D>,
+    },
     /// Passed to the inner service.
     Inner {
         #[pin]
@@ -51,7 +91,24 @@ enum Kind<F, B> {
     },
 }
 
-impl<F, B, R: Responder> ResponseFuture<F, B, R> {
+impl<F, B, R: Responder, D> ResponseFuture<F, B, R, D> {
+    /// Wait for the limit stage, then `resume`.
+    pub(crate) fn limiting(
+        wait: Pin<Box<dyn Future<Output = Option<DenyReason>> + Send>>,
+        resume: D,
+        audit: Option<(Pending, Answer<R>)>,
+    ) -> Self {
+        ResponseFuture {
+            kind: Kind::Limiting {
+                wait,
+                resume: Some(resume),
+            },
+            outcome: None,
+            audit,
+            answer: None,
+        }
+    }
+
     pub(crate) fn inner(
         fut: TaskLocalFuture<RequestContext, F>,
         outcome: Outcome,
@@ -84,30 +141,55 @@ impl<F, B, R: Responder> ResponseFuture<F, B, R> {
         audit: Option<(Pending, Answer<R>)>,
     ) -> Self {
         let response = deny(responder, request_headers, denied);
-        let Some((pending, answer)) = audit else {
-            return Self::ready(response);
-        };
-        let auditor = pending.auditor.clone();
-        let Some(ev) = pending.finish(Some((response.status(), response.extensions()))) else {
-            // Aggregated: counted, written when its window ends.
-            return Self::ready(response);
-        };
+        Self::answered(response, audit)
+    }
+
+    /// An answer made in the stack: recorded first when audited.
+    pub(crate) fn answered(
+        response: Response<SecureBody<B>>,
+        audit: Option<(Pending, Answer<R>)>,
+    ) -> Self {
+        let (kind, answer) = answered(response, audit);
         ResponseFuture {
-            kind: Kind::Recording {
-                response: Some(response),
-                submit: auditor.submit(ev, answer.durability),
-            },
+            kind,
             outcome: None,
             audit: None,
-            answer: Some(answer),
+            answer,
         }
     }
 }
 
-impl<F, B, R, E> Future for ResponseFuture<F, B, R>
+/// The state of an answer made in the stack: recording its event first when audited.
+fn answered<F, B, R, D>(
+    response: Response<SecureBody<B>>,
+    audit: Option<(Pending, Answer<R>)>,
+) -> (Kind<F, B, D>, Option<Answer<R>>) {
+    let ready = |response| Kind::Ready {
+        response: Some(response),
+    };
+    let Some((pending, answer)) = audit else {
+        return (ready(response), None);
+    };
+    let auditor = pending.auditor.clone();
+    let Some(ev) = pending.finish(Some((response.status(), response.extensions()))) else {
+        // Aggregated: counted, written when its window ends.
+        return (ready(response), None);
+    };
+    let submit = auditor.submit(ev, answer.durability);
+    (
+        Kind::Recording {
+            response: Some(response),
+            submit,
+        },
+        Some(answer),
+    )
+}
+
+impl<F, B, R, D, E> Future for ResponseFuture<F, B, R, D>
 where
     F: Future<Output = Result<Response<B>, E>>,
     R: Responder,
+    D: Resume<F, B>,
 {
     type Output = Result<Response<SecureBody<B>>, E>;
 
@@ -115,6 +197,26 @@ where
         let mut this = self.project();
         loop {
             match this.kind.as_mut().project() {
+                KindProj::Limiting { wait, resume } => {
+                    let refused = std::task::ready!(wait.as_mut().poll(cx));
+                    let resume = resume
+                        .take()
+                        .expect("secure ResponseFuture polled after completion");
+                    match resume.resume(refused) {
+                        Resumed::Inner(fut, outcome) => {
+                            if let Some((pending, _)) = this.audit.as_mut() {
+                                pending.note(&outcome);
+                            }
+                            *this.outcome = Some(outcome);
+                            this.kind.set(Kind::Inner { fut });
+                        }
+                        Resumed::Denied(response) => {
+                            let (kind, answer) = answered(response, this.audit.take());
+                            *this.answer = answer;
+                            this.kind.set(kind);
+                        }
+                    }
+                }
                 KindProj::Inner { fut } => {
                     let res = match std::task::ready!(fut.poll(cx)) {
                         Ok(res) => res,
@@ -173,7 +275,7 @@ where
 }
 
 #[pinned_drop]
-impl<F, B, R> PinnedDrop for ResponseFuture<F, B, R> {
+impl<F, B, R, D> PinnedDrop for ResponseFuture<F, B, R, D> {
     fn drop(self: Pin<&mut Self>) {
         // Not answered: the client went away or the handler panicked. (A `Submit` still
         // waiting hands its event over when it drops.)

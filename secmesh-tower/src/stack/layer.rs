@@ -17,6 +17,8 @@ use crate::authorize::attributes::Source;
 use crate::authorize::{AttributeSource, Authz, Classify, DefaultClassifier};
 use crate::deny::{ProblemJson, Responder};
 use crate::error::ConfigError;
+use crate::limit::stage::Limiter;
+use crate::limit::{LimitStore, LocalLimiter};
 
 /// The verified-token cache capacity when none is given: 10,000 tokens.
 pub const DEFAULT_CACHE_CAPACITY: usize = 10_000;
@@ -36,6 +38,7 @@ pub(crate) struct Config<C, R> {
     pub(crate) audit: Option<AuditPart>,
     pub(crate) authn: Authn,
     pub(crate) authz: Authz<C>,
+    pub(crate) limiter: Option<Limiter>,
     pub(crate) responder: R,
 }
 
@@ -68,6 +71,7 @@ impl SecureLayer {
             classifier: DefaultClassifier,
             responder: ProblemJson,
             attributes: Some(Source(Arc::new(crate::authorize::TctxAttributes))),
+            limits: None,
         }
     }
 }
@@ -99,6 +103,7 @@ pub struct SecureBuilder<C = DefaultClassifier, R = ProblemJson> {
     classifier: C,
     responder: R,
     attributes: Option<Source>,
+    limits: Option<Arc<dyn LimitStore>>,
 }
 
 impl<C, R> std::fmt::Debug for SecureBuilder<C, R> {
@@ -109,6 +114,7 @@ impl<C, R> std::fmt::Debug for SecureBuilder<C, R> {
             .field("max_class", &self.max_class)
             .field("cache_capacity", &self.cache_capacity)
             .field("attributes", &self.attributes.is_some())
+            .field("limits", &self.limits)
             .finish_non_exhaustive()
     }
 }
@@ -153,6 +159,15 @@ impl<C, R> SecureBuilder<C, R> {
         self
     }
 
+    /// Keep the counters of the policy's declared limits (`[[limit]]`, see
+    /// [`secmesh_core::policy::limits`]) in `store`, e.g. a
+    /// `RedisLimiter` shared by the fleet (the `redis` feature). Default: a [`LocalLimiter`] in
+    /// this process.
+    pub fn limit_store(mut self, store: impl LimitStore) -> Self {
+        self.limits = Some(Arc::new(store));
+        self
+    }
+
     /// Classify requests with `classifier` (e.g.
     /// [`GrpcClassifier`](crate::authorize::GrpcClassifier) for a tonic server).
     pub fn classifier<C2: Classify>(self, classifier: C2) -> SecureBuilder<C2, R> {
@@ -166,6 +181,7 @@ impl<C, R> SecureBuilder<C, R> {
             classifier,
             responder: self.responder,
             attributes: self.attributes,
+            limits: self.limits,
         }
     }
 
@@ -181,6 +197,7 @@ impl<C, R> SecureBuilder<C, R> {
             classifier: self.classifier,
             responder,
             attributes: self.attributes,
+            limits: self.limits,
         }
     }
 
@@ -224,6 +241,11 @@ impl<C, R> SecureBuilder<C, R> {
                 audit,
                 authn,
                 authz,
+                limiter: Some(Limiter {
+                    store: self
+                        .limits
+                        .unwrap_or_else(|| Arc::new(LocalLimiter::for_limits())),
+                }),
                 responder: self.responder,
             }),
         })

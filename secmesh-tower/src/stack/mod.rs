@@ -76,7 +76,7 @@ mod responder;
 mod service;
 
 pub use crate::error::ConfigError;
-pub use future::ResponseFuture;
+pub use future::{NoResume, ResponseFuture, Resume, Resumed};
 pub use layer::{DEFAULT_CACHE_CAPACITY, SecureBuilder, SecureLayer};
 pub use responder::SecureBody;
-pub use service::Secure;
+pub use service::{Deferred, Secure};

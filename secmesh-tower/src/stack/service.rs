@@ -7,12 +7,14 @@ use http::header::CONTENT_TYPE;
 use http::{Request, Response};
 use tower_service::Service;
 
-use super::future::ResponseFuture;
+use super::future::{ResponseFuture, Resume, Resumed};
 use super::layer::Config;
 use super::responder::{SecureBody, deny};
 use crate::audit::{Answer, Pending, refuse_up_front};
-use crate::authorize::{Classify, DefaultClassifier};
+use crate::authorize::{Classified, Classify, DefaultClassifier};
+use crate::context::RequestContext;
 use crate::deny::{DenyReason, ProblemJson, Responder};
+use crate::limit::stage::Stage;
 use crate::outcome::{Denied, Outcome};
 
 /// The server stack's service; see the [module docs](super).
@@ -37,15 +39,91 @@ impl<S, C, R> Secure<S, C, R> {
     }
 }
 
-impl<S, C, R, ReqB, ResB> Service<Request<ReqB>> for Secure<S, C, R>
+/// The rest of a request whose limit is kept in another process: authorize and call the
+/// inner service once the limit has answered. Only [`Secure`] makes one.
+pub struct Deferred<S, ReqB, C, R> {
+    inner: S,
+    parts: http::request::Parts,
+    body: ReqB,
+    ctx: RequestContext,
+    classified: Classified,
+    config: Arc<Config<C, R>>,
+}
+
+impl<S, ReqB, C, R> std::fmt::Debug for Deferred<S, ReqB, C, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Deferred")
+            .field("method", &self.parts.method)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, ReqB, ResB, C, R> Resume<S::Future, ResB> for Deferred<S, ReqB, C, R>
 where
     S: Service<Request<ReqB>, Response = Response<ResB>>,
     C: Classify,
     R: Responder,
 {
+    fn resume(self, refused: Option<crate::deny::DenyReason>) -> Resumed<S::Future, ResB> {
+        let Deferred {
+            mut inner,
+            parts,
+            body,
+            ctx,
+            classified,
+            config,
+        } = self;
+        if let Some(reason) = refused {
+            let denied = limited(reason, ctx, classified);
+            return Resumed::Denied(deny(&config.responder, &parts.headers, denied));
+        }
+        permit(&mut inner, parts, body, ctx, classified, &config)
+    }
+}
+
+/// A refusal by a limit, with what the request was.
+fn limited(reason: DenyReason, ctx: RequestContext, classified: Classified) -> Denied {
+    let mut d = Denied::new(reason).with_ctx(Some(ctx));
+    d.verb = Some(classified.verb);
+    d.object = Some(classified.object);
+    d.caller = classified.caller;
+    d
+}
+
+/// Authorize and, when allowed, call the inner service in the request's context.
+fn permit<S, ReqB, ResB, C, R>(
+    inner: &mut S,
+    mut parts: http::request::Parts,
+    body: ReqB,
+    ctx: RequestContext,
+    classified: Classified,
+    config: &Config<C, R>,
+) -> Resumed<S::Future, ResB>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>>,
+    C: Classify,
+    R: Responder,
+{
+    match config.authz.decide(&parts, &ctx, classified) {
+        Ok(permitted) => {
+            let outcome = Outcome::Permitted(ctx.clone(), permitted);
+            parts.extensions.insert(outcome.clone());
+            let fut = ctx.scope(inner.call(Request::from_parts(parts, body)));
+            Resumed::Inner(fut, outcome)
+        }
+        Err(denied) => Resumed::Denied(deny(&config.responder, &parts.headers, *denied)),
+    }
+}
+
+impl<S, C, R, ReqB, ResB> Service<Request<ReqB>> for Secure<S, C, R>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>> + Clone,
+    C: Classify,
+    R: Responder,
+{
     type Response = Response<SecureBody<ResB>>;
     type Error = S::Error;
-    type Future = ResponseFuture<S::Future, ResB, R>;
+    type Future = ResponseFuture<S::Future, ResB, R, Deferred<S, ReqB, C, R>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -78,21 +156,63 @@ where
                 return ResponseFuture::denied(&config.responder, req.headers(), denied, audit);
             }
         };
-        // 3. Authorize (the route's class first).
-        let (mut parts, body) = req.into_parts();
-        match config.authz.authorize(&parts, &ctx) {
-            Ok(permitted) => {
-                let outcome = Outcome::Permitted(ctx.clone(), permitted);
+        // 3. Authorize: the route's class, the request classified.
+        let (parts, body) = req.into_parts();
+        let classified = match config.authz.classify(&parts, &ctx) {
+            Ok(c) => c,
+            Err(denied) => {
+                return ResponseFuture::denied(&config.responder, &parts.headers, *denied, audit);
+            }
+        };
+        // 4. The declared limits (they need the subject; before the policy's work).
+        if let (Some(limiter), Some(policy), Some(claims)) =
+            (&config.limiter, &config.authz.policy, ctx.claims())
+        {
+            let stage = limiter.check(
+                policy,
+                &claims.sub,
+                &classified.verb,
+                &classified.object,
+                classified.caller.as_deref(),
+            );
+            match stage {
+                Stage::Pass => {}
+                Stage::Refused(reason) => {
+                    let denied = limited(reason, ctx, classified);
+                    return ResponseFuture::denied(
+                        &config.responder,
+                        &parts.headers,
+                        denied,
+                        audit,
+                    );
+                }
+                Stage::Wait(wait) => {
+                    // The inner service was made ready for this call: it goes with the rest of
+                    // the request, and a clone stays for the next one.
+                    let clone = self.inner.clone();
+                    let inner = std::mem::replace(&mut self.inner, clone);
+                    let deferred = Deferred {
+                        inner,
+                        parts,
+                        body,
+                        ctx,
+                        classified,
+                        config: self.config.clone(),
+                    };
+                    return ResponseFuture::limiting(wait, deferred, audit);
+                }
+            }
+        }
+        // 5. Grants and policy; then the inner service.
+        match permit(&mut self.inner, parts, body, ctx, classified, config) {
+            Resumed::Inner(fut, outcome) => {
+                let mut audit = audit;
                 if let Some((pending, _)) = &mut audit {
                     pending.note(&outcome);
                 }
-                parts.extensions.insert(outcome.clone());
-                let fut = ctx.scope(self.inner.call(Request::from_parts(parts, body)));
                 ResponseFuture::inner(fut, outcome, audit)
             }
-            Err(denied) => {
-                ResponseFuture::denied(&config.responder, &parts.headers, *denied, audit)
-            }
+            Resumed::Denied(response) => ResponseFuture::answered(response, audit),
         }
     }
 }
