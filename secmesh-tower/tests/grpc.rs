@@ -73,12 +73,20 @@ async fn serve(keys: Arc<KeySet>) -> SocketAddr {
 /// The same service behind the one server stack: no `.denial(GrpcStatus)` anywhere, the
 /// responder answers gRPC callers in gRPC.
 async fn serve_secure(keys: Arc<KeySet>, auditor: Option<secmesh_audit::Auditor>) -> SocketAddr {
+    serve_secure_with(keys, auditor, POLICY).await
+}
+
+async fn serve_secure_with(
+    keys: Arc<KeySet>,
+    auditor: Option<secmesh_audit::Auditor>,
+    policy: &str,
+) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let verifier = Verifier::new(keys)
         .issuer("https://gw.mesh.test")
         .audience("mesh.test");
-    let policy = SharedPolicy::new(Policy::parse(POLICY, Format::Toml).unwrap());
+    let policy = SharedPolicy::new(Policy::parse(policy, Format::Toml).unwrap());
     let mut builder = SecureLayer::builder(verifier, policy)
         .classifier(GrpcClassifier)
         .max_class(ExpiryClass::Fast);
@@ -260,4 +268,32 @@ async fn an_unavailable_audit_log_is_grpc_unavailable() {
     assert!(codes.contains(&Some(Code::Unavailable)), "{codes:?}");
     drop(gate);
     auditor.shutdown();
+}
+
+#[tokio::test]
+async fn a_call_over_a_declared_limit_is_resource_exhausted() {
+    let (issuer, keys) = setup();
+    let policy =
+        format!("{POLICY}\n[[limit]]\nid = \"reserves\"\nrate = \"2/h\"\nverbs = [\"call\"]\n");
+    let addr = serve_secure_with(keys.clone(), None, &policy).await;
+    let allowed = format!("127.0.0.1:{}", addr.port());
+    let token = issuer
+        .mint(&MintRequest::new("user:alice", ExpiryClass::Fast))
+        .unwrap();
+    let mut codes = Vec::new();
+    for _ in 0..4 {
+        let out = context_for(&token, &keys)
+            .scope(reserve(addr, &allowed))
+            .await;
+        codes.push(out.err().map(|e| e.code()));
+    }
+    assert_eq!(
+        codes,
+        [
+            None,
+            None,
+            Some(Code::ResourceExhausted),
+            Some(Code::ResourceExhausted)
+        ]
+    );
 }

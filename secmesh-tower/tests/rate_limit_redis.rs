@@ -139,3 +139,139 @@ async fn redis_killed_and_restarted() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+mod through_the_stack {
+    //! The same through the one stack: three real axum servers, each a `SecureLayer` whose
+    //! declared limit is kept in Redis.
+    use std::net::SocketAddr;
+
+    use axum::Router;
+    use axum::routing::get;
+    use bytes::Bytes;
+    use http::{Request, StatusCode};
+    use http_body_util::Full;
+    use hyper_util::client::legacy::Client;
+    use hyper_util::client::legacy::connect::HttpConnector;
+    use hyper_util::rt::TokioExecutor;
+    use secmesh_core::ExpiryClass;
+    use secmesh_core::policy::{Format, Policy, SharedPolicy};
+    use secmesh_tokens::{Algorithm, Issuer, KeySet, MintRequest, SigningKey, Verifier};
+    use secmesh_tower::SecureLayer;
+
+    use super::*;
+
+    const POLICY: &str = r#"
+[[rule]]
+id = "users"
+effect = "allow"
+subjects = ["user:*"]
+verbs = ["read"]
+objects = ["orders/**"]
+
+[[limit]]
+id = "reads-per-user"
+rate = "100/s"
+burst = 10
+"#;
+
+    type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
+    async fn serve(verifier: Verifier, limiter: RedisLimiter) -> SocketAddr {
+        let policy = SharedPolicy::new(Policy::parse(POLICY, Format::Toml).unwrap());
+        let secure = SecureLayer::builder(verifier, policy)
+            .limit_store(limiter)
+            .build()
+            .unwrap();
+        let app = Router::new()
+            .route("/orders/{id}", get(|| async { "ok" }))
+            .layer(secure);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        addr
+    }
+
+    async fn fetch(client: &HttpClient, addr: SocketAddr, token: &str) -> StatusCode {
+        let req = Request::get(format!("http://{addr}/orders/1"))
+            .header("txn-token", token)
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let res = client.request(req).await.unwrap();
+        if res.status() == StatusCode::TOO_MANY_REQUESTS {
+            let h = res.headers();
+            assert!(h.contains_key("retry-after") && h.contains_key("ratelimit"));
+            assert_eq!(h["ratelimit-policy"], r#""reads-per-user";q=100;w=1"#);
+        }
+        res.status()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn three_servers_hold_a_declared_limit_together_and_survive_redis() {
+        let Some(mut redis) = Redis::start() else {
+            return;
+        };
+        let key = SigningKey::from_hmac_secret(Algorithm::Hs256, &[5; 32]).unwrap();
+        let keys = KeySet::single(key.verifying_key(Some("k".into())));
+        let issuer = Issuer::new(key, "k", "gw").audience("orders");
+        let token = issuer
+            .mint(&MintRequest::new("user:alice", ExpiryClass::Fast))
+            .unwrap();
+        let mut limiters = Vec::new();
+        let mut addrs = Vec::new();
+        for _ in 0..3 {
+            let l = RedisLimiter::for_limits(&redis.url(), "stack", 3)
+                .await
+                .unwrap();
+            addrs.push(serve(Verifier::new(keys.clone()), l.clone()).await);
+            limiters.push(l);
+        }
+        let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
+        let (addrs, token) = (Arc::new(addrs), Arc::new(token));
+        let run = |secs: f64| {
+            let (client, addrs, token) = (client.clone(), addrs.clone(), token.clone());
+            load(secs, move |i| {
+                let (client, addr, token) = (client.clone(), addrs[i], token.clone());
+                async move {
+                    let t = Instant::now();
+                    let ok = fetch(&client, addr, &token).await == StatusCode::OK;
+                    assert!(t.elapsed() < Duration::from_secs(2), "a request hung");
+                    ok
+                }
+            })
+        };
+        let (passed, secs) = run(2.0).await;
+        let expected = BURST as f64 + RATE as f64 * secs;
+        println!(
+            "through the stack, 3 servers, {secs:.2} s: {passed} passed (expected {expected:.0})"
+        );
+        assert!(
+            (passed as f64 - expected).abs() <= expected * 0.10,
+            "{passed} passed, expected {expected:.0} within 10%"
+        );
+        assert!(limiters.iter().all(|l| l.status().shared_decisions > 0));
+
+        // Redis gone: every request still answered within its bound, each server at a third
+        // of the rate (so the fleet at about the rate), and it says so.
+        redis.kill();
+        let (passed, secs) = run(2.0).await;
+        let ceiling = (BURST / 3 + 1) as f64 * 3.0 + RATE as f64 * secs;
+        println!("Redis down: {passed} passed in {secs:.2} s (at most {ceiling:.0})");
+        assert!(passed as f64 <= ceiling * 1.1, "{passed} > {ceiling:.0}");
+        assert!(passed > 0, "the local fallback refused everything");
+        assert!(limiters.iter().all(|l| l.status().local_decisions > 0));
+
+        // Back: shared again without a restart.
+        redis.run();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while limiters.iter().any(RedisLimiter::is_degraded) {
+            for &addr in addrs.iter() {
+                fetch(&client, addr, &token).await;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the servers did not go back to Redis"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}

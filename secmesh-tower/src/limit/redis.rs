@@ -131,6 +131,16 @@ impl RedisLimiter {
         })
     }
 
+    /// The counters of declared limits ([`LimitStore`]: each limit brings its own rate),
+    /// shared through `url` under `prefix` by a fleet of `replicas` instances.
+    pub async fn for_limits(
+        url: &str,
+        prefix: impl Into<String>,
+        replicas: u64,
+    ) -> Result<RedisLimiter, RedisLimiterError> {
+        RedisLimiter::connect(url, prefix, Rate::new(1, 1)?, replicas).await
+    }
+
     /// The shared rate.
     pub fn rate(&self) -> Rate {
         self.inner.rate
