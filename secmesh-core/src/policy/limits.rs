@@ -60,8 +60,6 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use std::fmt::Write as _;
-
 use super::engine::Request;
 use super::model::{Mode, RuleId};
 use super::pattern::{Glob, ObjectPattern, VerbPattern};
@@ -195,16 +193,40 @@ impl Limit {
         out.push('|');
         if self.per.contains(Per::SUBJECT) {
             let s = req.subject.as_str();
-            let _ = write!(out, "s{}:{s}|", s.len());
+            out.push('s');
+            push_len(out, s.len());
+            out.push(':');
+            out.push_str(s);
+            out.push('|');
         }
         if self.per.contains(Per::CALLER) {
             match req.caller {
                 Some(c) => {
-                    let _ = write!(out, "c{}:{c}", c.len());
+                    out.push('c');
+                    push_len(out, c.len());
+                    out.push(':');
+                    out.push_str(c);
                 }
                 None => out.push_str("c-"),
             }
         }
+    }
+}
+
+/// `n` in decimal, without the formatting machinery (this is on every request's path).
+fn push_len(out: &mut String, mut n: usize) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for &d in &digits[i..] {
+        out.push(char::from(d));
     }
 }
 
@@ -315,6 +337,15 @@ mod tests {
             .collect();
         let err = Policy::from_toml(&many).unwrap_err().to_string();
         assert!(err.contains("more than 256 limits"), "{err}");
+    }
+
+    #[test]
+    fn lengths_in_decimal() {
+        for n in [0usize, 7, 10, 99, 100, 12345, usize::MAX] {
+            let mut s = String::new();
+            push_len(&mut s, n);
+            assert_eq!(s, n.to_string());
+        }
     }
 
     #[test]
