@@ -19,7 +19,6 @@ use std::process::ExitCode;
 use clap::Args;
 use secmesh_audit::Auditor;
 use secmesh_audit::chain::AuditKey;
-use secmesh_audit::event::{AuditEvent, Decision, Direction};
 use secmesh_audit::sink::{JsonLinesConfig, JsonLinesSink};
 use secmesh_core::TxnId;
 use secmesh_tokens::revocation::redis::Publisher;
@@ -174,17 +173,7 @@ fn audit(log: &PathBuf, key: Option<&PathBuf>, entry: &Revoked) -> Result<(), St
     let sink = JsonLinesSink::open(log, config)
         .map_err(|e| format!("audit log {}: {e}", path_shown(log)))?;
     let auditor = Auditor::builder(sink).spawn();
-    let mut ev = AuditEvent::now("revoke", Direction::Out);
-    ev.verb = Some("revoke".into());
-    ev.object = Some(entry.key.to_string());
-    ev.decision = Decision::Allow;
-    ev.reason = entry.reason.clone();
-    if let RevocationKey::Sub(s) = &entry.key {
-        ev.sub = Some(s.clone());
-    }
-    if let RevocationKey::Txn(t) = &entry.key {
-        ev.txn = Some(*t);
-    }
+    let ev = secmesh_tower::revoke::revocation_event("revoke", entry);
     auditor.record(ev).map_err(|e| e.to_string())?;
     auditor.flush().map_err(|e| e.to_string())?;
     auditor.shutdown();

@@ -54,6 +54,8 @@ pub mod limit;
 pub mod outcome;
 pub mod propagate;
 pub mod reload;
+#[cfg(feature = "redis")]
+pub mod revoke;
 #[cfg(feature = "serve")]
 pub mod serve;
 pub mod stack;
