@@ -1,5 +1,5 @@
 //! Policy loading: any bytes, as TOML and as JSON, must give a policy or a typed error, never a
-//! panic; a loaded policy must decide and lint without panicking.
+//! panic; a loaded policy must decide, lint and match its declared limits without panicking.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -14,7 +14,16 @@ fuzz_target!(|data: &[u8]| {
                 else {
                     return;
                 };
-                let d = policy.decide(&Request::new(&s, &Verb::Read, &o));
+                let req = Request::new(&s, &Verb::Read, &o).with_caller("spiffe://m/x");
+                let d = policy.decide(&req);
+                // The declared limits: which apply, and each counter's key.
+                let mut key = String::new();
+                for l in policy.limits() {
+                    if l.applies(&req) {
+                        l.key(&req, &mut key);
+                        assert!(key.starts_with(l.id()));
+                    }
+                }
                 if let Some(id) = d.rule() {
                     assert!(policy.rule(id).is_some());
                 }
