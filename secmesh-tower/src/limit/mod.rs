@@ -30,13 +30,13 @@
 mod redis;
 pub(crate) mod stage;
 
-use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::hash::BuildHasher;
 use std::pin::Pin;
 use std::sync::Mutex;
 
+use hashbrown::HashTable;
 use secmesh_core::limit::{Rate, Verdict};
 
 #[cfg(feature = "redis")]
@@ -81,11 +81,19 @@ impl<T: LimitStore + ?Sized> LimitStore for std::sync::Arc<T> {
     }
 }
 
-/// One shard: the keys' TATs, and when idle keys were last dropped.
+/// One shard: the keys' TATs (found by the one keyed hash that also chose the shard), and
+/// when idle keys were last dropped.
 #[derive(Default)]
 struct Shard {
-    tats: HashMap<Box<str>, u64, foldhash::quality::RandomState>,
+    tats: HashTable<Entry>,
     purged_at: Option<u64>,
+}
+
+/// A key, its hash and its TAT.
+struct Entry {
+    hash: u64,
+    key: Box<str>,
+    tat: u64,
 }
 
 /// A full shard drops its idle keys at most this often (ns): a flood of new keys against a
@@ -169,35 +177,50 @@ impl LocalLimiter {
     }
 
     fn check_at_rate(&self, rate: Rate, key: &str, now: u64) -> Verdict {
-        let shard = usize::try_from(self.seed.hash_one(key) % SHARDS as u64).unwrap_or(0);
+        // One keyed hash: middle bits pick the shard (the table uses the low bits for the
+        // bucket and the top ones for its tags), the whole finds the key in it.
+        let hash = self.seed.hash_one(key);
+        let shard = usize::try_from((hash >> 32) % SHARDS as u64).unwrap_or(0);
         let mut shard = self.shards[shard].lock().unwrap_or_else(|p| p.into_inner());
-        let tat = shard.tats.get(key).copied().unwrap_or(0);
-        let v = rate.check(tat, now);
-        if v.allowed() {
-            if let Some(slot) = shard.tats.get_mut(key) {
-                *slot = v.tat();
-            } else {
-                let due = shard
-                    .purged_at
-                    .is_none_or(|at| now >= at.saturating_add(PURGE_EVERY_NS));
-                if shard.tats.len() >= self.max_per_shard && due {
-                    // A key whose TAT has passed is back to a full burst: it carries nothing.
-                    shard.tats.retain(|_, t| *t > now);
-                    shard.purged_at = Some(now);
-                }
-                if shard.tats.len() >= self.max_per_shard {
-                    return Verdict::from_parts(
-                        false,
-                        0,
-                        rate.emission_interval_ns(),
-                        0,
-                        rate.emission_interval_ns(),
-                        rate.burst_size(),
-                    );
-                }
-                shard.tats.insert(key.into(), v.tat());
+        let shard = &mut *shard;
+        if let Some(e) = shard.tats.find_mut(hash, |e| &*e.key == key) {
+            let v = rate.check(e.tat, now);
+            if v.allowed() {
+                e.tat = v.tat();
             }
+            return v;
         }
+        let v = rate.check(0, now);
+        if !v.allowed() {
+            return v;
+        }
+        let due = shard
+            .purged_at
+            .is_none_or(|at| now >= at.saturating_add(PURGE_EVERY_NS));
+        if shard.tats.len() >= self.max_per_shard && due {
+            // A key whose TAT has passed is back to a full burst: it carries nothing.
+            shard.tats.retain(|e| e.tat > now);
+            shard.purged_at = Some(now);
+        }
+        if shard.tats.len() >= self.max_per_shard {
+            return Verdict::from_parts(
+                false,
+                0,
+                rate.emission_interval_ns(),
+                0,
+                rate.emission_interval_ns(),
+                rate.burst_size(),
+            );
+        }
+        shard.tats.insert_unique(
+            hash,
+            Entry {
+                hash,
+                key: key.into(),
+                tat: v.tat(),
+            },
+            |e| e.hash,
+        );
         v
     }
 
