@@ -328,6 +328,10 @@ mod tests {
                 "[[limit]]\nid = \"a\"\nrate = \"5/s\"\nobjects = [\"a/**/b\"]\n",
                 "**",
             ),
+            (
+                "[[limit]]\nid = \"a\"\nrate = \"5/s\"\nverbs = []\n",
+                "empty `verbs` would match nothing",
+            ),
         ] {
             let err = Policy::from_toml(text).unwrap_err().to_string();
             assert!(err.contains(msg), "{text}: {err}");

@@ -269,6 +269,18 @@ impl<'de> DeserializeSeed<'de> for LimitSeed<'_> {
                 raw.id.0
             )));
         }
+        let empty = [
+            ("subjects", raw.subjects.as_ref().map(|b| b.0.is_empty())),
+            ("callers", raw.callers.as_ref().map(|b| b.0.is_empty())),
+            ("verbs", raw.verbs.as_ref().map(|b| b.0.is_empty())),
+            ("objects", raw.objects.as_ref().map(|b| b.0.is_empty())),
+        ];
+        if let Some((name, _)) = empty.iter().find(|(_, e)| *e == Some(true)) {
+            return Err(serde::de::Error::custom(format_args!(
+                "limit `{}`: an empty `{name}` would match nothing; leave it out to match anything",
+                raw.id.0
+            )));
+        }
         let rate = raw.rate.0;
         let rate = rate
             .burst(raw.burst.unwrap_or(rate.count().min(1_000_000)))
