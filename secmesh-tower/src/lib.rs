@@ -51,6 +51,8 @@ pub mod fleet_policy;
 pub mod future;
 pub mod jwks;
 pub mod limit;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 pub mod outcome;
 pub mod propagate;
 pub mod reload;

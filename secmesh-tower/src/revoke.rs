@@ -1,7 +1,7 @@
 //! Revocations issued by an instance, each one an audit event (the `redis` feature).
 //!
 //! [`AuditedPublisher`] revokes through a fleet-wide
-//! [`Publisher`](secmesh_tokens::revocation::redis::Publisher) and records the revocation in
+//! [`Publisher`] and records the revocation in
 //! the instance's audit log before it answers: an `out` event with the verb `revoke`, the key
 //! revoked as its object (`jti J`, `sub S`, `txn T`, `kid K`), the subject or
 //! transaction when the key is one, and the reason. Never a token. A revocation whose event

@@ -40,6 +40,28 @@ pub(crate) struct Config<C, R> {
     pub(crate) authz: Authz<C>,
     pub(crate) limiter: Option<Limiter>,
     pub(crate) responder: R,
+    #[cfg(feature = "metrics")]
+    pub(crate) metrics: crate::metrics::Decisions,
+}
+
+impl<C, R> Config<C, R> {
+    /// Count an allowed request (the metrics feature).
+    #[inline]
+    pub(crate) fn count_allowed(&self, rule: Option<&str>) {
+        #[cfg(feature = "metrics")]
+        self.metrics.allowed(rule);
+        #[cfg(not(feature = "metrics"))]
+        let _ = rule;
+    }
+
+    /// Count a refusal made in the stack (the metrics feature).
+    #[inline]
+    pub(crate) fn count_denied(&self, reason: &crate::deny::DenyReason) {
+        #[cfg(feature = "metrics")]
+        self.metrics.denied(reason);
+        #[cfg(not(feature = "metrics"))]
+        let _ = reason;
+    }
 }
 
 /// The server stack as one layer; see the [module docs](super). Cheap to clone.
@@ -72,6 +94,7 @@ impl SecureLayer {
             responder: ProblemJson,
             attributes: Some(Source(Arc::new(crate::authorize::TctxAttributes))),
             limits: None,
+            name: None,
         }
     }
 }
@@ -104,6 +127,7 @@ pub struct SecureBuilder<C = DefaultClassifier, R = ProblemJson> {
     responder: R,
     attributes: Option<Source>,
     limits: Option<Arc<dyn LimitStore>>,
+    name: Option<String>,
 }
 
 impl<C, R> std::fmt::Debug for SecureBuilder<C, R> {
@@ -159,6 +183,12 @@ impl<C, R> SecureBuilder<C, R> {
         self
     }
 
+    /// The service's name in metrics (default: the audit log's service name, else `secmesh`).
+    pub fn name(mut self, service: impl Into<String>) -> Self {
+        self.name = Some(service.into());
+        self
+    }
+
     /// Keep the counters of the policy's declared limits (`[[limit]]`, see
     /// [`secmesh_core::policy::limits`]) in `store`, e.g. a
     /// `RedisLimiter` shared by the fleet (the `redis` feature). Default: a [`LocalLimiter`] in
@@ -182,6 +212,7 @@ impl<C, R> SecureBuilder<C, R> {
             responder: self.responder,
             attributes: self.attributes,
             limits: self.limits,
+            name: self.name,
         }
     }
 
@@ -198,6 +229,7 @@ impl<C, R> SecureBuilder<C, R> {
             responder,
             attributes: self.attributes,
             limits: self.limits,
+            name: self.name,
         }
     }
 
@@ -206,6 +238,14 @@ impl<C, R> SecureBuilder<C, R> {
         if self.cache_capacity == 0 {
             return Err(ConfigError::ZeroCacheCapacity);
         }
+        #[cfg(feature = "metrics")]
+        let metrics = crate::metrics::Decisions::new(
+            self.name
+                .as_deref()
+                .or(self.audit.as_ref().map(|(_, s)| s.as_str()))
+                .unwrap_or("secmesh")
+                .into(),
+        );
         let audit = match self.audit {
             Some((_, name)) if name.is_empty() => return Err(ConfigError::EmptyServiceName),
             Some((auditor, name)) => {
@@ -247,6 +287,8 @@ impl<C, R> SecureBuilder<C, R> {
                         .unwrap_or_else(|| Arc::new(LocalLimiter::for_limits())),
                 }),
                 responder: self.responder,
+                #[cfg(feature = "metrics")]
+                metrics,
             }),
         })
     }

@@ -74,6 +74,7 @@ where
             config,
         } = self;
         if let Some(reason) = refused {
+            config.count_denied(&reason);
             let denied = limited(reason, ctx, classified);
             return Resumed::Denied(deny(&config.responder, &parts.headers, denied));
         }
@@ -106,12 +107,16 @@ where
 {
     match config.authz.decide(&parts, &ctx, classified) {
         Ok(permitted) => {
+            config.count_allowed(permitted.rule());
             let outcome = Outcome::Permitted(ctx.clone(), permitted);
             parts.extensions.insert(outcome.clone());
             let fut = ctx.scope(inner.call(Request::from_parts(parts, body)));
             Resumed::Inner(fut, outcome)
         }
-        Err(denied) => Resumed::Denied(deny(&config.responder, &parts.headers, *denied)),
+        Err(denied) => {
+            config.count_denied(&denied.reason);
+            Resumed::Denied(deny(&config.responder, &parts.headers, *denied))
+        }
     }
 }
 
@@ -136,6 +141,7 @@ where
         if let Some(a) = &config.audit {
             if let Some(error) = refuse_up_front(&a.auditor, a.durability) {
                 let denied = Denied::new(DenyReason::AuditUnavailable(error));
+                config.count_denied(&denied.reason);
                 let res = deny(&config.responder, req.headers(), denied);
                 return ResponseFuture::ready(res);
             }
@@ -152,6 +158,7 @@ where
         let ctx = match config.authn.authenticate(&mut req) {
             Ok(ctx) => ctx,
             Err(reason) => {
+                config.count_denied(&reason);
                 let denied = Denied::new(reason);
                 return ResponseFuture::denied(&config.responder, req.headers(), denied, audit);
             }
@@ -161,6 +168,7 @@ where
         let classified = match config.authz.classify(&parts, &ctx) {
             Ok(c) => c,
             Err(denied) => {
+                config.count_denied(&denied.reason);
                 return ResponseFuture::denied(&config.responder, &parts.headers, *denied, audit);
             }
         };
@@ -178,6 +186,7 @@ where
             match stage {
                 Stage::Pass => {}
                 Stage::Refused(reason) => {
+                    config.count_denied(&reason);
                     let denied = limited(reason, ctx, classified);
                     return ResponseFuture::denied(
                         &config.responder,

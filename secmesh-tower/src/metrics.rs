@@ -1,0 +1,310 @@
+//! Metrics through the [`metrics`] facade (the `metrics` feature, on by default): the
+//! application installs the exporter it wants (Prometheus, StatsD, ...); without one every
+//! call is a no-op.
+//!
+//! Counted as it happens, by the one stack ([`SecureLayer`](crate::SecureLayer)):
+//!
+//! | name | kind | labels |
+//! |---|---|---|
+//! | `secmesh_decisions_total` | counter | `service`, `effect` (allow / deny), `reason` ([`DenyReason::kind`], or `allowed`), `rule` (the deciding rule or limit id, or empty) |
+//! | `secmesh_token_rejections_total` | counter | `service`, `kind` ([`ErrorKind::as_str`](secmesh_tokens::ErrorKind::as_str)) |
+//!
+//! Read when the exporter asks ([`Collector::collect`], e.g. in the `/metrics` handler):
+//! the verified-token cache's `secmesh_token_cache_{hits,misses,evictions,admissions_refused}_total`
+//! and `secmesh_token_cache_entries`; the audit log's `secmesh_audit_dropped_total`,
+//! `secmesh_audit_write_errors_total` and `secmesh_audit_healthy`; a server's
+//! `secmesh_connections_open`, `secmesh_connections_refused_total` and
+//! `secmesh_tls_handshakes_refused_total{reason}`; a shared limiter's
+//! `secmesh_rate_limit_decisions_total{where}` and `secmesh_rate_limit_degraded`.
+//!
+//! Names and labels follow the Prometheus conventions (`_total` counters, base units); no
+//! label ever holds a subject, a token, a path or anything else a client chooses: a rule or
+//! limit id comes from the policy file (at most 10,000 rules), a reason or kind from a fixed
+//! list. Handles are registered on first use and kept, so install the exporter before the
+//! first request; a decision then costs a lookup in a read-mostly map and an atomic add.
+//!
+//! # Example
+//! ```
+//! use secmesh_tower::metrics::{Collector, describe};
+//!
+//! describe(); // once, after installing the exporter
+//! let collector = Collector::new("orders");
+//! // .cache(layer.cache().clone()).auditor(auditor.clone()).server(server.stats()) ...
+//! collector.collect(); // in the /metrics handler, before rendering
+//! ```
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+use metrics::{Counter, Unit, counter, describe_counter, describe_gauge, gauge};
+use secmesh_audit::Auditor;
+use secmesh_tokens::cache::VerifiedCache;
+
+use crate::deny::DenyReason;
+
+/// Describe every metric secmesh emits (names, units, help texts) to the installed exporter.
+pub fn describe() {
+    describe_counter!(
+        "secmesh_decisions_total",
+        Unit::Count,
+        "Requests decided by the secmesh stack, by effect, reason and deciding rule"
+    );
+    describe_counter!(
+        "secmesh_token_rejections_total",
+        Unit::Count,
+        "Tokens refused, by kind"
+    );
+    for (name, help) in [
+        (
+            "secmesh_token_cache_hits_total",
+            "Verified-token cache hits",
+        ),
+        (
+            "secmesh_token_cache_misses_total",
+            "Verified-token cache misses",
+        ),
+        (
+            "secmesh_token_cache_evictions_total",
+            "Verified-token cache evictions",
+        ),
+        (
+            "secmesh_token_cache_admissions_refused_total",
+            "Verified tokens not cached (seen once)",
+        ),
+        (
+            "secmesh_audit_dropped_total",
+            "Audit events dropped (queue full, drop policy)",
+        ),
+        ("secmesh_audit_write_errors_total", "Audit log write errors"),
+        (
+            "secmesh_connections_refused_total",
+            "Connections refused over the limits",
+        ),
+        (
+            "secmesh_tls_handshakes_refused_total",
+            "TLS handshakes refused, by reason",
+        ),
+        (
+            "secmesh_rate_limit_decisions_total",
+            "Shared rate-limit decisions, by where made",
+        ),
+    ] {
+        describe_counter!(name, Unit::Count, help);
+    }
+    describe_gauge!(
+        "secmesh_token_cache_entries",
+        Unit::Count,
+        "Verified tokens held"
+    );
+    describe_gauge!(
+        "secmesh_audit_healthy",
+        "1 while the audit log takes events"
+    );
+    describe_gauge!("secmesh_connections_open", Unit::Count, "Open connections");
+    describe_gauge!(
+        "secmesh_rate_limit_degraded",
+        "1 while shared rate limits are decided locally (Redis unreachable)"
+    );
+}
+
+type RuleCounters = HashMap<Box<str>, Counter>;
+
+/// The stack's decision counters: one handle per (reason, rule), registered on first use.
+pub(crate) struct Decisions {
+    service: Arc<str>,
+    /// reason -> rule -> handle; read without a lock, extended under `grow`.
+    handles: ArcSwap<HashMap<&'static str, Arc<RuleCounters>>>,
+    grow: Mutex<()>,
+}
+
+impl fmt::Debug for Decisions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Decisions")
+            .field("service", &self.service)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The most (reason, rule) pairs kept; past it, a decision is counted under the rule `other`
+/// (rules come from the operator's policy, but reloads could add ids without end).
+const MAX_SERIES: usize = 20_000;
+
+impl Decisions {
+    pub(crate) fn new(service: Arc<str>) -> Decisions {
+        Decisions {
+            service,
+            handles: ArcSwap::from_pointee(HashMap::new()),
+            grow: Mutex::new(()),
+        }
+    }
+
+    fn count(&self, reason: &'static str, rule: Option<&str>) {
+        let rule = rule.unwrap_or("");
+        if let Some(c) = self.handles.load().get(reason).and_then(|m| m.get(rule)) {
+            c.increment(1);
+            return;
+        }
+        let _grow = self.grow.lock().unwrap_or_else(|p| p.into_inner());
+        let current = self.handles.load_full();
+        let series: usize = current.values().map(|m| m.len()).sum();
+        let rule = if series >= MAX_SERIES { "other" } else { rule };
+        let effect = if reason == "allowed" { "allow" } else { "deny" };
+        let handle = counter!(
+            "secmesh_decisions_total",
+            "service" => self.service.to_string(),
+            "effect" => effect,
+            "reason" => reason,
+            "rule" => rule.to_owned()
+        );
+        handle.increment(1);
+        let mut next = (*current).clone();
+        let mut rules = next.get(reason).map(|m| (**m).clone()).unwrap_or_default();
+        rules.insert(rule.into(), handle);
+        next.insert(reason, Arc::new(rules));
+        self.handles.store(Arc::new(next));
+    }
+
+    /// An allowed request, by the rule that allowed it (if any).
+    pub(crate) fn allowed(&self, rule: Option<&str>) {
+        self.count("allowed", rule);
+    }
+
+    /// A refusal made in the stack.
+    pub(crate) fn denied(&self, reason: &DenyReason) {
+        self.count(reason.kind(), reason.rule());
+        if let Some(e) = reason.token_error() {
+            counter!(
+                "secmesh_token_rejections_total",
+                "service" => self.service.to_string(),
+                "kind" => e.kind().as_str()
+            )
+            .increment(1);
+        }
+    }
+}
+
+/// Reads what secmesh's parts count and hands it to the exporter; see the
+/// [module docs](self). Cheap to clone.
+#[derive(Clone, Default)]
+pub struct Collector {
+    service: Arc<str>,
+    caches: Vec<Arc<VerifiedCache>>,
+    auditors: Vec<Auditor>,
+    #[cfg(feature = "serve")]
+    servers: Vec<crate::serve::ServerStats>,
+    #[cfg(feature = "redis")]
+    limiters: Vec<crate::limit::RedisLimiter>,
+}
+
+impl fmt::Debug for Collector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Collector")
+            .field("service", &self.service)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Collector {
+    /// A collector for `service` (the `service` label of everything it reports).
+    pub fn new(service: impl Into<Arc<str>>) -> Collector {
+        Collector {
+            service: service.into(),
+            ..Collector::default()
+        }
+    }
+
+    /// Report this verified-token cache (e.g. [`SecureLayer::cache`](crate::SecureLayer::cache)).
+    pub fn cache(mut self, cache: Arc<VerifiedCache>) -> Self {
+        self.caches.push(cache);
+        self
+    }
+
+    /// Report this audit log.
+    pub fn auditor(mut self, auditor: Auditor) -> Self {
+        self.auditors.push(auditor);
+        self
+    }
+
+    /// Report this server's connections and handshakes.
+    #[cfg(feature = "serve")]
+    pub fn server(mut self, stats: crate::serve::ServerStats) -> Self {
+        self.servers.push(stats);
+        self
+    }
+
+    /// Report this shared rate limiter.
+    #[cfg(feature = "redis")]
+    pub fn limiter(mut self, limiter: crate::limit::RedisLimiter) -> Self {
+        self.limiters.push(limiter);
+        self
+    }
+
+    /// Hand the current values to the exporter (call it before rendering a scrape).
+    pub fn collect(&self) {
+        let svc = || self.service.to_string();
+        let mut sum = secmesh_tokens::cache::CacheStats::default();
+        for c in &self.caches {
+            let s = c.stats();
+            sum.hits += s.hits;
+            sum.misses += s.misses;
+            sum.evictions += s.evictions;
+            sum.admissions_refused += s.admissions_refused;
+            sum.entries += s.entries;
+        }
+        if !self.caches.is_empty() {
+            counter!("secmesh_token_cache_hits_total", "service" => svc()).absolute(sum.hits);
+            counter!("secmesh_token_cache_misses_total", "service" => svc()).absolute(sum.misses);
+            counter!("secmesh_token_cache_evictions_total", "service" => svc())
+                .absolute(sum.evictions);
+            counter!("secmesh_token_cache_admissions_refused_total", "service" => svc())
+                .absolute(sum.admissions_refused);
+            gauge!("secmesh_token_cache_entries", "service" => svc()).set(sum.entries as f64);
+        }
+        if !self.auditors.is_empty() {
+            let dropped = self.auditors.iter().map(Auditor::dropped).sum();
+            let errors = self.auditors.iter().map(Auditor::write_errors).sum();
+            let healthy = self.auditors.iter().all(Auditor::is_healthy);
+            counter!("secmesh_audit_dropped_total", "service" => svc()).absolute(dropped);
+            counter!("secmesh_audit_write_errors_total", "service" => svc()).absolute(errors);
+            gauge!("secmesh_audit_healthy", "service" => svc()).set(f64::from(u8::from(healthy)));
+        }
+        #[cfg(feature = "serve")]
+        if !self.servers.is_empty() {
+            let sum =
+                |f: fn(&crate::serve::ServerStats) -> u64| self.servers.iter().map(f).sum::<u64>();
+            let open: usize = self.servers.iter().map(|s| s.open_connections()).sum();
+            gauge!("secmesh_connections_open", "service" => svc()).set(open as f64);
+            counter!("secmesh_connections_refused_total", "service" => svc())
+                .absolute(sum(crate::serve::ServerStats::refused_connections));
+            for (reason, f) in [
+                (
+                    "refused",
+                    crate::serve::ServerStats::refused_handshakes as fn(&_) -> u64,
+                ),
+                ("timeout", crate::serve::ServerStats::handshake_timeouts),
+                ("failed", crate::serve::ServerStats::handshake_failures),
+            ] {
+                counter!("secmesh_tls_handshakes_refused_total", "service" => svc(), "reason" => reason)
+                    .absolute(sum(f));
+            }
+        }
+        #[cfg(feature = "redis")]
+        if !self.limiters.is_empty() {
+            let (mut shared, mut local, mut degraded) = (0, 0, false);
+            for l in &self.limiters {
+                let s = l.status();
+                shared += s.shared_decisions;
+                local += s.local_decisions;
+                degraded |= s.degraded;
+            }
+            counter!("secmesh_rate_limit_decisions_total", "service" => svc(), "where" => "shared")
+                .absolute(shared);
+            counter!("secmesh_rate_limit_decisions_total", "service" => svc(), "where" => "local")
+                .absolute(local);
+            gauge!("secmesh_rate_limit_degraded", "service" => svc())
+                .set(f64::from(u8::from(degraded)));
+        }
+    }
+}
