@@ -44,6 +44,9 @@
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use tracing::Instrument as _;
+use tracing::instrument::Instrumented;
+
 use http::header::HOST;
 use http::{HeaderValue, Request};
 use secmesh_tokens::TXN_TOKEN_HEADER;
@@ -138,7 +141,7 @@ where
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = S::Future;
+    type Future = Instrumented<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -148,17 +151,28 @@ where
         let allowed = self.allows(&req);
         let headers = req.headers_mut();
         headers.remove(TXN_TOKEN_HEADER);
+        let mut span = tracing::Span::none();
         if allowed && let Some(ctx) = RequestContext::current() {
             if let Some(token) = ctx.token()
                 && let Ok(v) = HeaderValue::from_str(token)
             {
                 headers.insert(TXN_TOKEN_HEADER, v);
             }
-            let (tp, _span) = ctx.child_traceparent();
+            let (tp, child) = ctx.child_traceparent();
             if let Ok(v) = HeaderValue::from_str(&tp.to_string()) {
                 headers.insert("traceparent", v);
             }
+            // The client span: the id the callee sees as its parent, under this service's span.
+            span = tracing::info_span!(
+                target: "secmesh::outbound",
+                "secmesh.outbound",
+                otel.kind = "client",
+                trace_id = %ctx.trace_id(),
+                span_id = %child,
+                parent_span_id = %ctx.span_id(),
+            );
         }
-        self.inner.call(req)
+        let fut = span.in_scope(|| self.inner.call(req));
+        fut.instrument(span)
     }
 }

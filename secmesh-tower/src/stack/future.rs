@@ -8,6 +8,7 @@ use http::{HeaderMap, Response};
 use pin_project::{pin_project, pinned_drop};
 use secmesh_audit::{Durability, Submit};
 use tokio::task::futures::TaskLocalFuture;
+use tracing::instrument::Instrumented;
 
 use super::responder::{SecureBody, deny};
 use crate::audit::{Answer, Pending};
@@ -25,8 +26,9 @@ pub trait Resume<F, B> {
 /// What [`Resume::resume`] gives: the inner future, or the refusal's response.
 #[non_exhaustive]
 pub enum Resumed<F, B> {
-    /// Authorized: the inner future (with the request context set) and the outcome.
-    Inner(TaskLocalFuture<RequestContext, F>, Outcome),
+    /// Authorized: the inner future (with the request context set, in the request's span) and
+    /// the outcome.
+    Inner(Instrumented<TaskLocalFuture<RequestContext, F>>, Outcome),
     /// Refused: the answer.
     Denied(Response<SecureBody<B>>),
 }
@@ -77,7 +79,7 @@ enum Kind<F, B, D> {
     /// Passed to the inner service.
     Inner {
         #[pin]
-        fut: TaskLocalFuture<RequestContext, F>,
+        fut: Instrumented<TaskLocalFuture<RequestContext, F>>,
     },
     /// Answered; waiting for the event to be queued (or made durable).
     Recording {
@@ -110,7 +112,7 @@ impl<F, B, R: Responder, D> ResponseFuture<F, B, R, D> {
     }
 
     pub(crate) fn inner(
-        fut: TaskLocalFuture<RequestContext, F>,
+        fut: Instrumented<TaskLocalFuture<RequestContext, F>>,
         outcome: Outcome,
         audit: Option<(Pending, Answer<R>)>,
     ) -> Self {

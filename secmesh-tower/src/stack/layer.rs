@@ -40,6 +40,8 @@ pub(crate) struct Config<C, R> {
     pub(crate) authz: Authz<C>,
     pub(crate) limiter: Option<Limiter>,
     pub(crate) responder: R,
+    /// The service's name in spans and metrics.
+    pub(crate) name: Arc<str>,
     #[cfg(feature = "metrics")]
     pub(crate) metrics: crate::metrics::Decisions,
 }
@@ -183,7 +185,7 @@ impl<C, R> SecureBuilder<C, R> {
         self
     }
 
-    /// The service's name in metrics (default: the audit log's service name, else `secmesh`).
+    /// The service's name in spans and metrics (default: the audit log's service name, else `secmesh`).
     pub fn name(mut self, service: impl Into<String>) -> Self {
         self.name = Some(service.into());
         self
@@ -238,14 +240,14 @@ impl<C, R> SecureBuilder<C, R> {
         if self.cache_capacity == 0 {
             return Err(ConfigError::ZeroCacheCapacity);
         }
+        let name: Arc<str> = self
+            .name
+            .as_deref()
+            .or(self.audit.as_ref().map(|(_, s)| s.as_str()))
+            .unwrap_or("secmesh")
+            .into();
         #[cfg(feature = "metrics")]
-        let metrics = crate::metrics::Decisions::new(
-            self.name
-                .as_deref()
-                .or(self.audit.as_ref().map(|(_, s)| s.as_str()))
-                .unwrap_or("secmesh")
-                .into(),
-        );
+        let metrics = crate::metrics::Decisions::new(name.clone());
         let audit = match self.audit {
             Some((_, name)) if name.is_empty() => return Err(ConfigError::EmptyServiceName),
             Some((auditor, name)) => {
@@ -287,6 +289,7 @@ impl<C, R> SecureBuilder<C, R> {
                         .unwrap_or_else(|| Arc::new(LocalLimiter::for_limits())),
                 }),
                 responder: self.responder,
+                name,
                 #[cfg(feature = "metrics")]
                 metrics,
             }),

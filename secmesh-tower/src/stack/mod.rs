@@ -20,6 +20,14 @@
 //!    [`Outcome::Permitted`](crate::Outcome) in the request extensions;
 //! 5. the `in` event, built from the outcome, is recorded before the response is released.
 //!
+//! An authenticated request runs in a `tracing` span `secmesh.inbound` whose `trace_id`,
+//! `span_id` and `parent_span_id` fields are the ids secmesh propagates in `traceparent`, with
+//! the `decision`, `reason` and `rule` recorded once known (the [`PropagateLayer`] opens the
+//! matching `secmesh.outbound` client span); the decisions are also counted in
+//! [`metrics`](crate::metrics) (the `metrics` feature).
+//!
+//! [`PropagateLayer`]: crate::PropagateLayer
+//!
 //! Every denial is one [`DenyReason`](crate::deny::DenyReason), logged at INFO and answered by
 //! the responder: problem+json for HTTP, a gRPC status for requests with
 //! `content-type: application/grpc*`, so the same layer protects an axum router and a tonic

@@ -16,6 +16,7 @@ use crate::context::RequestContext;
 use crate::deny::{DenyReason, ProblemJson, Responder};
 use crate::limit::stage::Stage;
 use crate::outcome::{Denied, Outcome};
+use tracing::Instrument as _;
 
 /// The server stack's service; see the [module docs](super).
 #[derive(Debug)]
@@ -48,6 +49,7 @@ pub struct Deferred<S, ReqB, C, R> {
     ctx: RequestContext,
     classified: Classified,
     config: Arc<Config<C, R>>,
+    span: tracing::Span,
 }
 
 impl<S, ReqB, C, R> std::fmt::Debug for Deferred<S, ReqB, C, R> {
@@ -72,13 +74,49 @@ where
             ctx,
             classified,
             config,
+            span,
         } = self;
         if let Some(reason) = refused {
             config.count_denied(&reason);
+            record_denied(&span, &reason);
             let denied = limited(reason, ctx, classified);
             return Resumed::Denied(deny(&config.responder, &parts.headers, denied));
         }
-        permit(&mut inner, parts, body, ctx, classified, &config)
+        permit(&mut inner, parts, body, ctx, classified, &config, span)
+    }
+}
+
+/// The request's span (`secmesh.inbound`): the trace and span ids secmesh propagates, so
+/// that a tracing-opentelemetry pipeline can join them; the decision, reason and rule are
+/// recorded once known.
+fn inbound_span(service: &str, ctx: &RequestContext) -> tracing::Span {
+    let span = tracing::info_span!(
+        target: "secmesh::inbound",
+        "secmesh.inbound",
+        otel.kind = "server",
+        service = service,
+        trace_id = %ctx.trace_id(),
+        span_id = %ctx.span_id(),
+        parent_span_id = tracing::field::Empty,
+        decision = tracing::field::Empty,
+        reason = tracing::field::Empty,
+        rule = tracing::field::Empty,
+    );
+    if !span.is_disabled()
+        && let Some(parent) = ctx.parent_span_id()
+    {
+        span.record("parent_span_id", tracing::field::display(parent));
+    }
+    span
+}
+
+fn record_denied(span: &tracing::Span, reason: &DenyReason) {
+    if !span.is_disabled() {
+        span.record("decision", "deny");
+        span.record("reason", reason.kind());
+        if let Some(rule) = reason.rule() {
+            span.record("rule", rule);
+        }
     }
 }
 
@@ -99,6 +137,7 @@ fn permit<S, ReqB, ResB, C, R>(
     ctx: RequestContext,
     classified: Classified,
     config: &Config<C, R>,
+    span: tracing::Span,
 ) -> Resumed<S::Future, ResB>
 where
     S: Service<Request<ReqB>, Response = Response<ResB>>,
@@ -108,13 +147,20 @@ where
     match config.authz.decide(&parts, &ctx, classified) {
         Ok(permitted) => {
             config.count_allowed(permitted.rule());
+            if !span.is_disabled() {
+                span.record("decision", "allow");
+                if let Some(rule) = permitted.rule() {
+                    span.record("rule", rule);
+                }
+            }
             let outcome = Outcome::Permitted(ctx.clone(), permitted);
             parts.extensions.insert(outcome.clone());
-            let fut = ctx.scope(inner.call(Request::from_parts(parts, body)));
-            Resumed::Inner(fut, outcome)
+            let call = span.in_scope(|| inner.call(Request::from_parts(parts, body)));
+            Resumed::Inner(ctx.scope(call).instrument(span), outcome)
         }
         Err(denied) => {
             config.count_denied(&denied.reason);
+            record_denied(&span, &denied.reason);
             Resumed::Denied(deny(&config.responder, &parts.headers, *denied))
         }
     }
@@ -163,12 +209,14 @@ where
                 return ResponseFuture::denied(&config.responder, req.headers(), denied, audit);
             }
         };
+        let span = inbound_span(&config.name, &ctx);
         // 3. Authorize: the route's class, the request classified.
         let (parts, body) = req.into_parts();
         let classified = match config.authz.classify(&parts, &ctx) {
             Ok(c) => c,
             Err(denied) => {
                 config.count_denied(&denied.reason);
+                record_denied(&span, &denied.reason);
                 return ResponseFuture::denied(&config.responder, &parts.headers, *denied, audit);
             }
         };
@@ -187,6 +235,7 @@ where
                 Stage::Pass => {}
                 Stage::Refused(reason) => {
                     config.count_denied(&reason);
+                    record_denied(&span, &reason);
                     let denied = limited(reason, ctx, classified);
                     return ResponseFuture::denied(
                         &config.responder,
@@ -207,13 +256,14 @@ where
                         ctx,
                         classified,
                         config: self.config.clone(),
+                        span,
                     };
                     return ResponseFuture::limiting(wait, deferred, audit);
                 }
             }
         }
         // 5. Grants and policy; then the inner service.
-        match permit(&mut self.inner, parts, body, ctx, classified, config) {
+        match permit(&mut self.inner, parts, body, ctx, classified, config, span) {
             Resumed::Inner(fut, outcome) => {
                 let mut audit = audit;
                 if let Some((pending, _)) = &mut audit {
