@@ -4,9 +4,11 @@
 //! `Reserve`, written by hand against tonic's server and client APIs the way `tonic-build`
 //! would generate it: prost derives for the messages, no protoc and no build script. The
 //! examples (`tonic_service`, the mesh's inventory node) and `secmesh-tower`'s gRPC tests all
-//! use this one copy. [`redis`] starts a real `redis-server` for the fleet tests.
+//! use this one copy. [`redis`] starts a real `redis-server` for the fleet tests, [`prometheus`]
+//! a real `prometheus` that scrapes the metrics tests' servers.
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod inventory;
+pub mod prometheus;
 pub mod redis;
