@@ -879,3 +879,71 @@ pub fn to_script_json(model: &Model) -> Result<String, serde_json::Error> {
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn times_parse_to_microseconds_and_bad_ones_do_not() {
+        let a = parse_time_us("2026-12-03T16:07:55.367077Z").unwrap();
+        let b = parse_time_us("2026-12-03T16:07:55.362254Z").unwrap();
+        assert_eq!(a - b, 4823);
+        assert_eq!(parse_time_us("1970-01-01T00:00:01Z"), Some(1_000_000));
+        assert_eq!(
+            parse_time_us("2000-03-01T00:00:00.5Z").unwrap()
+                - parse_time_us("2000-02-28T00:00:00Z").unwrap(),
+            2 * 86_400_000_000 + 500_000
+        );
+        for bad in [
+            "",
+            "2026-12-03",
+            "2026-12-03T16:07:5x.1Z",
+            "2026-12-03T16:07:55.Z",
+            "é",
+        ] {
+            assert_eq!(parse_time_us(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_script_json_cannot_close_its_element() {
+        let mut strings = Strings::default();
+        let hostile = "</script><script>alert(1)</script><!-- & \u{2028}";
+        let i = strings.id(hostile);
+        assert_eq!(strings.id(hostile), i, "stored once");
+        assert_eq!(
+            (strings.get(0), strings.get(i), strings.get(99)),
+            ("", hostile, "")
+        );
+        let model = Model {
+            audit_dir: hostile.to_owned(),
+            key_source: None,
+            events: 0,
+            unreadable: 0,
+            strings,
+            nodes: Vec::new(),
+            edges: Vec::new(),
+            txns: Vec::new(),
+            txns_total: 0,
+            trace_events_capped: false,
+            denials: Vec::new(),
+            denials_total: 0,
+            policies: Vec::new(),
+            integrity: Vec::new(),
+            generated: String::new(),
+        };
+        let json = to_script_json(&model).unwrap();
+        assert!(!json.contains(['<', '>', '&', '\u{2028}']), "{json}");
+        let back: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(back["strings"][i as usize], hostile);
+        assert_eq!(back["audit_dir"], hostile);
+        let page = super::super::html::render(&model).unwrap();
+        assert_eq!(page.matches("<script").count(), 2);
+        assert!(
+            page.contains("&lt;/script&gt;&lt;script&gt;alert(1)"),
+            "the title is escaped"
+        );
+    }
+}
