@@ -200,8 +200,8 @@
         var label = el("div", { class: "label mono" });
         label.style.paddingLeft = (r[0] * 16) + "px";
         var what = (r[12] === 1 ? "→ " : r[12] === 2 ? "? " : "") + str(r[5]) + " " + (str(r[6]) || "-") + " " + (str(r[7]) || "-");
-        label.appendChild(el("span", { class: "what" }, what + " "));
-        label.appendChild(el("span", { class: dec }, dec));
+        label.appendChild(el("span", { class: dec }, dec + " "));
+        label.appendChild(el("span", { class: "what" }, what));
         label.title = what;
         var track = el("div", { class: "track" });
         var bar = el("div", { class: "bar" });
