@@ -183,7 +183,7 @@ fn write_hostile_log(dir: &Path) {
     e.reason = Some("missing grant: </script><script>window.pwned=3</script>".into());
     e.status = Some(403);
     e.latency_us = Some(900);
-    sink.write_batch(&mut vec![e]).unwrap();
+    sink.write_batch(&mut [e]).unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread")]

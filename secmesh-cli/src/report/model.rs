@@ -399,7 +399,7 @@ fn policy_file(path: &Path) -> Result<PolicyFile, ReportError> {
                 effect: r.effect().to_string(),
                 mode: r.mode().to_string(),
                 subjects: strs(r.subjects()),
-                callers: r.callers().map(|c| strs(c)),
+                callers: r.callers().map(strs),
                 verbs: strs(r.verbs()),
                 objects: strs(r.objects()),
                 max_class: r.max_class().map(|c| c.to_string()),
@@ -623,7 +623,7 @@ impl Aggregate {
     }
 
     fn trim_denials(&mut self) {
-        self.denials.sort_by(|a, b| b.0.cmp(&a.0));
+        self.denials.sort_by_key(|d| std::cmp::Reverse(d.0));
         self.denials.truncate(self.max_denials);
     }
 
