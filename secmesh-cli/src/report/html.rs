@@ -3,7 +3,7 @@
 //!
 //! Rust writes only a few strings into the markup (the title's directory, the generation
 //! time), each through [`escape`]; everything else is drawn by the script from the blob with
-//! `textContent`. The blob is [`to_script_json`](super::model::to_script_json): no `<` in it
+//! `textContent`. The blob is [`to_script_json`]: no `<` in it
 //! can close its `<script>` element.
 //!
 //! # Example

@@ -1,6 +1,6 @@
 //! `secmesh report`: one self-contained HTML page that shows the mesh.
 //!
-//! From a directory of audit logs and the policy files, [`write`] makes one HTML file with no
+//! From a directory of audit logs and the policy files, [`write()`] makes one HTML file with no
 //! network access (inline CSS, script and SVG) that shows:
 //! - the service graph: services as nodes with their SPIFFE IDs, calls as edges with the
 //!   counts of allowed and denied requests, denials highlighted;

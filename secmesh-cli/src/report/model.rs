@@ -8,6 +8,27 @@
 //! it left out. Strings are stored as they are; escaping is the renderer's job
 //! ([`to_script_json`] for the embedded blob, the page's script writes text with
 //! `textContent` only).
+//!
+//! # Example
+//! ```
+//! use secmesh_audit::event::{AuditEvent, Decision, Direction};
+//! use secmesh_audit::sink::{JsonLinesConfig, JsonLinesSink, Sink};
+//! use secmesh_cli::report::model::{Options, build, to_script_json};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let mut sink = JsonLinesSink::open(dir.path().join("orders.jsonl"), JsonLinesConfig::default())?;
+//! let mut ev = AuditEvent::now("orders", Direction::In);
+//! ev.decision = Decision::Deny;
+//! ev.object = Some("orders/</script>".into());
+//! sink.write_batch(&mut [ev])?;
+//! drop(sink);
+//!
+//! let model = build(&Options::new(dir.path()))?;
+//! assert_eq!((model.events, model.denials_total), (1, 1));
+//! let json = to_script_json(&model)?;
+//! assert!(json.contains("orders/\\u003c/script\\u003e") && !json.contains('<'));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
