@@ -327,6 +327,28 @@ fn a_tampered_log_and_an_untrusted_key_show_in_the_integrity_panel() {
     assert_eq!(by("gateway").key, key.public_key_b64());
 }
 
+#[test]
+fn a_log_with_an_endless_line_is_named_and_the_others_still_shown() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = AuditKey::generate().unwrap();
+    write_logs(dir.path(), &key, 2);
+    let mut long = std::fs::read(dir.path().join("orders.jsonl")).unwrap();
+    long.extend(std::iter::repeat_n(
+        b'x',
+        secmesh_audit::reader::MAX_LINE + 10,
+    ));
+    std::fs::write(dir.path().join("orders.jsonl"), long).unwrap();
+    let m = report::write(&Options::new(dir.path()), &dir.path().join("r.html")).unwrap();
+    assert_eq!(m.events, 10, "every event before the long line");
+    assert_eq!(m.warnings.len(), 1);
+    assert!(m.warnings[0].contains("orders.jsonl"), "{:?}", m.warnings);
+    let orders = m
+        .integrity
+        .iter()
+        .find(|i| i.service.as_deref() == Some("orders"));
+    assert!(!orders.unwrap().ok);
+}
+
 /// Generation time and page size for 10,000 and 100,000 events (synthetic chained logs),
 /// printed; run with `cargo test --release -p secmesh-cli --test report_cli -- --ignored
 /// --nocapture`. Also leaves the 100,000-event page at `target/report-100k.html` for the

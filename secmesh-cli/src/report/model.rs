@@ -325,6 +325,8 @@ pub struct Model {
     pub integrity: Vec<Integrity>,
     /// When the report was made.
     pub generated: String,
+    /// Files that could not be read to the end, in words.
+    pub warnings: Vec<String>,
 }
 
 /// The log files of a directory: `*.jsonl` and rotated `*.jsonl.*`, not the files a crash
@@ -376,9 +378,19 @@ pub fn build(opts: &Options) -> Result<Model, ReportError> {
     let integrity = integrity(&files, opts.key.as_ref());
 
     let mut agg = Aggregate::new(&opts.limits);
-    let unreadable = for_each_event(&files, |ev| agg.add(ev))?;
+    // File by file: a file that cannot be read (a line over the limit, an I/O error) is
+    // named in the page and the others are still shown; its events up to there count.
+    let mut unreadable = 0;
+    let mut warnings = Vec::new();
+    for f in &files {
+        match for_each_event(std::slice::from_ref(f), |ev| agg.add(ev)) {
+            Ok(bad) => unreadable += bad,
+            Err(e) => warnings.push(format!("not read to the end: {e}")),
+        }
+    }
     let mut model = agg.finish(&opts.limits);
     model.unreadable = unreadable;
+    model.warnings = warnings;
     model.audit_dir = opts.audit_dir.display().to_string();
     model.key_source = opts.key.as_ref().map(|(_, l)| l.clone());
     model.policies = policies;
@@ -767,6 +779,7 @@ impl Aggregate {
             policies: Vec::new(),
             integrity: Vec::new(),
             generated: secmesh_audit::event::now_rfc3339(),
+            warnings: Vec::new(),
         }
     }
 }
@@ -954,6 +967,7 @@ mod tests {
             policies: Vec::new(),
             integrity: Vec::new(),
             generated: String::new(),
+            warnings: vec![hostile.to_owned()],
         };
         let json = to_script_json(&model).unwrap();
         assert!(!json.contains(['<', '>', '&', '\u{2028}']), "{json}");

@@ -86,6 +86,7 @@
       [bad ? bad + " log set(s) failed verification" : data.integrity.length + " log set(s) verified", bad ? "bad" : "ok"]
     ].forEach(function (p) { s.appendChild(el("span", { class: p[1] }, p[0])); });
     if (data.unreadable) s.appendChild(el("span", { class: "bad" }, data.unreadable + " unreadable lines"));
+    data.warnings.forEach(function (w) { s.appendChild(el("div", { class: "bad" }, w)); });
   })();
 
   // ---- service graph: a layered layout (breadth first from the nodes nobody calls)
