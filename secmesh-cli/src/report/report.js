@@ -254,7 +254,7 @@
     var note = data.denials.length < data.denials_total ? " (the " + data.denials.length + " most recent of " + data.denials_total + ")" : "";
     var tbl = table(host, ["time", "service", "subject", "caller", "verb", "object", "reason", "rule"], data.denials, {
       note: note,
-      cells: function (d) { return [str(d[0]), str(d[1]), str(d[2]), str(d[3]), str(d[4]), str(d[5]), { text: str(d[6]), cls: "deny" }, str(d[7])]; }
+      cells: function (d) { return [{ text: str(d[0]).replace("T", " ").replace("Z", ""), cls: "nowrap" }, str(d[1]), str(d[2]), str(d[3]), str(d[4]), str(d[5]), { text: str(d[6]), cls: "deny" }, str(d[7])]; }
     });
     var f = document.getElementById("denial-filter");
     f.addEventListener("input", debounce(function () {
