@@ -29,7 +29,9 @@
 //! route and refused on an API route; a tampered token and an expired one refused; the token
 //! service's key rotated while requests flow, none failing. With `--serve` the mesh then keeps
 //! running, and the ports and a curl command are printed. At the end the [`report`] verifies
-//! every log's chain.
+//! every log's chain and writes `DIR/report.html` (what `secmesh report` writes: the service
+//! graph, the transactions, the denials, the access matrix, each log's integrity) and prints
+//! its path.
 #![allow(clippy::unwrap_used)]
 
 mod gateway;
@@ -161,6 +163,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         &opts.audit_dir,
         &audit_key,
     )?;
+    // The page that shows the run: `secmesh report` on the audit directory.
+    report::write_page(&opts.audit_dir, POLICY, &audit_key)?;
     if failures > 0 || !chains_ok {
         eprintln!("{failures} step(s) did not go as expected");
         std::process::exit(1);

@@ -1,5 +1,6 @@
 //! What the audit logs say: one transaction's tree through every service, a service's last
-//! event, and every log's chain verified with the audit key at the end.
+//! event, every log's chain verified with the audit key at the end, and the page that shows
+//! it all (`secmesh report`).
 
 use std::path::{Path, PathBuf};
 
@@ -100,4 +101,32 @@ fn log_set(live: &Path) -> std::io::Result<Vec<PathBuf>> {
         }
     }
     Ok(set)
+}
+
+/// Write `secmesh report`'s page for the run to `DIR/report.html`: the service graph, the
+/// transactions, the denials, the access matrix of the mesh policy (copied to
+/// `DIR/policy.toml`) and each log's integrity checked with the audit key.
+pub(crate) fn write_page(
+    audit_dir: &Path,
+    policy: &str,
+    key: &AuditKey,
+) -> Result<PathBuf, Box<dyn std::error::Error>> {
+    let policy_file = audit_dir.join("policy.toml");
+    std::fs::write(&policy_file, policy)?;
+    let out = audit_dir.join("report.html");
+    let opts = secmesh_cli::report::Options::new(audit_dir)
+        .policy(policy_file)
+        .key(
+            key.public_key(),
+            audit_dir.join("audit-key.pub").display().to_string(),
+        );
+    let model = secmesh_cli::report::write(&opts, &out)?;
+    println!(
+        "report: {} ({} events, {} transactions, {} denials; open it in a browser)",
+        out.display(),
+        model.events,
+        model.txns_total,
+        model.denials_total
+    );
+    Ok(out)
 }

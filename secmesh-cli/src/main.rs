@@ -17,6 +17,7 @@ mod io;
 mod keygen;
 mod keys_cmd;
 mod policy_cmd;
+mod report_cmd;
 mod revoke_cmd;
 mod sts_cmd;
 mod token_cmd;
@@ -58,6 +59,10 @@ enum Command {
         #[command(subcommand)]
         cmd: audit_cmd::AuditCommand,
     },
+    /// Write one self-contained HTML page that shows the mesh from its audit logs and policy
+    /// files: the service graph, transactions as waterfalls, denials, the access matrix and
+    /// each log's integrity.
+    Report(report_cmd::ReportArgs),
     /// A development CA: X.509-SVIDs for one trust domain, revocation, CRLs.
     Ca {
         #[command(subcommand)]
@@ -85,5 +90,6 @@ fn main() -> ExitCode {
         Command::Policy { cmd } => policy_cmd::run(cmd),
         Command::Audit { cmd } => audit_cmd::run(cmd),
         Command::Ca { cmd } => ca_cmd::run(cmd),
+        Command::Report(args) => report_cmd::run(args),
     }
 }
