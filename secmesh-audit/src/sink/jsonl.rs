@@ -551,7 +551,7 @@ impl Sink for JsonLinesSink {
         self.write_events(events)
     }
 
-    fn write_boxed(&mut self, events: &mut [Box<AuditEvent>]) -> io::Result<()> {
+    fn write_boxed(&mut self, events: &mut [crate::pool::EventBox]) -> io::Result<()> {
         self.write_events(events)
     }
 
