@@ -10,7 +10,9 @@
 //!   instead of in an `EventBox` (the way the request path built it before the pool).
 //! - `audit/throughput/fsync-per-batch`: 100,000 events recorded from one thread and flushed
 //!   through the queue into the chained JSON-lines sink with fsync per batch and signed
-//!   checkpoints every 1,000 records; events/s = 100,000 / time.
+//!   checkpoints every 1,000 records; events/s = 100,000 / time. Each producer writes its
+//!   event's JSON before the hand-off; `-writer-serializes`: the same sink behind a wrapper
+//!   the auditor does not recognise, so that the writer serializes every event (as before).
 //! - `audit/sink-batch-1024` (`-no-fsync`): the sink alone (serialize, chain, write, fsync) per
 //!   batch of 1,024 events.
 //! - `audit/sha256-line-<N>B`: the SHA-256 of one such line alone, the chain's floor per line.
@@ -186,10 +188,30 @@ fn handoff(c: &mut Criterion) {
     g.finish();
 }
 
-fn throughput(c: &mut Criterion) {
-    let dir = tempfile::tempdir().unwrap();
-    let mut g = c.benchmark_group("audit/throughput");
-    let auditor = Auditor::builder(sink(dir.path(), "throughput.jsonl"))
+/// The JSON-lines sink behind another type: the auditor does not know it, so the producers do
+/// not write the events' JSON and the writer serializes them all (the way before).
+struct WriterSerializes(JsonLinesSink);
+impl Sink for WriterSerializes {
+    fn write_batch(&mut self, events: &mut [AuditEvent]) -> std::io::Result<()> {
+        self.0.write_batch(events)
+    }
+    fn write_boxed(&mut self, events: &mut [EventBox]) -> std::io::Result<()> {
+        self.0.write_boxed(events)
+    }
+    fn tick(&mut self) -> std::io::Result<()> {
+        self.0.tick()
+    }
+    fn sync(&mut self) -> std::io::Result<()> {
+        self.0.sync()
+    }
+}
+
+fn throughput_of<S: Sink>(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    name: &str,
+    s: S,
+) {
+    let auditor = Auditor::builder(s)
         .capacity(1 << 16)
         .batch_size(8192)
         .full_policy(FullPolicy::Block)
@@ -197,7 +219,7 @@ fn throughput(c: &mut Criterion) {
     const N: u64 = 100_000;
     let p = parts(7);
     g.throughput(Throughput::Elements(N));
-    g.bench_function("fsync-per-batch", |b| {
+    g.bench_function(name, |b| {
         b.iter(|| {
             for _ in 0..N {
                 auditor.record(build(&p)).unwrap();
@@ -206,6 +228,21 @@ fn throughput(c: &mut Criterion) {
         })
     });
     auditor.shutdown();
+}
+
+fn throughput(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut g = c.benchmark_group("audit/throughput");
+    throughput_of(
+        &mut g,
+        "fsync-per-batch",
+        sink(dir.path(), "throughput.jsonl"),
+    );
+    throughput_of(
+        &mut g,
+        "fsync-per-batch-writer-serializes",
+        WriterSerializes(sink(dir.path(), "throughput2.jsonl")),
+    );
     g.finish();
 
     let mut g = c.benchmark_group("audit");

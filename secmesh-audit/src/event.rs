@@ -29,7 +29,7 @@
 //! assert!(!json.contains("jti"), "absent fields are left out");
 //! ```
 
-mod json;
+pub(crate) mod json;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -156,10 +156,15 @@ pub struct AuditEvent {
 }
 
 impl AuditEvent {
-    /// Append the event's JSON object to `out`: byte for byte what `serde_json` writes for it,
-    /// without allocating (the sink's hot path).
-    pub(crate) fn write_json(&self, out: &mut Vec<u8>) {
-        json::write(self, out);
+    /// Append `{"v":..,"seq":..`, the beginning of the event's JSON object.
+    pub(crate) fn json_head(&self, out: &mut Vec<u8>) {
+        json::write_head(self, out);
+    }
+
+    /// Append the event's JSON from `,"time":` on, without the closing brace (see
+    /// `json::write_tail`).
+    pub(crate) fn json_tail(&self, out: &mut Vec<u8>) {
+        json::write_tail(self, out);
     }
 
     /// An event of `service` in direction `dir`, stamped now.

@@ -59,6 +59,11 @@ struct Slot {
     spare: Vec<String>,
     /// The thread this box goes back to.
     home: Arc<Home>,
+    /// The event's JSON from `,"time":` on (see `event::json::write_tail`), written by the
+    /// producer before the hand-off when the sink writes JSON; valid while `json_valid`.
+    json: Vec<u8>,
+    /// Whether `json` is the event's as it is now: cleared by every mutable access.
+    json_valid: bool,
 }
 
 /// An [`AuditEvent`] in an allocation reused from this thread's earlier events (see the
@@ -143,6 +148,23 @@ impl EventBox {
         drop(back);
     }
 
+    /// Serialize the event's JSON tail into the box (the producer's side of the hand-off, on
+    /// its own thread, while the event's strings are in its cache).
+    pub(crate) fn prepare_json(&mut self) {
+        let s = &mut *self.0;
+        if !s.json_valid {
+            s.json.clear();
+            s.event.json_tail(&mut s.json);
+            s.json_valid = true;
+        }
+    }
+
+    /// The event and its prepared JSON tail, if any, without clearing it.
+    pub(crate) fn parts(&mut self) -> (&mut AuditEvent, Option<&[u8]>) {
+        let s = &mut *self.0;
+        (&mut s.event, s.json_valid.then_some(&s.json[..]))
+    }
+
     /// The event, out of the box (the box is freed).
     pub fn into_event(self) -> AuditEvent {
         self.0.event
@@ -218,6 +240,8 @@ impl EventBox {
             event: AuditEvent::default(),
             spare: Vec::new(),
             home,
+            json: Vec::new(),
+            json_valid: false,
         }))
     }
 }
@@ -237,12 +261,12 @@ fn take() -> EventBox {
                 let keep = l.boxes.len().saturating_sub(REFILL);
                 local.free.extend(l.boxes.drain(keep..));
             }
-            Some(
-                local
-                    .free
-                    .pop()
-                    .unwrap_or_else(|| EventBox::fresh(local.home.clone())),
-            )
+            let mut b = local
+                .free
+                .pop()
+                .unwrap_or_else(|| EventBox::fresh(local.home.clone()));
+            b.0.json_valid = false;
+            Some(b)
         })
         .ok()
         .flatten()
@@ -268,6 +292,7 @@ impl Deref for EventBox {
 
 impl DerefMut for EventBox {
     fn deref_mut(&mut self) -> &mut AuditEvent {
+        self.0.json_valid = false;
         &mut self.0.event
     }
 }
@@ -280,6 +305,7 @@ impl Borrow<AuditEvent> for EventBox {
 
 impl BorrowMut<AuditEvent> for EventBox {
     fn borrow_mut(&mut self) -> &mut AuditEvent {
+        self.0.json_valid = false;
         &mut self.0.event
     }
 }
@@ -382,6 +408,30 @@ mod tests {
         assert_eq!((again.sub.as_ref(), again.status), (None, None));
         assert_eq!(again.dir, Direction::Out);
         assert_eq!(again.0.spare.len(), 1, "the buffer of `sub` is kept");
+    }
+
+    #[test]
+    fn prepared_json_is_the_events_and_any_change_discards_it() {
+        let mut ev = EventBox::new("orders", Direction::In);
+        ev.sub = Some(ev.string("user:\"alice\""));
+        ev.prepare_json();
+        let mut want = Vec::new();
+        crate::event::json::write_head(&ev, &mut want);
+        let head = want.len();
+        ev.json_tail(&mut want);
+        want.push(b'}');
+        let tail = ev.parts().1.unwrap().to_vec();
+        assert_eq!(tail, &want[head..want.len() - 1]);
+        assert_eq!(want, serde_json::to_vec(&*ev).unwrap());
+        ev.status = Some(403);
+        assert!(ev.parts().1.is_none(), "changed after it was written");
+        ev.prepare_json();
+        let tail = String::from_utf8(ev.parts().1.unwrap().to_vec()).unwrap();
+        assert!(tail.ends_with(r#","status":403"#), "{tail}");
+        // A box taken again starts without it.
+        ev.recycle();
+        let mut again = EventBox::new("orders", Direction::In);
+        assert!(again.parts().1.is_none());
     }
 
     #[test]

@@ -162,6 +162,11 @@ struct Shared {
     /// Events handed over by dropped or detached [`Submit`]s while the queue was full: at most
     /// one per live `Submit`, so bounded by the requests in flight, which hold them anyway.
     overflow: Mutex<Vec<EventBox>>,
+    /// Whether producers write each event's JSON before the hand-off (the sink is the
+    /// [`JsonLinesSink`](crate::sink::JsonLinesSink), which splices it into the line): the
+    /// serialization runs on the producers' threads, where the event's strings are in cache,
+    /// and the writer reads one contiguous buffer per event instead of a dozen strings.
+    prepare_json: bool,
     /// Whether the last write (or probe) of the sink succeeded.
     healthy: AtomicBool,
     /// The error that made the sink unhealthy.
@@ -320,6 +325,8 @@ impl<S: Sink> AuditorBuilder<S> {
             wake_at: self.batch.min(self.capacity / 2).max(1),
             room: room.clone(),
             overflow: Mutex::new(Vec::new()),
+            prepare_json: std::any::TypeId::of::<S>()
+                == std::any::TypeId::of::<crate::sink::JsonLinesSink>(),
             healthy: AtomicBool::new(true),
             last_error: Mutex::new(None),
         });
@@ -362,7 +369,10 @@ impl Auditor {
     }
 
     /// One attempt to queue, without waiting.
-    fn try_queue(&self, event: EventBox, durability: Durability) -> Queue {
+    fn try_queue(&self, mut event: EventBox, durability: Durability) -> Queue {
+        if self.shared.prepare_json {
+            event.prepare_json();
+        }
         let (ack, rx) = match durability {
             Durability::Durable => {
                 let (tx, rx) = oneshot::channel();
