@@ -399,8 +399,8 @@ impl Auditor {
     /// Queue an event for the writer; the returned future resolves as `durability` says (see
     /// [`Submit`]). The first attempt to queue happens here, before the future is polled.
     ///
-    /// The event is an [`AuditEvent`] or, on the request path, an [`EventBox`] filled in place
-    /// (no allocation per event; see [`pool`](crate::pool)).
+    /// The event is an [`AuditEvent`](crate::event::AuditEvent) or, on the request path, an
+    /// [`EventBox`] filled in place (no allocation per event; see [`pool`](crate::pool)).
     pub fn submit(&self, event: impl Into<EventBox>, durability: Durability) -> Submit {
         Submit::new(self.clone(), event.into(), durability)
     }
