@@ -254,6 +254,7 @@ fn throughput(c: &mut Criterion) {
     });
     // The floor of the chain: the SHA-256 of one typical line (its own bytes, as the sink
     // hashes it), against the sink's whole cost per line above.
+    s.write_batch(&mut batch).unwrap();
     let line = std::fs::read_to_string(dir.path().join("sink.jsonl")).unwrap();
     let line = line
         .lines()
