@@ -6,11 +6,16 @@
 //! - `audit/handoff/loaded`: the same while another thread submits events as fast as it can
 //!   (the queue and the writer are busy).
 //! - `audit/handoff/build-only`: building the event alone (no queue), for the split.
+//! - `-owned` rows: the same with the event built as an `AuditEvent` of owned strings
+//!   instead of in an `EventBox` (the way the request path built it before the pool).
 //! - `audit/throughput/fsync-per-batch`: 100,000 events recorded from one thread and flushed
 //!   through the queue into the chained JSON-lines sink with fsync per batch and signed
-//!   checkpoints every 1,000 records; events/s = 100,000 / time.
+//!   checkpoints every 1,000 records; events/s = 100,000 / time. Each producer writes its
+//!   event's JSON before the hand-off; `-writer-serializes`: the same sink behind a wrapper
+//!   the auditor does not recognise, so that the writer serializes every event (as before).
 //! - `audit/sink-batch-1024` (`-no-fsync`): the sink alone (serialize, chain, write, fsync) per
 //!   batch of 1,024 events.
+//! - `audit/sha256-line-<N>B`: the SHA-256 of one such line alone, the chain's floor per line.
 //!
 //! ```text
 //! cargo bench -p secmesh --bench audit -- 'audit/'
@@ -25,6 +30,7 @@ use std::time::Duration;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use secmesh::audit::chain::AuditKey;
 use secmesh::audit::event::{AuditEvent, Decision, Direction};
+use secmesh::audit::pool::EventBox;
 use secmesh::audit::sink::{Fsync, JsonLinesConfig, JsonLinesSink, Sink};
 use secmesh::audit::{Auditor, FullPolicy};
 use secmesh::core::{SpanId, TraceId, TxnId};
@@ -64,8 +70,33 @@ fn parts(i: u64) -> Parts {
     }
 }
 
-/// The event of one request, built the way the tower layer builds it.
-fn build(p: &Parts) -> AuditEvent {
+/// The event of one request, built the way the tower layer builds it: in a box of this
+/// thread's, its strings written into the buffers of the box's earlier events.
+fn build(p: &Parts) -> EventBox {
+    let mut e = EventBox::new("orders", Direction::In);
+    e.txn = Some(p.txn);
+    e.trace_id = Some(p.trace);
+    e.span_id = Some(p.span);
+    e.sub = Some(e.string(p.sub));
+    e.caller = Some(e.string(p.caller));
+    e.verb = Some(e.string(p.verb));
+    e.object = Some(e.string(&p.object));
+    e.method = Some(e.string(p.method));
+    e.path = Some(e.string(&p.path));
+    e.decision = Decision::Allow;
+    e.rule = Some(e.string(p.rule));
+    e.reason = Some(e.string("grant"));
+    e.status = Some(200);
+    e.latency_us = Some(1234);
+    e.jti = Some(e.string(p.jti));
+    e.token_sha256 = Some(e.string(&p.token_sha256));
+    e.peer = Some(e.string(p.peer));
+    e
+}
+
+/// The same event as an `AuditEvent` of owned strings (the way it was built before
+/// `EventBox`): a dozen allocations, freed wherever the event is dropped.
+fn build_owned(p: &Parts) -> AuditEvent {
     let mut e = AuditEvent::now("orders", Direction::In);
     e.txn = Some(p.txn);
     e.trace_id = Some(p.trace);
@@ -88,7 +119,7 @@ fn build(p: &Parts) -> AuditEvent {
 }
 
 fn event(i: u64) -> AuditEvent {
-    build(&parts(i))
+    build_owned(&parts(i))
 }
 
 fn sink(dir: &std::path::Path, name: &str) -> JsonLinesSink {
@@ -113,7 +144,16 @@ fn handoff(c: &mut Criterion) {
     let mut g = c.benchmark_group("audit/handoff");
     g.throughput(Throughput::Elements(1));
     let p = parts(7);
-    g.bench_function("build-only", |b| b.iter(|| black_box(build(black_box(&p)))));
+    g.bench_function("build-only", |b| {
+        b.iter(|| {
+            let e = build(black_box(&p));
+            black_box(&e);
+            e.recycle(); // as the writer gives it back
+        })
+    });
+    g.bench_function("build-only-owned", |b| {
+        b.iter(|| black_box(build_owned(black_box(&p))))
+    });
 
     let quick = Auditor::builder(Discard)
         .capacity(1 << 16)
@@ -121,6 +161,9 @@ fn handoff(c: &mut Criterion) {
         .spawn();
     g.bench_function("idle", |b| {
         b.iter(|| quick.record(build(black_box(&p))).unwrap())
+    });
+    g.bench_function("idle-owned", |b| {
+        b.iter(|| quick.record(build_owned(black_box(&p))).unwrap())
     });
 
     // Another thread submits as fast as it can meanwhile.
@@ -145,10 +188,30 @@ fn handoff(c: &mut Criterion) {
     g.finish();
 }
 
-fn throughput(c: &mut Criterion) {
-    let dir = tempfile::tempdir().unwrap();
-    let mut g = c.benchmark_group("audit/throughput");
-    let auditor = Auditor::builder(sink(dir.path(), "throughput.jsonl"))
+/// The JSON-lines sink behind another type: the auditor does not know it, so the producers do
+/// not write the events' JSON and the writer serializes them all (the way before).
+struct WriterSerializes(JsonLinesSink);
+impl Sink for WriterSerializes {
+    fn write_batch(&mut self, events: &mut [AuditEvent]) -> std::io::Result<()> {
+        self.0.write_batch(events)
+    }
+    fn write_boxed(&mut self, events: &mut [EventBox]) -> std::io::Result<()> {
+        self.0.write_boxed(events)
+    }
+    fn tick(&mut self) -> std::io::Result<()> {
+        self.0.tick()
+    }
+    fn sync(&mut self) -> std::io::Result<()> {
+        self.0.sync()
+    }
+}
+
+fn throughput_of<S: Sink>(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    name: &str,
+    s: S,
+) {
+    let auditor = Auditor::builder(s)
         .capacity(1 << 16)
         .batch_size(8192)
         .full_policy(FullPolicy::Block)
@@ -156,7 +219,7 @@ fn throughput(c: &mut Criterion) {
     const N: u64 = 100_000;
     let p = parts(7);
     g.throughput(Throughput::Elements(N));
-    g.bench_function("fsync-per-batch", |b| {
+    g.bench_function(name, |b| {
         b.iter(|| {
             for _ in 0..N {
                 auditor.record(build(&p)).unwrap();
@@ -165,6 +228,21 @@ fn throughput(c: &mut Criterion) {
         })
     });
     auditor.shutdown();
+}
+
+fn throughput(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut g = c.benchmark_group("audit/throughput");
+    throughput_of(
+        &mut g,
+        "fsync-per-batch",
+        sink(dir.path(), "throughput.jsonl"),
+    );
+    throughput_of(
+        &mut g,
+        "fsync-per-batch-writer-serializes",
+        WriterSerializes(sink(dir.path(), "throughput2.jsonl")),
+    );
     g.finish();
 
     let mut g = c.benchmark_group("audit");
@@ -174,6 +252,20 @@ fn throughput(c: &mut Criterion) {
     g.bench_function("sink-batch-1024", |b| {
         b.iter(|| s.write_batch(black_box(&mut batch)).unwrap())
     });
+    // The floor of the chain: the SHA-256 of one typical line (its own bytes, as the sink
+    // hashes it), against the sink's whole cost per line above.
+    s.write_batch(&mut batch).unwrap();
+    let line = std::fs::read_to_string(dir.path().join("sink.jsonl")).unwrap();
+    let line = line
+        .lines()
+        .rfind(|l| l.contains("\"verb\""))
+        .unwrap()
+        .to_owned();
+    g.throughput(Throughput::Elements(1));
+    g.bench_function(format!("sha256-line-{}B", line.len()), |b| {
+        b.iter(|| secmesh::audit::chain::hash_line(black_box(line.as_bytes())))
+    });
+    g.throughput(Throughput::Elements(1024));
     let config = JsonLinesConfig::default()
         .with_key(AuditKey::generate().unwrap())
         .with_fsync(Fsync::EveryMillis(60_000))

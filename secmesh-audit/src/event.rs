@@ -29,7 +29,7 @@
 //! assert!(!json.contains("jti"), "absent fields are left out");
 //! ```
 
-mod json;
+pub(crate) mod json;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -156,10 +156,15 @@ pub struct AuditEvent {
 }
 
 impl AuditEvent {
-    /// Append the event's JSON object to `out`: byte for byte what `serde_json` writes for it,
-    /// without allocating (the sink's hot path).
-    pub(crate) fn write_json(&self, out: &mut Vec<u8>) {
-        json::write(self, out);
+    /// Append `{"v":..,"seq":..`, the beginning of the event's JSON object.
+    pub(crate) fn json_head(&self, out: &mut Vec<u8>) {
+        json::write_head(self, out);
+    }
+
+    /// Append the event's JSON from `,"time":` on, without the closing brace (see
+    /// `json::write_tail`).
+    pub(crate) fn json_tail(&self, out: &mut Vec<u8>) {
+        json::write_tail(self, out);
     }
 
     /// An event of `service` in direction `dir`, stamped now.
@@ -179,11 +184,19 @@ impl AuditEvent {
 /// The date and time of day are formatted once per second per thread; within that second
 /// only the microseconds are written, and the string is made in one copy.
 pub fn now_rfc3339() -> String {
+    let mut s = String::new();
+    now_rfc3339_into(&mut s);
+    s
+}
+
+/// [`now_rfc3339`] written into `out` (emptied first), in its buffer when it has room.
+pub(crate) fn now_rfc3339_into(out: &mut String) {
+    out.clear();
     let d = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
     let (secs, micros) = (d.as_secs(), d.subsec_micros());
-    LAST_SECOND
+    let done = LAST_SECOND
         .try_with(|last| {
             let mut last = last.try_borrow_mut().ok()?;
             if last.0 != Some(secs) {
@@ -191,11 +204,14 @@ pub fn now_rfc3339() -> String {
             }
             let mut b = last.1;
             put_digits(&mut b, 20, 6, u64::from(micros));
-            ascii_string(&b)
+            out.push_str(std::str::from_utf8(&b).ok()?);
+            Some(())
         })
         .ok()
-        .flatten()
-        .unwrap_or_else(|| rfc3339_micros(secs, micros))
+        .flatten();
+    if done.is_none() {
+        out.push_str(&rfc3339_micros(secs, micros));
+    }
 }
 
 thread_local! {

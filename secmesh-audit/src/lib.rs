@@ -5,6 +5,8 @@
 //! across services by the transaction id and the trace's span ids.
 //!
 //! - [`event`]: the event model (serde, stable field names, schema version 1).
+//! - [`pool`]: [`EventBox`](pool::EventBox), an event in an allocation reused by the thread
+//!   that made it (the request path allocates and frees nothing per event).
 //! - [`Auditor`] ([`queue`]): a bounded non-blocking queue to a writer thread that batches
 //!   (group commit for [durable](Durability::Durable) events, recovery from a failing sink),
 //!   with an explicit [`FullPolicy`] (block, drop and count, fail closed) and draining
@@ -27,6 +29,7 @@
 pub mod chain;
 pub mod checkpoint;
 pub mod event;
+pub mod pool;
 pub mod queue;
 pub mod reader;
 pub mod sink;

@@ -66,7 +66,6 @@
 mod submit;
 mod writer;
 
-use std::cell::RefCell;
 use std::fmt;
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -77,7 +76,7 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, oneshot};
 
-use crate::event::AuditEvent;
+use crate::pool::EventBox;
 use crate::sink::Sink;
 
 pub use submit::Submit;
@@ -125,7 +124,7 @@ pub enum AuditError {
 type Ack = oneshot::Sender<Result<(), AuditError>>;
 
 enum Msg {
-    Event(Box<AuditEvent>, Option<Ack>),
+    Event(EventBox, Option<Ack>),
     Flush(SyncSender<()>),
     Stop,
 }
@@ -162,20 +161,12 @@ struct Shared {
     room: Arc<Notify>,
     /// Events handed over by dropped or detached [`Submit`]s while the queue was full: at most
     /// one per live `Submit`, so bounded by the requests in flight, which hold them anyway.
-    #[allow(clippy::vec_box, reason = "the boxes are the allocations reused")]
-    overflow: Mutex<Vec<Box<AuditEvent>>>,
-    /// Event boxes the writer is done with, each still holding its written event, for
-    /// producers to reuse (see [`Auditor::boxed`]): the request path does not allocate a box
-    /// per event, and the old event is freed by the producer that reuses its box, on its own
-    /// thread (a free on another thread contends for the allocator's arena lock). At most
-    /// `pool_max` are kept.
-    #[allow(clippy::vec_box, reason = "the boxes are the allocations reused")]
-    boxes: Mutex<Vec<Box<AuditEvent>>>,
-    /// The most boxes `boxes` keeps while events flow: the queue's capacity and two batches,
-    /// as many as can be in flight, so that the writer frees none of them on the way. When the
-    /// writer is idle it trims the pool back to [`POOL_MAX`] (memory after a burst is given
-    /// back; that free is off the request path).
-    pool_max: usize,
+    overflow: Mutex<Vec<EventBox>>,
+    /// Whether producers write each event's JSON before the hand-off (the sink is the
+    /// [`JsonLinesSink`](crate::sink::JsonLinesSink), which splices it into the line): the
+    /// serialization runs on the producers' threads, where the event's strings are in cache,
+    /// and the writer reads one contiguous buffer per event instead of a dozen strings.
+    prepare_json: bool,
     /// Whether the last write (or probe) of the sink succeeded.
     healthy: AtomicBool,
     /// The error that made the sink unhealthy.
@@ -243,25 +234,12 @@ impl Drop for Shared {
     }
 }
 
-/// The event boxes an idle auditor keeps for reuse (see `Shared::pool_max`).
-const POOL_MAX: usize = 4096;
-
-/// How many boxes a producer thread takes from the pool at once (one lock for that many
-/// events).
-const REFILL: usize = 64;
-
-thread_local! {
-    /// This thread's spare event boxes, taken from an auditor's pool [`REFILL`] at a time.
-    #[allow(clippy::vec_box, reason = "the boxes are the allocations reused")]
-    static SPARE: RefCell<Vec<Box<AuditEvent>>> = const { RefCell::new(Vec::new()) };
-}
-
 /// The outcome of one attempt to queue an event.
 enum Queue {
     /// Queued; the acknowledgement to wait for, when durable.
     Queued(Option<oneshot::Receiver<Result<(), AuditError>>>),
     /// No room: the event back.
-    Full(Box<AuditEvent>),
+    Full(EventBox),
     /// The writer has stopped.
     Closed,
 }
@@ -347,11 +325,8 @@ impl<S: Sink> AuditorBuilder<S> {
             wake_at: self.batch.min(self.capacity / 2).max(1),
             room: room.clone(),
             overflow: Mutex::new(Vec::new()),
-            boxes: Mutex::new(Vec::new()),
-            pool_max: self
-                .capacity
-                .saturating_add(self.batch.saturating_mul(2))
-                .max(POOL_MAX),
+            prepare_json: std::any::TypeId::of::<S>()
+                == std::any::TypeId::of::<crate::sink::JsonLinesSink>(),
             healthy: AtomicBool::new(true),
             last_error: Mutex::new(None),
         });
@@ -393,33 +368,11 @@ impl Auditor {
         }
     }
 
-    /// The event in a box reused from this thread's spares (refilled from the pool the writer
-    /// returns emptied boxes to, without waiting for its lock), else a new one.
-    fn boxed(&self, event: AuditEvent) -> Box<AuditEvent> {
-        let spare = SPARE
-            .try_with(|spare| {
-                let mut spare = spare.try_borrow_mut().ok()?;
-                if spare.is_empty()
-                    && let Ok(mut pool) = self.shared.boxes.try_lock()
-                {
-                    let keep = pool.len().saturating_sub(REFILL);
-                    spare.extend(pool.drain(keep..));
-                }
-                spare.pop()
-            })
-            .ok()
-            .flatten();
-        match spare {
-            Some(mut b) => {
-                *b = event;
-                b
-            }
-            None => Box::new(event),
-        }
-    }
-
     /// One attempt to queue, without waiting.
-    fn try_queue(&self, event: Box<AuditEvent>, durability: Durability) -> Queue {
+    fn try_queue(&self, mut event: EventBox, durability: Durability) -> Queue {
+        if self.shared.prepare_json {
+            event.prepare_json();
+        }
         let (ack, rx) = match durability {
             Durability::Durable => {
                 let (tx, rx) = oneshot::channel();
@@ -445,15 +398,18 @@ impl Auditor {
 
     /// Queue an event for the writer; the returned future resolves as `durability` says (see
     /// [`Submit`]). The first attempt to queue happens here, before the future is polled.
-    pub fn submit(&self, event: AuditEvent, durability: Durability) -> Submit {
-        Submit::new(self.clone(), self.boxed(event), durability)
+    ///
+    /// The event is an [`AuditEvent`](crate::event::AuditEvent) or, on the request path, an
+    /// [`EventBox`] filled in place (no allocation per event; see [`pool`](crate::pool)).
+    pub fn submit(&self, event: impl Into<EventBox>, durability: Durability) -> Submit {
+        Submit::new(self.clone(), event.into(), durability)
     }
 
     /// Queue an event from synchronous code (see [`FullPolicy`] for a full queue; under
     /// [`FullPolicy::Block`] this blocks the calling thread, so async code should use
     /// [`submit`](Self::submit)).
-    pub fn record(&self, event: AuditEvent) -> Result<(), AuditError> {
-        match self.try_queue(self.boxed(event), Durability::Queued) {
+    pub fn record(&self, event: impl Into<EventBox>) -> Result<(), AuditError> {
+        match self.try_queue(event.into(), Durability::Queued) {
             Queue::Queued(_) => Ok(()),
             Queue::Closed => Err(AuditError::Closed),
             Queue::Full(event) => match self.shared.policy {
@@ -481,7 +437,7 @@ impl Auditor {
 
     /// Hand an event to the writer without waiting, even when the queue is full (it goes to
     /// the overflow the writer takes first); for drop paths.
-    fn hand_over(&self, event: Box<AuditEvent>) {
+    fn hand_over(&self, event: EventBox) {
         if let Ok(mut overflow) = self.shared.overflow.lock() {
             overflow.push(event);
         }

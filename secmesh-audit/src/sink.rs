@@ -53,6 +53,7 @@ use std::time::Duration;
 
 use crate::chain::AuditKey;
 use crate::event::AuditEvent;
+use crate::pool::EventBox;
 
 mod files;
 mod jsonl;
@@ -68,13 +69,10 @@ pub trait Sink: Send + 'static {
 
     /// Write a batch of boxed events, as [`write_batch`](Self::write_batch) does; the
     /// [`Auditor`](crate::Auditor)'s writer calls this, with the events in the boxes they were
-    /// queued in. The default moves them out into one batch and back; a sink that can write
-    /// them in place (as [`JsonLinesSink`] does) saves those copies.
-    #[allow(
-        clippy::vec_box,
-        reason = "the boxes are the allocations the queue reuses"
-    )]
-    fn write_boxed(&mut self, events: &mut [Box<AuditEvent>]) -> io::Result<()> {
+    /// queued in (which go back to their threads afterwards, see [`pool`](crate::pool)). The
+    /// default moves them out into one batch and back; a sink that can write them in place (as
+    /// [`JsonLinesSink`] does) saves those copies.
+    fn write_boxed(&mut self, events: &mut [EventBox]) -> io::Result<()> {
         let mut batch: Vec<AuditEvent> = events
             .iter_mut()
             .map(|e| std::mem::take(&mut **e))

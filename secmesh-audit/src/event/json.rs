@@ -147,12 +147,25 @@ fn shadow(out: &mut Vec<u8>, s: &Shadow) {
     out.push(b'}');
 }
 
-/// Append the event's JSON object.
-pub(crate) fn write(ev: &AuditEvent, out: &mut Vec<u8>) {
+/// Append the event's JSON object (the sink writes it in two parts, see [`write_tail`]).
+#[cfg(test)]
+fn write(ev: &AuditEvent, out: &mut Vec<u8>) {
+    write_head(ev, out);
+    write_tail(ev, out);
+    out.push(b'}');
+}
+
+/// The object's beginning: `{"v":..,"seq":..` (the part the writer knows last).
+pub(crate) fn write_head(ev: &AuditEvent, out: &mut Vec<u8>) {
     out.extend_from_slice(b"{\"v\":");
     uint(out, u64::from(ev.v));
     out.extend_from_slice(b",\"seq\":");
     uint(out, ev.seq);
+}
+
+/// The rest of the object, from `,"time":` to the last field, without the closing brace:
+/// what a producer can write before the writer numbers the event.
+pub(crate) fn write_tail(ev: &AuditEvent, out: &mut Vec<u8>) {
     out.extend_from_slice(b",\"time\":");
     string(out, &ev.time);
     out.extend_from_slice(b",\"service\":");
@@ -215,7 +228,6 @@ pub(crate) fn write(ev: &AuditEvent, out: &mut Vec<u8>) {
     }
     opt_str(out, b",\"peer\":", &ev.peer);
     opt_str(out, b",\"target\":", &ev.target);
-    out.push(b'}');
 }
 
 #[cfg(test)]

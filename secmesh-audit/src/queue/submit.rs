@@ -9,7 +9,7 @@ use tokio::sync::futures::OwnedNotified;
 use tokio::sync::oneshot;
 
 use super::{AuditError, Auditor, Durability, FullPolicy, Queue};
-use crate::event::AuditEvent;
+use crate::pool::EventBox;
 
 /// The future [`Auditor::submit`] returns: resolves when the event is queued
 /// ([`Durability::Queued`]) or written and synced ([`Durability::Durable`]).
@@ -28,7 +28,7 @@ use crate::event::AuditEvent;
 pub struct Submit {
     auditor: Auditor,
     /// The event while it waits for room.
-    event: Option<Box<AuditEvent>>,
+    event: Option<EventBox>,
     durability: Durability,
     /// The writer's acknowledgement (durable events, once queued).
     ack: Option<oneshot::Receiver<Result<(), AuditError>>>,
@@ -50,7 +50,7 @@ impl std::fmt::Debug for Submit {
 }
 
 impl Submit {
-    pub(super) fn new(auditor: Auditor, event: Box<AuditEvent>, durability: Durability) -> Self {
+    pub(super) fn new(auditor: Auditor, event: EventBox, durability: Durability) -> Self {
         let mut s = Submit {
             auditor,
             event: None,
@@ -75,7 +75,7 @@ impl Submit {
     }
 
     /// The queue was full on the first attempt.
-    fn full(&mut self, event: Box<AuditEvent>) {
+    fn full(&mut self, event: EventBox) {
         match self.auditor.shared.policy {
             FullPolicy::DropAndCount => {
                 self.auditor.shared.count_drop();

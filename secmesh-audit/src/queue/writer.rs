@@ -10,6 +10,7 @@ use tokio::sync::Notify;
 
 use super::{Ack, AuditError, Msg, Shared};
 use crate::event::{AuditEvent, Decision, Direction};
+use crate::pool::{EventBox, Returns};
 use crate::sink::Sink;
 
 /// How long a writer finds nothing to do before it gives back the boxes of a burst.
@@ -31,11 +32,11 @@ pub(super) struct Writer<S> {
     shared: Weak<Shared>,
     room: Arc<Notify>,
     /// The batch, in the boxes the events came in: written in place, then the boxes (with
-    /// their events) go to the pool, so that the producer that reuses a box frees the old
-    /// event on its own thread (the writer frees nothing a producer allocated) and no event is
-    /// moved out of its box.
-    #[allow(clippy::vec_box, reason = "the boxes are the allocations reused")]
-    events: Vec<Box<AuditEvent>>,
+    /// their events) go back to the threads that made them, which reuse them (the writer
+    /// frees nothing a producer allocated) and no event is moved out of its box.
+    events: Vec<EventBox>,
+    /// Where the written boxes go back to.
+    returns: Returns,
     /// Since when the writer has found nothing to do (to give back a burst's boxes).
     quiet_since: Option<Instant>,
     /// Events taken from the queue and not yet subtracted from `pending` (once per take, not
@@ -77,6 +78,7 @@ impl<S: Sink> Writer<S> {
         Writer {
             rx,
             events: Vec::with_capacity(timing.batch),
+            returns: Returns::default(),
             quiet_since: None,
             taken: 0,
             sink,
@@ -118,7 +120,7 @@ impl<S: Sink> Writer<S> {
         room.notify_waiters();
     }
 
-    fn on_event(&mut self, ev: Box<AuditEvent>, ack: Option<Ack>) {
+    fn on_event(&mut self, ev: EventBox, ack: Option<Ack>) {
         self.events.push(ev);
         if let Some(a) = ack {
             self.acks.push(a);
@@ -136,19 +138,10 @@ impl<S: Sink> Writer<S> {
         }
     }
 
-    /// Give the written batch's boxes back to the producers (one lock per batch).
+    /// Give the written batch's boxes back to the threads that made them (one lock per
+    /// thread per batch).
     fn recycle(&mut self) {
-        if self.events.is_empty() {
-            return;
-        }
-        if let Some(s) = self.shared.upgrade()
-            && let Ok(mut pool) = s.boxes.lock()
-        {
-            let room = s.pool_max.saturating_sub(pool.len());
-            let n = room.min(self.events.len());
-            pool.extend(self.events.drain(..n));
-        }
-        self.events.clear();
+        self.returns.give_back(&mut self.events);
     }
 
     fn on_msg(&mut self, m: Msg) {
@@ -243,18 +236,10 @@ impl<S: Sink> Writer<S> {
         }
     }
 
-    /// A quiet tick: give back the boxes of a burst beyond what an idle auditor keeps (freed
-    /// outside the lock, while no producer is busy).
-    fn trim_pool(&self) {
-        let Some(s) = self.shared.upgrade() else {
-            return;
-        };
-        let excess = match s.boxes.lock() {
-            Ok(mut pool) if pool.len() > super::POOL_MAX => pool.split_off(super::POOL_MAX),
-            _ => Vec::new(),
-        };
-        drop(s);
-        drop(excess);
+    /// A quiet tick: give back the boxes of a burst beyond what an idle thread keeps (freed
+    /// outside the locks, while no producer is busy).
+    fn trim_pool(&mut self) {
+        self.returns.trim();
     }
 
     fn rx_is_empty(&self) -> bool {
@@ -281,7 +266,7 @@ impl<S: Sink> Writer<S> {
                 "lost {} events: the audit sink could not write them ({})",
                 o.lost, o.error
             ));
-            self.events.insert(0, Box::new(ev));
+            self.events.insert(0, EventBox::from(ev));
             extra.report = true;
         }
         if let Some(s) = self.shared.upgrade() {
@@ -290,7 +275,7 @@ impl<S: Sink> Writer<S> {
                 let mut ev = AuditEvent::now(SERVICE, Direction::In);
                 ev.decision = Decision::Error;
                 ev.reason = Some(format!("dropped {n} events: the audit queue was full"));
-                self.events.push(Box::new(ev));
+                self.events.push(EventBox::from(ev));
                 extra.dropped = n;
             }
         }

@@ -1,6 +1,5 @@
 //! The chained JSON-lines file sink (see the [`sink`](crate::sink) module docs).
 
-use std::borrow::BorrowMut;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -233,7 +232,7 @@ impl JsonLinesSink {
             ev.reason = Some(format!(
                 "recovered torn tail: {bytes} bytes set aside to {name}"
             ));
-            self.push_event(&mut ev)?;
+            self.push_event(&mut ev, None)?;
         }
         self.flush(true)
     }
@@ -263,12 +262,14 @@ impl JsonLinesSink {
         self.st.since_checkpoint += 1;
     }
 
-    fn push_event(&mut self, ev: &mut AuditEvent) -> io::Result<()> {
+    /// Number and append one event; `tail` is its JSON from `,"time":` on when the producer
+    /// wrote it already (see `EventBox::prepare_json`).
+    fn push_event(&mut self, ev: &mut AuditEvent, tail: Option<&[u8]>) -> io::Result<()> {
         self.st.seq += 1;
         self.st.events += 1;
         ev.seq = self.st.seq;
         let start = self.buf.len();
-        self.serialize_event(ev)?;
+        self.serialize_event(ev, tail);
         if self.buf.len() - start > MAX_LINE - 1024 {
             // Never write a line the readers refuse: record that the event was too large.
             let size = self.buf.len() - start;
@@ -280,24 +281,24 @@ impl JsonLinesSink {
                 (ev.txn, ev.trace_id, ev.span_id, ev.parent_span_id);
             stub.decision = Decision::Error;
             stub.reason = Some(format!("an event of {size} bytes, too large to record"));
-            self.serialize_event(&stub)?;
+            self.serialize_event(&stub, None);
         }
         self.end_line(start);
         Ok(())
     }
 
     /// The event's JSON with `"prev"` spliced in before its closing brace. Written by hand into
-    /// the reused buffer (the same bytes `serde_json` writes, see `event::json`).
-    fn serialize_event(&mut self, ev: &AuditEvent) -> io::Result<()> {
-        ev.write_json(&mut self.buf);
-        if self.buf.last() != Some(&b'}') {
-            return Err(io::Error::other("an event did not serialize to an object"));
+    /// the reused buffer (the same bytes `serde_json` writes, see `event::json`); the part
+    /// after `seq` is `tail` when the producer wrote it already.
+    fn serialize_event(&mut self, ev: &AuditEvent, tail: Option<&[u8]>) {
+        ev.json_head(&mut self.buf);
+        match tail {
+            Some(t) => self.buf.extend_from_slice(t),
+            None => ev.json_tail(&mut self.buf),
         }
-        self.buf.pop();
         self.buf.extend_from_slice(b",\"prev\":\"");
         chain::hex_into(&self.st.prev, &mut self.buf);
         self.buf.extend_from_slice(b"\"}");
-        Ok(())
     }
 
     fn push_signed(&mut self, kind: CheckpointKind, torn: Option<(String, u64)>) -> io::Result<()> {
@@ -517,16 +518,33 @@ fn open_witness(path: &Path) -> Option<File> {
     }
 }
 
+/// An event as the sink takes it: plain, or in a box with its JSON tail maybe written.
+trait Record {
+    fn parts(&mut self) -> (&mut AuditEvent, Option<&[u8]>);
+}
+
+impl Record for AuditEvent {
+    fn parts(&mut self) -> (&mut AuditEvent, Option<&[u8]>) {
+        (self, None)
+    }
+}
+
+impl Record for crate::pool::EventBox {
+    fn parts(&mut self) -> (&mut AuditEvent, Option<&[u8]>) {
+        crate::pool::EventBox::parts(self)
+    }
+}
+
 impl JsonLinesSink {
     /// Write a batch of events, boxed or not, where they are.
-    fn write_events<E: BorrowMut<AuditEvent>>(&mut self, events: &mut [E]) -> io::Result<()> {
+    fn write_events<E: Record>(&mut self, events: &mut [E]) -> io::Result<()> {
         // The clock is read once per batch, not once per event: a time-based checkpoint comes
         // at the end of the batch in which its interval passed.
         let result = (|| {
             for ev in events.iter_mut() {
-                let ev = ev.borrow_mut();
+                let (ev, tail) = ev.parts();
                 self.ensure_open(&ev.service)?;
-                self.push_event(ev)?;
+                self.push_event(ev, tail)?;
                 if self.checkpoint_due_by_count() {
                     self.push_signed(CheckpointKind::Checkpoint, None)?;
                 }
@@ -551,7 +569,7 @@ impl Sink for JsonLinesSink {
         self.write_events(events)
     }
 
-    fn write_boxed(&mut self, events: &mut [Box<AuditEvent>]) -> io::Result<()> {
+    fn write_boxed(&mut self, events: &mut [crate::pool::EventBox]) -> io::Result<()> {
         self.write_events(events)
     }
 

@@ -6,6 +6,7 @@ use std::time::Instant;
 use http::{Extensions, Request, StatusCode};
 use secmesh_audit::Auditor;
 use secmesh_audit::event::{AuditEvent, Decision as AuditDecision, Direction, Shadow};
+use secmesh_audit::pool::EventBox;
 use secmesh_core::PeerIdentity;
 use secmesh_core::policy::{Effect, ShadowDecision};
 
@@ -30,19 +31,32 @@ fn shadow(s: &ShadowDecision) -> Shadow {
     }
 }
 
-/// Fill an event from a request context.
-pub(crate) fn from_context(ev: &mut AuditEvent, ctx: &RequestContext) {
+/// `s` in one of the box's reused buffers (see [`EventBox::string`]).
+fn put(ev: &mut EventBox, s: Option<&str>) -> Option<String> {
+    s.map(|s| ev.string(s))
+}
+
+/// `v` formatted into one of the box's reused buffers.
+fn shown(ev: &mut EventBox, v: &impl std::fmt::Display) -> String {
+    use std::fmt::Write as _;
+    let mut s = ev.string("");
+    let _ = write!(s, "{v}");
+    s
+}
+
+/// Fill an event from a request context (its strings in the box's reused buffers).
+pub(crate) fn from_context(ev: &mut EventBox, ctx: &RequestContext) {
     ev.trace_id = Some(ctx.trace_id());
     ev.span_id = Some(ctx.span_id());
     ev.parent_span_id = ctx.parent_span_id();
-    ev.token_sha256 = ctx.token_hash().map(|h| h.to_string());
+    ev.token_sha256 = ctx.token_hash().map(|h| shown(ev, &h));
     if let Some(c) = ctx.claims() {
         ev.txn = c.txn;
-        ev.sub = Some(c.sub.to_string());
-        ev.jti = Some(c.jti.clone());
+        ev.sub = Some(ev.string(c.sub.as_str()));
+        ev.jti = Some(ev.string(&c.jti));
         ev.cls = Some(c.cls);
         if ev.caller.is_none() {
-            ev.caller = c.current_actor().map(str::to_owned);
+            ev.caller = put(ev, c.current_actor());
         }
     }
 }
@@ -55,49 +69,49 @@ enum Noted {
 }
 
 /// Fill an event from a request's outcome.
-fn apply(ev: &mut AuditEvent, outcome: &Outcome) -> Noted {
+fn apply(ev: &mut EventBox, outcome: &Outcome) -> Noted {
     if let Some(ctx) = outcome.ctx() {
         from_context(ev, ctx);
     }
     match outcome {
         Outcome::Denied(d) => {
             if let Some(v) = &d.verb {
-                ev.verb = Some(v.as_str().to_owned());
+                ev.verb = Some(ev.string(v.as_str()));
             }
             if let Some(o) = &d.object {
-                ev.object = Some(o.as_str().to_owned());
+                ev.object = Some(ev.string(o.as_str()));
             }
             if d.caller.is_some() {
                 ev.caller.clone_from(&d.caller);
             }
             ev.shadow = d.shadow.as_ref().map(shadow);
-            ev.rule = d.reason.rule().map(str::to_owned);
+            ev.rule = put(ev, d.reason.rule());
             ev.reason = Some(d.reason.to_string());
-            ev.reason_kind = Some(d.reason.kind().to_owned());
+            ev.reason_kind = Some(ev.string(d.reason.kind()));
             Noted::Denied {
                 unauthenticated: d.reason.is_unauthenticated(),
             }
         }
         Outcome::Permitted(_, p) => {
-            ev.verb = Some(p.verb().as_str().to_owned());
-            ev.object = Some(p.object().as_str().to_owned());
+            ev.verb = Some(ev.string(p.verb().as_str()));
+            ev.object = Some(ev.string(p.object().as_str()));
             if let Some(c) = p.caller() {
-                ev.caller = Some(c.to_owned());
+                ev.caller = Some(ev.string(c));
             }
-            ev.rule = p.rule().map(str::to_owned);
+            ev.rule = put(ev, p.rule());
             ev.shadow = p.decision().and_then(|d| d.shadow()).map(shadow);
             ev.reason = Some(match p.decision() {
-                Some(d) => d.reason().as_str().to_owned(),
-                None => "grant".to_owned(),
+                Some(d) => ev.string(d.reason().as_str()),
+                None => ev.string("grant"),
             });
             Noted::Allowed
         }
         Outcome::Authenticated(_) => {
-            ev.reason = Some("authenticated".to_owned());
+            ev.reason = Some(ev.string("authenticated"));
             Noted::Allowed
         }
         Outcome::Anonymous(_) => {
-            ev.reason = Some("anonymous".to_owned());
+            ev.reason = Some(ev.string("anonymous"));
             Noted::Allowed
         }
     }
@@ -106,7 +120,7 @@ fn apply(ev: &mut AuditEvent, outcome: &Outcome) -> Noted {
 /// The pending `in` event of one request.
 pub(crate) struct Pending {
     pub(crate) auditor: Auditor,
-    event: AuditEvent,
+    event: EventBox,
     noted: Option<Noted>,
     start: Instant,
     aggregate: Option<Arc<Aggregator>>,
@@ -120,9 +134,9 @@ impl Pending {
         aggregate: Option<&Arc<Aggregator>>,
         req: &Request<B>,
     ) -> Pending {
-        let mut event = AuditEvent::now(service, Direction::In);
+        let mut event = EventBox::new(service, Direction::In);
         if let Some(peer) = req.extensions().get::<PeerIdentity>() {
-            event.caller = Some(peer.spiffe_id.to_string());
+            event.caller = Some(shown(&mut event, &peer.spiffe_id));
         }
         #[cfg(feature = "tls")]
         if let Some(info) = req.extensions().get::<crate::tls::PeerInfo>() {
@@ -136,8 +150,8 @@ impl Pending {
         {
             event.peer = Some(info.0.to_string());
         }
-        event.method = Some(req.method().as_str().to_owned());
-        event.path = Some(req.uri().path().to_owned());
+        event.method = Some(event.string(req.method().as_str()));
+        event.path = Some(event.string(req.uri().path()));
         Pending {
             auditor: auditor.clone(),
             event,
@@ -162,7 +176,7 @@ impl Pending {
     pub(crate) fn finish(
         mut self,
         response: Option<(StatusCode, &Extensions)>,
-    ) -> Option<AuditEvent> {
+    ) -> Option<EventBox> {
         if self.noted.is_none()
             && let Some(outcome) = response.and_then(|(_, ext)| ext.get::<Outcome>())
         {

@@ -8,7 +8,8 @@ use std::time::Instant;
 
 use http::{Request, Response, StatusCode};
 use pin_project::{pin_project, pinned_drop};
-use secmesh_audit::event::{AuditEvent, Decision as AuditDecision, Direction};
+use secmesh_audit::event::{Decision as AuditDecision, Direction};
+use secmesh_audit::pool::EventBox;
 use secmesh_audit::{Auditor, Durability, Submit};
 use secmesh_core::{SpanId, TraceParent};
 use tower_layer::Layer;
@@ -69,12 +70,12 @@ where
     }
 
     fn call(&mut self, req: Request<ReqB>) -> Self::Future {
-        let mut event = AuditEvent::now(&*self.service, Direction::Out);
+        let mut event = EventBox::new(&self.service, Direction::Out);
         if let Some(ctx) = RequestContext::current() {
             from_context(&mut event, &ctx);
             // The parent of the call is this service's span for the current request.
             event.parent_span_id = Some(ctx.span_id());
-            event.caller = Some(self.service.to_string());
+            event.caller = Some(event.string(&self.service));
         }
         let sent: Option<SpanId> = req
             .headers()
@@ -83,8 +84,8 @@ where
             .and_then(|s| s.parse::<TraceParent>().ok())
             .map(|tp| tp.parent_id());
         event.span_id = sent.or(event.span_id);
-        event.method = Some(req.method().as_str().to_owned());
-        event.path = Some(req.uri().path().to_owned());
+        event.method = Some(event.string(req.method().as_str()));
+        event.path = Some(event.string(req.uri().path()));
         event.target = req.uri().authority().map(|a| a.to_string());
         AuditOutFuture {
             kind: OutKind::Call {
@@ -102,7 +103,7 @@ where
 pub struct AuditOutFuture<F, B> {
     #[pin]
     kind: OutKind<F, B>,
-    pending: Option<(Auditor, AuditEvent, Instant)>,
+    pending: Option<(Auditor, EventBox, Instant)>,
 }
 
 // The call's future is usually the larger; the recording state lives only briefly.
@@ -121,7 +122,7 @@ enum OutKind<F, B> {
 }
 
 fn finish_out(
-    (auditor, mut ev, start): (Auditor, AuditEvent, Instant),
+    (auditor, mut ev, start): (Auditor, EventBox, Instant),
     status: Option<StatusCode>,
 ) -> Submit {
     ev.latency_us = Some(u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX));
