@@ -73,6 +73,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             std::process::exit(2);
         }
     };
+    // One exporter for the process; each node reports its own `service` label.
+    let prometheus = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
+    secmesh::tower::metrics::describe();
     std::fs::create_dir_all(&opts.audit_dir)?;
     remove_old_logs(&opts.audit_dir)?;
     let pki = Pki::create(&opts.audit_dir)?;
@@ -144,6 +147,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     if opts.serve {
         println!();
+        for node in [&gateway, &sts, &orders, &payments, &inventory] {
+            let addr = node.serve_metrics(prometheus.clone()).await?;
+            println!("  metrics {:<9} http://{addr}/metrics", node.name);
+        }
         println!("The mesh keeps running; Ctrl-C to stop. Try, as alice (an IdP access token):");
         println!(
             "  curl -i -H 'Authorization: Bearer {}' http://{gateway_addr}/orders/user:alice/42",

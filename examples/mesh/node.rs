@@ -23,7 +23,9 @@ use secmesh::tls::config::{ServerId, TlsFiles, Watch, Workload};
 use secmesh::tokens::Verifier;
 use secmesh::tokens::source::{KeySource, SourceError};
 use secmesh::tower::SecureLayer;
+use metrics_exporter_prometheus::PrometheusHandle;
 use secmesh::tower::audit::AuditOutLayer;
+use secmesh::tower::metrics::Collector;
 use secmesh::tower::authorize::{Classify, DefaultClassifier};
 use secmesh::tower::propagate::PropagateLayer;
 use secmesh::tower::sts::{StsClient, StsClientError};
@@ -46,6 +48,8 @@ pub(crate) struct Node {
     pub(crate) workload: Workload,
     pub(crate) auditor: Auditor,
     pub(crate) log: PathBuf,
+    /// What the node reports at `/metrics`: its stacks' caches and its audit log.
+    pub(crate) collector: std::sync::Mutex<Collector>,
     /// Reloads the SVID and the CRL when their files change: a revocation takes effect
     /// within a second, without a restart.
     _watch: Watch,
@@ -62,11 +66,13 @@ impl Node {
         let watch = workload
             .watch(Duration::from_secs(1))
             .expect("start the TLS watch thread");
+        let auditor = Auditor::builder(sink).spawn();
         Node {
             name,
             _watch: watch,
             workload,
-            auditor: Auditor::builder(sink).spawn(),
+            collector: std::sync::Mutex::new(Collector::new(name).auditor(auditor.clone())),
+            auditor,
             log,
         }
     }
@@ -95,12 +101,39 @@ impl Node {
         max_class: ExpiryClass,
         classifier: C,
     ) -> SecureLayer<C> {
-        SecureLayer::builder(verifier.clone(), policy.clone())
+        let layer = SecureLayer::builder(verifier.clone(), policy.clone())
             .audit(self.auditor.clone(), self.name)
             .max_class(max_class)
             .classifier(classifier)
             .build()
-            .expect("the mesh's stack configuration")
+            .expect("the mesh's stack configuration");
+        let mut c = self.collector.lock().unwrap_or_else(|p| p.into_inner());
+        *c = c.clone().cache(layer.cache().clone());
+        layer
+    }
+
+    /// Serve this node's `/metrics` (Prometheus text, plain HTTP on 127.0.0.1: the demo's
+    /// scrape endpoint) from the process's exporter; its address.
+    pub(crate) async fn serve_metrics(
+        &self,
+        prometheus: PrometheusHandle,
+    ) -> std::io::Result<SocketAddr> {
+        let collector = self
+            .collector
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let app = Router::new().route(
+            "/metrics",
+            axum::routing::get(move || {
+                collector.collect();
+                std::future::ready(prometheus.render())
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Ok(addr)
     }
 
     /// [`stack`](Self::stack) around an HTTP router.
