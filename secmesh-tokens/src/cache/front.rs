@@ -106,17 +106,15 @@ impl Front {
         let (_, ways) = self.set(key);
         if let Some(way) = ways.iter_mut().find(|w| w.cache == cache && w.key == key) {
             match &way.resident {
-                Some(r) if r.entry.is_live() => {
-                    if ct::eq(&r.entry.token, token) {
-                        way.referenced = true;
-                        // For its shard's hand too (a write only when the hand cleared it).
-                        r.entry.touch();
-                        return Look::Hit(r.local.clone(), r.entry.hash, stripe);
-                    }
-                }
                 // Retired by its shard: free it now.
-                Some(_) => *way = Way::default(),
-                None => {}
+                Some(r) if !r.entry.is_live() => *way = Way::default(),
+                Some(r) if ct::eq(&r.entry.token, token) => {
+                    way.referenced = true;
+                    // For its shard's hand too (a write only when the hand cleared it).
+                    r.entry.touch();
+                    return Look::Hit(r.local.clone(), r.entry.hash, stripe);
+                }
+                _ => {}
             }
         }
         let tag = (key ^ cache.wrapping_mul(0x9e37_79b9_7f4a_7c15)) | 1;
