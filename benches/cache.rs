@@ -13,6 +13,9 @@
 //! - `cache/hit-hot/{alg}/10000`, `cache/hit-hot-2threads/...`: the cache holds the same
 //!   10,000 tokens, and the ones presented cycle through 128 of them, hot in the processor's
 //!   cache as a token just read from a socket is (one or two threads).
+//! - `cache/hit-hot-shard/...`, `cache/hit-hot-shard-2threads/...`: the same with the threads'
+//!   fronts turned off (`per_thread(false)`): every hit takes its shard's lock and counts on
+//!   the shared entry (the cache as it was before the fronts).
 //! - `cache/hit-2threads/...`: two threads hitting the same cache, each cycling through the
 //!   10,000 tokens from its own starting point; the time is per hit as each thread sees it
 //!   (two hits complete in that time).
@@ -179,6 +182,40 @@ where
     start.elapsed()
 }
 
+/// The CPU time this thread has run, from `/proc/thread-self/schedstat` (nanoseconds; `None`
+/// where there is no such file).
+fn thread_cpu_ns() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    s.split_whitespace().next()?.parse().ok()
+}
+
+/// CPU nanoseconds per operation as each of `threads` threads sees it, `iters` operations
+/// each over `tokens`: unlike the wall time of a loaded machine, it does not count the time a
+/// thread waits for a core, but it does count the time lost to lines moving between cores.
+fn cpu_per_op<F>(threads: usize, iters: u64, tokens: &[String], op: F) -> Option<f64>
+where
+    F: Fn(&str) + Sync,
+{
+    let total: Option<u64> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let op = &op;
+                s.spawn(move || {
+                    let mut i = t * tokens.len() / threads;
+                    let start = thread_cpu_ns()?;
+                    for _ in 0..iters {
+                        i = if i + 1 == tokens.len() { 0 } else { i + 1 };
+                        op(black_box(&tokens[i]));
+                    }
+                    Some(thread_cpu_ns()? - start)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).sum()
+    });
+    Some(total? as f64 / (threads as u64 * iters) as f64)
+}
+
 /// Time `iters` operations in batches of at most `POOL`, each made by `batch(n)`, which
 /// returns the time it measured and what it built (dropped here, untimed).
 fn in_batches<T>(iters: u64, mut batch: impl FnMut(usize) -> (Duration, T)) -> Duration {
@@ -225,9 +262,14 @@ fn bench(c: &mut Criterion) {
         let cache =
             VerifiedCache::new(f.verifier.clone(), 2 * ENTRIES).admission(Admission::Always);
         let old = legacy::VerifiedCache::new(f.verifier.clone(), 2 * ENTRIES);
+        // The same cache without the threads' fronts: every hit through its shard's lock.
+        let shard_only = VerifiedCache::new(f.verifier.clone(), 2 * ENTRIES)
+            .admission(Admission::Always)
+            .per_thread(false);
         for t in &tokens {
             cache.verify(t).unwrap();
             old.verify(t).unwrap();
+            shard_only.verify(t).unwrap();
         }
         assert_eq!(cache.stats().entries, ENTRIES);
         // Both caches hit on a token they hold (checked here: a filter may skip the rows).
@@ -264,6 +306,34 @@ fn bench(c: &mut Criterion) {
                 })
             })
         });
+        g.bench_function(format!("hit-hot-shard/{name}/{ENTRIES}"), |b| {
+            b.iter(|| {
+                i = if i + 1 >= HOT { 0 } else { i + 1 };
+                shard_only.verify(black_box(&hot[i])).unwrap()
+            })
+        });
+        g.bench_function(format!("hit-hot-shard-2threads/{name}/{ENTRIES}"), |b| {
+            b.iter_custom(|iters| {
+                on_threads(2, iters, hot, |t| {
+                    black_box(shard_only.verify(t).unwrap());
+                })
+            })
+        });
+        // Lines moving between cores, measured in CPU time per hit (a loaded machine's wall
+        // time mostly measures waiting for a core): threads' fronts against shards only.
+        for threads in [1, 2] {
+            let per = |c: &VerifiedCache| {
+                cpu_per_op(threads, 2_000_000, hot, |t| {
+                    black_box(c.verify(t).unwrap());
+                })
+            };
+            if let (Some(front), Some(shard)) = (per(&cache), per(&shard_only)) {
+                eprintln!(
+                    "cpu-per-hit/{name}/{threads} threads: front {front:.1} ns, shard only {shard:.1} ns ({:.2}x)",
+                    front / shard
+                );
+            }
+        }
         g.bench_function(format!("hit-2threads/{name}/{ENTRIES}"), |b| {
             b.iter_custom(|iters| {
                 on_threads(2, iters, &tokens, |t| {

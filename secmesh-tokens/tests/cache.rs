@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use secmesh_core::{ExpiryClass, ManualClock};
 use secmesh_tokens::cache::{Admission, TokenHash, VerifiedCache};
+use secmesh_tokens::source::KeySource;
 use secmesh_tokens::{
     Algorithm, ErrorKind, Issuer, KeySet, MintRequest, RevocationList, SigningKey, Verifier,
 };
@@ -246,4 +247,164 @@ fn two_threads_share_the_cache() {
     assert_eq!(s.hits + s.misses, 20 * 100 + 10 * 100 + 10 * 20);
     assert!(s.entries <= 50);
     assert!(s.hits > 0);
+}
+
+/// Verify `token` until this thread holds it in its front: a miss, a hit through its shard
+/// (the first sighting on this thread), a hit through its shard that copies it into the
+/// front, then a hit from the front.
+fn make_resident(cache: &VerifiedCache, token: &str) {
+    for _ in 0..4 {
+        cache.verify(token).unwrap();
+    }
+}
+
+#[test]
+fn a_token_in_the_threads_front_is_rechecked_on_every_hit() {
+    let clock = Arc::new(ManualClock::new(NOW));
+    let key = SigningKey::from_hmac_secret(Algorithm::Hs256, &[9; 32]).unwrap();
+    let revoked = RevocationList::new();
+    let verifier = Verifier::new(KeySet::single(key.verifying_key(Some("k".into()))))
+        .clock(clock.clone())
+        .revocation(Arc::new(revoked.clone()));
+    let issuer = Issuer::new(key, "k", "iss")
+        .audience("aud")
+        .clock(clock.clone());
+    let cache = VerifiedCache::new(Arc::new(verifier), 10).admission(Admission::Always);
+    let a = mint(&issuer, "user:a");
+    let b = mint(&issuer, "user:b");
+    make_resident(&cache, &a);
+    make_resident(&cache, &b);
+    let s = cache.stats();
+    assert_eq!((s.hits, s.misses, s.entries), (6, 2, 2));
+    // Every byte still counts on a front hit.
+    for i in [0, a.len() / 2, a.len() - 1] {
+        assert!(cache.verify(&with_byte_changed(&a, i)).is_err());
+    }
+    assert_eq!(cache.stats().hits, 6);
+    assert_eq!(cache.verify(&a).unwrap().hash(), TokenHash::of(&a));
+    assert_eq!(cache.verify(&a).unwrap().claims().sub, "user:a");
+    assert_eq!(cache.stats().hits, 8);
+
+    // Revoked: refused from the front, and the entry leaves its shard.
+    let jti = cache.verify(&a).unwrap().claims().jti.clone();
+    revoked.revoke_jti(jti);
+    assert_eq!(cache.verify(&a).unwrap_err().kind(), ErrorKind::Revoked);
+    assert_eq!(cache.stats().entries, 1);
+    assert_eq!(cache.verify(&a).unwrap_err().kind(), ErrorKind::Revoked);
+
+    // Expired: the same.
+    clock.advance(180 + 60);
+    assert_eq!(cache.verify(&b).unwrap_err().kind(), ErrorKind::Expired);
+    assert_eq!(cache.stats().entries, 0);
+    assert_eq!(cache.verify(&b).unwrap_err().kind(), ErrorKind::Expired);
+}
+
+#[test]
+fn clear_and_a_removed_key_reach_the_threads_front() {
+    let clock = Arc::new(ManualClock::new(NOW));
+    let old = SigningKey::from_hmac_secret(Algorithm::Hs256, &[1; 32]).unwrap();
+    let new = SigningKey::from_hmac_secret(Algorithm::Hs256, &[2; 32]).unwrap();
+    let source = Arc::new(KeySource::fixed(KeySet::single(
+        old.verifying_key(Some("old".into())),
+    )));
+    let verifier = Verifier::with_source(source.clone()).clock(clock.clone());
+    let issuer = Issuer::new(old, "old", "iss").audience("aud").clock(clock);
+    let cache = VerifiedCache::new(Arc::new(verifier), 10).admission(Admission::Always);
+    let token = mint(&issuer, "user:a");
+    make_resident(&cache, &token);
+    // Cleared: the next verification is a miss.
+    cache.clear();
+    let misses = cache.stats().misses;
+    cache.verify(&token).unwrap();
+    assert_eq!(cache.stats().misses, misses + 1);
+    make_resident(&cache, &token);
+    // The key is rotated out and the cache cleared (as a key-set change calls for): the
+    // token no longer verifies, from the front or anywhere.
+    source.replace(KeySet::single(new.verifying_key(Some("new".into()))));
+    cache.clear();
+    assert_eq!(cache.stats().entries, 0);
+    assert!(cache.verify(&token).is_err());
+    assert!(cache.verify(&token).is_err());
+    assert_eq!(cache.stats().entries, 0);
+}
+
+#[test]
+fn an_entry_evicted_from_its_shard_leaves_every_front() {
+    let f = fixture(Algorithm::Hs256);
+    let cache = VerifiedCache::new(f.verifier.clone(), 1).admission(Admission::Always);
+    let a = mint(&f.issuer, "user:a");
+    let b = mint(&f.issuer, "user:b");
+    make_resident(&cache, &a);
+    // Another thread evicts it (capacity 1).
+    std::thread::scope(|s| {
+        s.spawn(|| cache.verify(&b).unwrap());
+    });
+    let before = cache.stats();
+    assert_eq!(before.evictions, 1);
+    cache.verify(&a).unwrap();
+    let after = cache.stats();
+    assert_eq!(after.misses, before.misses + 1, "{after:?}");
+    assert_eq!(after.hits, before.hits);
+    assert_eq!(after.entries, 1);
+}
+
+#[test]
+fn a_clear_on_one_thread_reaches_anothers_front() {
+    let f = fixture(Algorithm::Hs256);
+    let cache = VerifiedCache::new(f.verifier.clone(), 10).admission(Admission::Always);
+    let token = mint(&f.issuer, "user:a");
+    let (to_worker, work) = std::sync::mpsc::channel::<()>();
+    let (done, from_worker) = std::sync::mpsc::channel::<(u64, u64)>();
+    let (cache, token) = (&cache, &token);
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            while work.recv().is_ok() {
+                let before = cache.stats();
+                make_resident(cache, token);
+                let after = cache.stats();
+                done.send((after.hits - before.hits, after.misses - before.misses))
+                    .unwrap();
+            }
+        });
+        to_worker.send(()).unwrap();
+        assert_eq!(from_worker.recv().unwrap(), (3, 1));
+        to_worker.send(()).unwrap();
+        assert_eq!(from_worker.recv().unwrap(), (4, 0));
+        cache.clear();
+        to_worker.send(()).unwrap();
+        assert_eq!(from_worker.recv().unwrap(), (3, 1));
+        drop(to_worker);
+    });
+}
+
+#[test]
+fn two_caches_on_one_thread_do_not_answer_for_each_other() {
+    let f = fixture(Algorithm::Hs256);
+    let other = Arc::new(
+        Verifier::new(KeySet::single(
+            SigningKey::from_hmac_secret(Algorithm::Hs256, &[7; 32])
+                .unwrap()
+                .verifying_key(Some("k".into())),
+        ))
+        .issuer("https://sts.mesh.test")
+        .audience("elsewhere.test")
+        .clock(f.clock.clone()),
+    );
+    let here = VerifiedCache::new(f.verifier.clone(), 10).admission(Admission::Always);
+    let there = VerifiedCache::new(other, 10).admission(Admission::Always);
+    let token = mint(&f.issuer, "user:a");
+    make_resident(&here, &token);
+    // The other verifier wants another audience: the token held in this thread's front for
+    // the first cache does not pass through the second.
+    for _ in 0..4 {
+        assert!(there.verify(&token).is_err());
+        assert!(here.verify(&token).is_ok());
+    }
+    assert_eq!(there.stats().hits, 0);
+    // Without the front the answers are the same.
+    let plain = VerifiedCache::new(f.verifier.clone(), 10)
+        .admission(Admission::Always)
+        .per_thread(false);
+    make_resident(&plain, &token);
+    assert_eq!(plain.stats().hits, 3);
 }

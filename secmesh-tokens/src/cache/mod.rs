@@ -15,6 +15,13 @@
 //! time taken does not say where it differs. The SHA-256 [`TokenHash`] that audit records
 //! carry is computed once, on the miss, and kept in the entry.
 //!
+//! Hits scale with threads: each thread keeps the tokens it hits often in a small front of its
+//! own (at most 512, with its own copy of their claims; see [`VerifiedCache::per_thread`]), so
+//! that such a hit takes no lock and writes no line another thread writes (the entry's
+//! reference count and the shard's lock and counters are left alone). Invalidation stays with
+//! the shard: an entry it evicts, replaces, drops or clears is retired, and no front hits on it
+//! again; time and revocation are re-checked on a front hit as on any other.
+//!
 //! The miss path is O(1): a full shard evicts with a CLOCK hand (second chance for entries hit
 //! since the hand last passed), with no scan and no clock read per entry. Which verified
 //! tokens are cached is the [`Admission`] policy: by default a doorkeeper admits a token the
@@ -57,11 +64,13 @@
 
 mod admission;
 mod ct;
+mod front;
 mod shard;
 
 use std::collections::hash_map::RandomState;
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use secmesh_core::claims::Claims;
@@ -79,6 +88,11 @@ const MAX_SHARDS: usize = 64;
 const MIN_PER_SHARD: usize = 32;
 /// How many bytes from the end of the token the keyed hash reads (the signature's tail).
 const KEYED_TAIL: usize = 64;
+/// Counters of front hits, one line each: a thread counts on its own stripe.
+const STRIPES: usize = 16;
+
+/// Ids of caches, told apart in the threads' fronts (0 is an empty way).
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 /// The SHA-256 of a token: how caches and audit records name a token without keeping it.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -154,6 +168,11 @@ pub struct CacheStats {
 #[repr(align(128))]
 struct Padded(Mutex<Shard>);
 
+/// A hit counter on its own cache lines.
+#[repr(align(128))]
+#[derive(Default)]
+struct Stripe(AtomicU64);
+
 /// A bounded cache in front of a [`Verifier`]. Share it in an `Arc`.
 pub struct VerifiedCache {
     verifier: Arc<Verifier>,
@@ -161,6 +180,9 @@ pub struct VerifiedCache {
     capacity: usize,
     admission: Admission,
     seed: RandomState,
+    id: u64,
+    per_thread: bool,
+    front_hits: Box<[Stripe]>,
 }
 
 impl fmt::Debug for VerifiedCache {
@@ -169,6 +191,7 @@ impl fmt::Debug for VerifiedCache {
             .field("capacity", &self.capacity)
             .field("shards", &self.shards.len())
             .field("admission", &self.admission)
+            .field("per_thread", &self.per_thread)
             .field("stats", &self.stats())
             .finish_non_exhaustive()
     }
@@ -184,7 +207,20 @@ impl VerifiedCache {
     /// Choose which verified tokens are cached. This empties the cache.
     #[must_use]
     pub fn admission(self, admission: Admission) -> VerifiedCache {
-        Self::build(self.verifier, self.capacity, admission)
+        let per_thread = self.per_thread;
+        Self::build(self.verifier, self.capacity, admission).per_thread(per_thread)
+    }
+
+    /// Whether each thread keeps its hot tokens in a small front of its own (the default):
+    /// then a hit on such a token takes no lock and writes nothing another thread writes, so
+    /// hits scale with threads. The front holds at most 512 tokens per thread, for all the
+    /// caches of the process together, each with that thread's copy of its claims; a token
+    /// enters it the second time the thread finds it in the cache. Without it every hit
+    /// takes its shard's lock and shares the entry's reference count.
+    #[must_use]
+    pub fn per_thread(mut self, on: bool) -> VerifiedCache {
+        self.per_thread = on;
+        self
     }
 
     fn build(verifier: Arc<Verifier>, capacity: usize, admission: Admission) -> VerifiedCache {
@@ -208,6 +244,9 @@ impl VerifiedCache {
             capacity,
             admission,
             seed: RandomState::new(),
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            per_thread: true,
+            front_hits: (0..STRIPES).map(|_| Stripe::default()).collect(),
         }
     }
 
@@ -225,14 +264,25 @@ impl VerifiedCache {
     pub fn verify(&self, token: &str) -> Result<CachedToken, VerifyError> {
         let bytes = token.as_bytes();
         let key = self.key(bytes);
+        let promote = if self.per_thread {
+            match front::look(self.id, key, bytes) {
+                front::Look::Hit(verified, hash, stripe) => {
+                    return self.front_hit(key, verified, hash, stripe);
+                }
+                front::Look::Promote => true,
+                front::Look::First => false,
+            }
+        } else {
+            false
+        };
         let shard = self.shard(key);
         let hit = {
             let mut s = lock(shard)?;
             match s.get(key, bytes) {
                 Some(slot) => {
-                    let hit = (slot.verified.clone(), slot.hash);
+                    let entry = slot.entry.clone();
                     s.hits += 1;
-                    Some(hit)
+                    Some(entry)
                 }
                 None => {
                     s.misses += 1;
@@ -240,23 +290,59 @@ impl VerifiedCache {
                 }
             }
         };
-        if let Some((verified, hash)) = hit {
-            let recheck = self.verifier.check_time(verified.claims()).and_then(|()| {
-                self.verifier
-                    .check_revocation(verified.claims(), verified.kid())
-            });
-            if let Err(e) = recheck {
+        if let Some(entry) = hit {
+            let verified = &entry.verified;
+            if let Err(e) = self.recheck(verified) {
                 if let Ok(mut s) = lock(shard) {
-                    s.remove(key, &verified);
+                    s.remove(key, &entry);
                 }
                 return Err(e);
             }
+            let hash = entry.hash;
+            let shared = entry.verified.clone();
+            let verified = if promote {
+                // This thread's own copy: the `Arc`s it hands out are counted on its line.
+                front::install(self.id, key, entry, |e| {
+                    Arc::new(Verified::clone(&e.verified))
+                })
+                .unwrap_or(shared)
+            } else {
+                shared
+            };
             return Ok(CachedToken { verified, hash });
         }
         let verified = Arc::new(self.verifier.verify(token)?);
         let hash = TokenHash::of(token);
         lock(shard)?.insert(key, bytes, hash, &verified);
         Ok(CachedToken { verified, hash })
+    }
+
+    /// A hit in this thread's front: re-checked as any hit, counted on this thread's stripe.
+    fn front_hit(
+        &self,
+        key: u64,
+        verified: Arc<Verified<Claims>>,
+        hash: TokenHash,
+        stripe: usize,
+    ) -> Result<CachedToken, VerifyError> {
+        if let Some(s) = self.front_hits.get(stripe % STRIPES) {
+            s.0.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Err(e) = self.recheck(&verified) {
+            if let Some(entry) = front::take(self.id, key) {
+                lock(self.shard(key))?.remove(key, &entry);
+            }
+            return Err(e);
+        }
+        Ok(CachedToken { verified, hash })
+    }
+
+    /// Time and revocation, checked again on every hit.
+    fn recheck(&self, verified: &Verified<Claims>) -> Result<(), VerifyError> {
+        self.verifier.check_time(verified.claims()).and_then(|()| {
+            self.verifier
+                .check_revocation(verified.claims(), verified.kid())
+        })
     }
 
     /// Forget every cached token (e.g. after the key set changed). The counts stay.
@@ -280,6 +366,11 @@ impl VerifiedCache {
                 stats.admissions_refused += s.refused;
             }
         }
+        stats.hits += self
+            .front_hits
+            .iter()
+            .map(|s| s.0.load(Ordering::Relaxed))
+            .sum::<u64>();
         stats
     }
 
@@ -367,6 +458,27 @@ mod tests {
         assert!(cache.verify("a.b.c").is_err());
         assert_eq!(cache.stats().hits, 0);
         assert_eq!(cache.stats().misses, 102);
+    }
+
+    #[test]
+    fn the_threads_front_is_bounded() {
+        let (cache, issuer, ..) = setup(2_000);
+        let tokens: Vec<String> = (0..600)
+            .map(|i| {
+                issuer
+                    .mint(&MintRequest::new(format!("s{i}"), ExpiryClass::Fast))
+                    .unwrap()
+            })
+            .collect();
+        for _ in 0..4 {
+            for t in &tokens {
+                cache.verify(t).unwrap();
+            }
+        }
+        let held = front::residents();
+        assert!(held > 0 && held <= front::SETS * front::WAYS, "{held}");
+        let s = cache.stats();
+        assert_eq!((s.hits, s.misses, s.entries), (3 * 600, 600, 600));
     }
 
     #[test]

@@ -11,6 +11,7 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use secmesh_core::claims::Claims;
 
@@ -19,16 +20,50 @@ use super::admission::Doorkeeper;
 use super::ct;
 use crate::verifier::Verified;
 
-/// A cached token.
+/// A cached token: written once when it is made, then only read (by this shard under its
+/// lock and by the threads' fronts without it), but for the flag that retires it.
+pub(super) struct Entry {
+    /// The token itself, compared in constant time with the one presented.
+    pub(super) token: Box<[u8]>,
+    pub(super) hash: TokenHash,
+    pub(super) verified: Arc<Verified<Claims>>,
+    /// Cleared when the shard no longer holds the entry (evicted, replaced, dropped after a
+    /// failed re-check, cleared): a front holding it must not hit on it.
+    live: AtomicBool,
+    /// Hit since the shard's hand last passed (by its shard or by a thread's front). Written
+    /// only when it changes: set by the first hit after the hand cleared it, so hits leave
+    /// the line shared between the cores that read it.
+    referenced: AtomicBool,
+}
+
+impl Entry {
+    /// Whether the shard still holds it.
+    pub(super) fn is_live(&self) -> bool {
+        self.live.load(Ordering::Acquire)
+    }
+
+    fn retire(&self) {
+        self.live.store(false, Ordering::Release);
+    }
+
+    /// Mark it hit (for the CLOCK hand), writing only if the mark was not there.
+    pub(super) fn touch(&self) {
+        if !self.referenced.load(Ordering::Relaxed) {
+            self.referenced.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether it was hit since the hand last passed, clearing the mark.
+    fn take_referenced(&self) -> bool {
+        self.referenced.load(Ordering::Relaxed) && self.referenced.swap(false, Ordering::Relaxed)
+    }
+}
+
+/// A slot of the shard.
 pub(super) struct Slot {
     /// The keyed hash the index files it under.
     key: u64,
-    /// The token itself, compared in constant time with the one presented.
-    token: Box<[u8]>,
-    pub(super) hash: TokenHash,
-    pub(super) verified: Arc<Verified<Claims>>,
-    /// Hit since the hand last passed.
-    referenced: bool,
+    pub(super) entry: Arc<Entry>,
 }
 
 /// The index's hasher: the keys are already keyed hashes (SipHash with a per-cache random
@@ -100,14 +135,10 @@ impl Shard {
     pub(super) fn get(&mut self, key: u64, token: &[u8]) -> Option<&Slot> {
         let i = *self.index.get(&key)? as usize;
         let slot = self.slots.get_mut(i)?;
-        if !ct::eq(&slot.token, token) {
+        if !ct::eq(&slot.entry.token, token) {
             return None;
         }
-        // Written only when it changes: a hit leaves the slot's cache line shared between the
-        // cores that read it, instead of pulling it over to this core each time.
-        if !slot.referenced {
-            slot.referenced = true;
-        }
+        slot.entry.touch();
         Some(slot)
     }
 
@@ -123,7 +154,8 @@ impl Shard {
             // The same token, verified by a concurrent miss: keep the entry. Another token
             // under the same 64-bit key (a chance collision): the newer one takes the slot.
             if let Some(slot) = self.slots.get_mut(i as usize) {
-                if !ct::eq(&slot.token, token) {
+                if !ct::eq(&slot.entry.token, token) {
+                    slot.entry.retire();
                     *slot = Slot::new(key, token, hash, verified);
                 }
                 return Inserted::Skipped;
@@ -151,14 +183,15 @@ impl Shard {
             return Inserted::Skipped;
         };
         let old = std::mem::replace(&mut self.slots[victim], slot);
+        old.entry.retire();
         self.index.remove(&old.key);
         self.index.insert(key, i);
         self.evictions += 1;
         Inserted::Evicted
     }
 
-    /// Drop the entry for `key` if it still holds `verified` (a failed re-check).
-    pub(super) fn remove(&mut self, key: u64, verified: &Arc<Verified<Claims>>) {
+    /// Drop the entry for `key` if it is still `entry` (a failed re-check).
+    pub(super) fn remove(&mut self, key: u64, entry: &Arc<Entry>) {
         let Some(&i) = self.index.get(&key) else {
             return;
         };
@@ -166,12 +199,12 @@ impl Shard {
         if !self
             .slots
             .get(i)
-            .is_some_and(|s| Arc::ptr_eq(&s.verified, verified))
+            .is_some_and(|s| Arc::ptr_eq(&s.entry, entry))
         {
             return;
         }
         self.index.remove(&key);
-        self.slots.swap_remove(i);
+        self.slots.swap_remove(i).entry.retire();
         if let Some(moved) = self.slots.get(i) {
             // The last slot moved into the hole.
             if let Ok(i) = u32::try_from(i) {
@@ -184,6 +217,9 @@ impl Shard {
     }
 
     pub(super) fn clear(&mut self) {
+        for slot in &self.slots {
+            slot.entry.retire();
+        }
         self.index.clear();
         self.slots.clear();
         self.hand = 0;
@@ -199,8 +235,7 @@ impl Shard {
         for _ in 0..=n {
             let i = self.hand;
             self.hand = if i + 1 >= n { 0 } else { i + 1 };
-            let slot = self.slots.get_mut(i)?;
-            if !std::mem::take(&mut slot.referenced) {
+            if !self.slots.get(i)?.entry.take_referenced() {
                 return Some(i);
             }
         }
@@ -212,10 +247,13 @@ impl Slot {
     fn new(key: u64, token: &[u8], hash: TokenHash, verified: &Arc<Verified<Claims>>) -> Slot {
         Slot {
             key,
-            token: token.into(),
-            hash,
-            verified: verified.clone(),
-            referenced: false,
+            entry: Arc::new(Entry {
+                token: token.into(),
+                hash,
+                verified: verified.clone(),
+                live: AtomicBool::new(true),
+                referenced: AtomicBool::new(false),
+            }),
         }
     }
 }
