@@ -102,6 +102,16 @@ fn bench(c: &mut Criterion) {
                 .build()
                 .unwrap(),
         );
+        // The same stack without metrics and spans (observe(false)): the difference is what
+        // they cost with no exporter installed and no subscriber listening.
+        let unobserved = bare.clone().layer(
+            SecureLayer::builder(verifier(), policy())
+                .max_class(ExpiryClass::Fast)
+                .cache_capacity(10_000)
+                .observe(false)
+                .build()
+                .unwrap(),
+        );
         let miss = bare
             .clone()
             .layer(AuthorizeLayer::new(policy()).max_class(ExpiryClass::Fast))
@@ -163,6 +173,10 @@ fn bench(c: &mut Criterion) {
         run(&stack, mk(&token));
         g.bench_function("secmesh-stack-cache-hit", |b| {
             b.iter(|| run(&stack, mk(black_box(&token))))
+        });
+        run(&unobserved, mk(&token));
+        g.bench_function("secmesh-stack-cache-hit-unobserved", |b| {
+            b.iter(|| run(&unobserved, mk(black_box(&token))))
         });
         let mut i = 0usize;
         g.bench_function("secmesh-cache-miss", |b| {

@@ -42,6 +42,8 @@ pub(crate) struct Config<C, R> {
     pub(crate) responder: R,
     /// The service's name in spans and metrics.
     pub(crate) name: Arc<str>,
+    /// Whether decisions are counted and requests run in spans.
+    pub(crate) observe: bool,
     #[cfg(feature = "metrics")]
     pub(crate) metrics: crate::metrics::Decisions,
 }
@@ -51,7 +53,9 @@ impl<C, R> Config<C, R> {
     #[inline]
     pub(crate) fn count_allowed(&self, rule: Option<&str>) {
         #[cfg(feature = "metrics")]
-        self.metrics.allowed(rule);
+        if self.observe {
+            self.metrics.allowed(rule);
+        }
         #[cfg(not(feature = "metrics"))]
         let _ = rule;
     }
@@ -60,7 +64,9 @@ impl<C, R> Config<C, R> {
     #[inline]
     pub(crate) fn count_denied(&self, reason: &crate::deny::DenyReason) {
         #[cfg(feature = "metrics")]
-        self.metrics.denied(reason);
+        if self.observe {
+            self.metrics.denied(reason);
+        }
         #[cfg(not(feature = "metrics"))]
         let _ = reason;
     }
@@ -97,6 +103,7 @@ impl SecureLayer {
             attributes: Some(Source(Arc::new(crate::authorize::TctxAttributes))),
             limits: None,
             name: None,
+            observe: true,
         }
     }
 }
@@ -130,6 +137,7 @@ pub struct SecureBuilder<C = DefaultClassifier, R = ProblemJson> {
     attributes: Option<Source>,
     limits: Option<Arc<dyn LimitStore>>,
     name: Option<String>,
+    observe: bool,
 }
 
 impl<C, R> std::fmt::Debug for SecureBuilder<C, R> {
@@ -191,6 +199,13 @@ impl<C, R> SecureBuilder<C, R> {
         self
     }
 
+    /// Count decisions ([`metrics`](crate::metrics)) and run requests in `secmesh.inbound`
+    /// spans (default: on); off for routes nobody should watch, or to measure what it costs.
+    pub fn observe(mut self, on: bool) -> Self {
+        self.observe = on;
+        self
+    }
+
     /// Keep the counters of the policy's declared limits (`[[limit]]`, see
     /// [`secmesh_core::policy::limits`]) in `store`, e.g. a
     /// `RedisLimiter` shared by the fleet (the `redis` feature). Default: a [`LocalLimiter`] in
@@ -215,6 +230,7 @@ impl<C, R> SecureBuilder<C, R> {
             attributes: self.attributes,
             limits: self.limits,
             name: self.name,
+            observe: self.observe,
         }
     }
 
@@ -232,6 +248,7 @@ impl<C, R> SecureBuilder<C, R> {
             attributes: self.attributes,
             limits: self.limits,
             name: self.name,
+            observe: self.observe,
         }
     }
 
@@ -290,6 +307,7 @@ impl<C, R> SecureBuilder<C, R> {
                 }),
                 responder: self.responder,
                 name,
+                observe: self.observe,
                 #[cfg(feature = "metrics")]
                 metrics,
             }),

@@ -209,7 +209,11 @@ where
                 return ResponseFuture::denied(&config.responder, req.headers(), denied, audit);
             }
         };
-        let span = inbound_span(&config.name, &ctx);
+        let span = if config.observe {
+            inbound_span(&config.name, &ctx)
+        } else {
+            tracing::Span::none()
+        };
         // 3. Authorize: the route's class, the request classified.
         let (parts, body) = req.into_parts();
         let classified = match config.authz.classify(&parts, &ctx) {
