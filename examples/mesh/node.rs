@@ -113,7 +113,9 @@ impl Node {
     }
 
     /// Serve this node's `/metrics` (Prometheus text, plain HTTP on 127.0.0.1: the demo's
-    /// scrape endpoint) from the process's exporter; its address.
+    /// scrape endpoint) from the process's exporter; its address. The five nodes share one
+    /// process and so one registry: each endpoint keeps its own `service`'s series (a real
+    /// deployment has one process, one exporter per service).
     pub(crate) async fn serve_metrics(
         &self,
         prometheus: PrometheusHandle,
@@ -123,11 +125,20 @@ impl Node {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
+        let name = self.name;
         let app = Router::new().route(
             "/metrics",
             axum::routing::get(move || {
                 collector.collect();
-                std::future::ready(prometheus.render())
+                let tag = format!("service=\"{name}\"");
+                let mut text: String = prometheus
+                    .render()
+                    .lines()
+                    .filter(|l| l.starts_with('#') || l.contains(&tag))
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                text.push('\n');
+                std::future::ready(text)
             }),
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
