@@ -15,7 +15,11 @@
 //! `secmesh_audit_write_errors_total` and `secmesh_audit_healthy`; a server's
 //! `secmesh_connections_open`, `secmesh_connections_refused_total` and
 //! `secmesh_tls_handshakes_refused_total{reason}`; a shared limiter's
-//! `secmesh_rate_limit_decisions_total{where}` and `secmesh_rate_limit_degraded`.
+//! `secmesh_rate_limit_decisions_total{where}` and `secmesh_rate_limit_degraded`; a key
+//! source's `secmesh_key_source_{fetches,failures,unknown_kid_refreshes}_total`,
+//! `secmesh_key_source_age_seconds` and `secmesh_key_source_unavailable`; a revocation
+//! replica's `secmesh_revocation_entries`, `_connected`, `_refusing` and
+//! `secmesh_revocation_{syncs,messages,failures}_total`.
 //!
 //! Names and labels follow the Prometheus conventions (`_total` counters, base units); no
 //! label ever holds a subject, a token, a path or anything else a client chooses: a rule or
@@ -103,6 +107,28 @@ pub fn describe() {
         "1 while the audit log takes events"
     );
     describe_gauge!("secmesh_connections_open", Unit::Count, "Open connections");
+    describe_gauge!(
+        "secmesh_key_source_age_seconds",
+        Unit::Seconds,
+        "Age of the oldest key set in use"
+    );
+    describe_gauge!(
+        "secmesh_key_source_unavailable",
+        "1 while a key set is too stale to use (verification fails closed)"
+    );
+    describe_gauge!(
+        "secmesh_revocation_entries",
+        Unit::Count,
+        "Revocations held by the replica"
+    );
+    describe_gauge!(
+        "secmesh_revocation_connected",
+        "1 while the replica follows Redis"
+    );
+    describe_gauge!(
+        "secmesh_revocation_refusing",
+        "1 while the replica refuses every token (fail-closed, out of step too long)"
+    );
     describe_gauge!(
         "secmesh_rate_limit_degraded",
         "1 while shared rate limits are decided locally (Redis unreachable)"
@@ -196,6 +222,9 @@ pub struct Collector {
     servers: Vec<crate::serve::ServerStats>,
     #[cfg(feature = "redis")]
     limiters: Vec<crate::limit::RedisLimiter>,
+    sources: Vec<Arc<secmesh_tokens::source::KeySource>>,
+    #[cfg(feature = "redis")]
+    replicas: Vec<Arc<secmesh_tokens::revocation::redis::Replica>>,
 }
 
 impl fmt::Debug for Collector {
@@ -238,6 +267,20 @@ impl Collector {
     #[cfg(feature = "redis")]
     pub fn limiter(mut self, limiter: crate::limit::RedisLimiter) -> Self {
         self.limiters.push(limiter);
+        self
+    }
+
+    /// Report this key source (fetches, failures, the age of its set, whether it is too
+    /// stale to use).
+    pub fn key_source(mut self, source: Arc<secmesh_tokens::source::KeySource>) -> Self {
+        self.sources.push(source);
+        self
+    }
+
+    /// Report this revocation replica (entries, in step, syncs, failures).
+    #[cfg(feature = "redis")]
+    pub fn replica(mut self, replica: Arc<secmesh_tokens::revocation::redis::Replica>) -> Self {
+        self.replicas.push(replica);
         self
     }
 
@@ -289,6 +332,53 @@ impl Collector {
                 counter!("secmesh_tls_handshakes_refused_total", "service" => svc(), "reason" => reason)
                     .absolute(sum(f));
             }
+        }
+        if !self.sources.is_empty() {
+            let (mut fetches, mut failures, mut unknown, mut unavailable) = (0, 0, 0, false);
+            let mut age = 0f64;
+            for source in &self.sources {
+                let s = source.status();
+                fetches += s.fetches;
+                failures += s.failures;
+                unknown += s.unknown_kid_refreshes;
+                unavailable |= s.unavailable;
+                if let Some(at) = s.fetched_at {
+                    let secs = std::time::SystemTime::now()
+                        .duration_since(at)
+                        .unwrap_or_default()
+                        .as_secs_f64();
+                    age = age.max(secs);
+                }
+            }
+            counter!("secmesh_key_source_fetches_total", "service" => svc()).absolute(fetches);
+            counter!("secmesh_key_source_failures_total", "service" => svc()).absolute(failures);
+            counter!("secmesh_key_source_unknown_kid_refreshes_total", "service" => svc())
+                .absolute(unknown);
+            gauge!("secmesh_key_source_age_seconds", "service" => svc()).set(age);
+            gauge!("secmesh_key_source_unavailable", "service" => svc())
+                .set(f64::from(u8::from(unavailable)));
+        }
+        #[cfg(feature = "redis")]
+        if !self.replicas.is_empty() {
+            let (mut entries, mut syncs, mut messages, mut failures) = (0usize, 0, 0, 0);
+            let (mut connected, mut refusing) = (true, false);
+            for r in &self.replicas {
+                let s = r.status();
+                entries += s.entries;
+                syncs += s.syncs;
+                messages += s.messages;
+                failures += s.failures;
+                connected &= s.connected;
+                refusing |= s.refusing;
+            }
+            gauge!("secmesh_revocation_entries", "service" => svc()).set(entries as f64);
+            gauge!("secmesh_revocation_connected", "service" => svc())
+                .set(f64::from(u8::from(connected)));
+            gauge!("secmesh_revocation_refusing", "service" => svc())
+                .set(f64::from(u8::from(refusing)));
+            counter!("secmesh_revocation_syncs_total", "service" => svc()).absolute(syncs);
+            counter!("secmesh_revocation_messages_total", "service" => svc()).absolute(messages);
+            counter!("secmesh_revocation_failures_total", "service" => svc()).absolute(failures);
         }
         #[cfg(feature = "redis")]
         if !self.limiters.is_empty() {

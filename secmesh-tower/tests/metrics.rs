@@ -46,7 +46,8 @@ fn decisions_rejections_and_collected_figures() {
         .build()
         .unwrap();
     let key = SigningKey::from_hmac_secret(Algorithm::Hs256, &[4; 32]).unwrap();
-    let verifier = Verifier::new(KeySet::single(key.verifying_key(Some("k".into()))));
+    let keys = KeySet::single(key.verifying_key(Some("k".into())));
+    let verifier = Verifier::new(keys.clone());
     let issuer = Issuer::new(key, "k", "gw").audience("orders");
     let auditor = Auditor::builder(Discard).spawn();
     let policy = SharedPolicy::new(Policy::parse(POLICY, Format::Toml).unwrap());
@@ -85,9 +86,11 @@ fn decisions_rejections_and_collected_figures() {
         assert_eq!(call("/orders/1", None), 401);
         assert_eq!(call("/orders/1", Some("not-a-token")), 401);
         assert_eq!(call("/orders/1", Some(&bob)), 403);
+        let source = std::sync::Arc::new(secmesh_tokens::source::KeySource::fixed(keys.clone()));
         Collector::new("orders")
             .cache(layer.cache().clone())
             .auditor(auditor.clone())
+            .key_source(source)
             .collect();
     });
 
@@ -149,6 +152,11 @@ fn decisions_rejections_and_collected_figures() {
         "{hits} hits, {misses} misses"
     );
     assert_eq!(value("secmesh_audit_healthy", &[]), Some(1));
+    assert_eq!(
+        value("secmesh_key_source_unavailable", &[("service", "orders")]),
+        Some(0)
+    );
+    assert_eq!(value("secmesh_key_source_failures_total", &[]), Some(0));
     // No label carries what a client chose.
     for (key, ..) in &snapshot {
         for l in key.key().labels() {

@@ -51,10 +51,12 @@ async fn a_subject_revoked_by_one_instance_is_refused_by_all_and_audited() {
     let key = SigningKey::generate(Algorithm::EdDsa).unwrap();
     let keys = KeySet::single(key.verifying_key(Some("k1".into())));
     let issuer = Issuer::new(key, "k1", "https://sts.test").audience("orders");
-    let replicas: Vec<Replica> = (0..3)
+    let replicas: Vec<std::sync::Arc<Replica>> = (0..3)
         .map(|_| {
-            Replica::start(ReplicaConfig::new(redis.url()).resync(Duration::from_millis(500)))
-                .unwrap()
+            std::sync::Arc::new(
+                Replica::start(ReplicaConfig::new(redis.url()).resync(Duration::from_millis(500)))
+                    .unwrap(),
+            )
         })
         .collect();
     for r in &replicas {
@@ -104,6 +106,34 @@ async fn a_subject_revoked_by_one_instance_is_refused_by_all_and_audited() {
     println!(
         "refused by all three instances {:?} after the revocation",
         revoked_at.elapsed()
+    );
+
+    // Each replica reports what it holds (the metrics collector, read back in process).
+    let recorder = metrics_util::debugging::DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    metrics::with_local_recorder(&recorder, || {
+        secmesh_tower::metrics::Collector::new("orders")
+            .replica(replicas[1].clone())
+            .collect();
+    });
+    let gauges: Vec<(String, f64)> = snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .filter_map(|(k, _, _, v)| match v {
+            metrics_util::debugging::DebugValue::Gauge(g) => {
+                Some((k.key().name().to_owned(), g.into_inner()))
+            }
+            _ => None,
+        })
+        .collect();
+    assert!(
+        gauges.contains(&("secmesh_revocation_entries".into(), 1.0)),
+        "{gauges:?}"
+    );
+    assert!(
+        gauges.contains(&("secmesh_revocation_connected".into(), 1.0)),
+        "{gauges:?}"
     );
 
     // The revocation is an event of the revoking instance's log, already durable, and the
