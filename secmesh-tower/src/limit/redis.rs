@@ -156,15 +156,7 @@ impl RedisLimiter {
     /// unreachable: under `rate` divided by the replica count, in process.
     pub async fn check_rate(&self, rate: Rate, key: &str) -> Verdict {
         let i = &*self.inner;
-        let fallback = |key: &str| {
-            let local = if rate == i.rate {
-                i.fallback.rate()
-            } else {
-                share(rate, i.replicas).unwrap_or(i.fallback.rate())
-            };
-            i.fallback.check_rate(local, key)
-        };
-        let now_ms = u64::try_from(i.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let now_ms = i.now_ms();
         if i.degraded.load(Ordering::Acquire) {
             let retry_at = i.retry_at_ms.load(Ordering::Acquire);
             // One decision at a time probes Redis; the others decide locally at once.
@@ -178,8 +170,7 @@ impl RedisLimiter {
                     )
                     .is_err()
             {
-                i.local.fetch_add(1, Ordering::Relaxed);
-                return fallback(key);
+                return i.decide_locally(rate, key);
             }
         }
         let t_us = rate.emission_interval_ns().div_ceil(1000).max(1);
@@ -214,8 +205,7 @@ impl RedisLimiter {
                     };
                     tracing::error!(target: "secmesh::limit", error = %why, rate = %i.fallback.rate(), "Redis unreachable: rate limits are local, the shared rate divided by the replica count");
                 }
-                i.local.fetch_add(1, Ordering::Relaxed);
-                fallback(key)
+                i.decide_locally(rate, key)
             }
         }
     }
@@ -235,6 +225,24 @@ impl RedisLimiter {
     }
 }
 
+impl Inner {
+    /// Milliseconds on this limiter's clock.
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Decide in process (Redis unreachable): under `rate` divided by the replica count.
+    fn decide_locally(&self, rate: Rate, key: &str) -> Verdict {
+        self.local.fetch_add(1, Ordering::Relaxed);
+        let local = if rate == self.rate {
+            self.fallback.rate()
+        } else {
+            share(rate, self.replicas).unwrap_or(self.fallback.rate())
+        };
+        self.fallback.check_rate(local, key)
+    }
+}
+
 /// `rate` shared by `replicas` instances: the count and the burst divided (at least 1 each).
 fn share(rate: Rate, replicas: u64) -> Result<Rate, secmesh_core::limit::RateError> {
     let replicas = replicas.max(1);
@@ -247,13 +255,9 @@ impl LimitStore for RedisLimiter {
     /// be unreachable, in process at once.
     fn decide(&self, rate: Rate, key: &str) -> Decide {
         let i = &*self.inner;
-        if i.degraded.load(Ordering::Acquire) {
-            let now_ms = u64::try_from(i.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
-            if now_ms < i.retry_at_ms.load(Ordering::Acquire) {
-                i.local.fetch_add(1, Ordering::Relaxed);
-                let local = share(rate, i.replicas).unwrap_or(i.fallback.rate());
-                return Decide::Now(i.fallback.check_rate(local, key));
-            }
+        if i.degraded.load(Ordering::Acquire) && i.now_ms() < i.retry_at_ms.load(Ordering::Acquire)
+        {
+            return Decide::Now(i.decide_locally(rate, key));
         }
         let this = self.clone();
         let key = key.to_owned();
