@@ -145,6 +145,10 @@ struct Shared {
     dropped: AtomicU64,
     unreported: AtomicU64,
     write_errors: AtomicU64,
+    /// Events (and the writer's own reports) written by the sink.
+    written: AtomicU64,
+    /// Signed records the sink has written ([`Sink::checkpoints`]).
+    checkpoints: AtomicU64,
     writer: Mutex<Option<JoinHandle<()>>>,
     /// The writer thread, to wake it when it sleeps.
     thread: OnceLock<Thread>,
@@ -317,6 +321,8 @@ impl<S: Sink> AuditorBuilder<S> {
             dropped: AtomicU64::new(0),
             unreported: AtomicU64::new(0),
             write_errors: AtomicU64::new(0),
+            written: AtomicU64::new(0),
+            checkpoints: AtomicU64::new(0),
             writer: Mutex::new(None),
             thread: OnceLock::new(),
             idle: AtomicBool::new(false),
@@ -478,6 +484,28 @@ impl Auditor {
     /// The policy for a full queue.
     pub fn full_policy(&self) -> FullPolicy {
         self.shared.policy
+    }
+
+    /// Events queued and not yet taken by the writer.
+    pub fn queue_depth(&self) -> usize {
+        self.shared.pending.load(Ordering::Relaxed)
+    }
+
+    /// The most events the queue holds.
+    pub fn capacity(&self) -> usize {
+        self.shared.capacity
+    }
+
+    /// Events written by the sink (with the writer's own loss and drop reports).
+    pub fn written(&self) -> u64 {
+        self.shared.written.load(Ordering::Relaxed)
+    }
+
+    /// Signed records (the open record, checkpoints, rotations) the sink has written; the
+    /// close record, written as the sink is dropped after [`shutdown`](Self::shutdown), is
+    /// not counted.
+    pub fn checkpoints(&self) -> u64 {
+        self.shared.checkpoints.load(Ordering::Relaxed)
     }
 
     /// Events dropped because the queue was full (drop-and-count policy).

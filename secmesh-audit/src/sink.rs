@@ -94,6 +94,12 @@ pub trait Sink: Send + 'static {
     fn sync(&mut self) -> io::Result<()> {
         Ok(())
     }
+
+    /// Signed records (checkpoints, rotations, closes) this sink has written so far, for
+    /// [`Auditor::checkpoints`](crate::Auditor::checkpoints); a sink without them says 0.
+    fn checkpoints(&self) -> u64 {
+        0
+    }
 }
 
 /// When the JSON-lines sink makes writes durable.

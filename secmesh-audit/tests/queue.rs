@@ -203,3 +203,46 @@ fn reused_boxes_carry_nothing_of_earlier_events() {
         next[t as usize] += 1;
     }
 }
+
+/// The counts an operator scrapes agree with the log itself: events written, signed records
+/// (what `Verifier` counts in the files), a queue that drains to zero.
+#[test]
+fn written_checkpoints_and_depth_agree_with_the_log() {
+    use secmesh_audit::chain::AuditKey;
+    use secmesh_audit::sink::{JsonLinesConfig, JsonLinesSink};
+    use secmesh_audit::verify::Verifier;
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("orders.jsonl");
+    let key = AuditKey::generate().unwrap();
+    let public = key.public_key().to_vec();
+    let config = JsonLinesConfig::default()
+        .with_key(key)
+        .with_service("svc")
+        .with_checkpoints(10, None);
+    let auditor = Auditor::builder(JsonLinesSink::open(&path, config).unwrap())
+        .capacity(64)
+        .spawn();
+    assert_eq!(auditor.capacity(), 64);
+    for i in 0..95 {
+        auditor.record(ev(i)).unwrap();
+    }
+    auditor.flush().unwrap();
+    assert_eq!(auditor.written(), 95);
+    assert_eq!(auditor.queue_depth(), 0);
+    let before_close = auditor.checkpoints();
+    // The `open` record and the checkpoints due by count (checked once per batch).
+    assert!(before_close >= 2, "{before_close} signed records");
+    let other = auditor.clone();
+    auditor.shutdown();
+    let report = Verifier::new(Some(&public))
+        .service("svc")
+        .verify_files(&[path])
+        .unwrap();
+    assert_eq!(report.events, 95);
+    // Every signed record in the file but the close record, which the sink writes as it is
+    // dropped, after the writer's last count.
+    assert!(report.closed);
+    assert_eq!(other.checkpoints(), report.checkpoints - 1);
+    assert_eq!(other.written(), 95);
+}

@@ -8,11 +8,14 @@
 //! |---|---|---|
 //! | `secmesh_decisions_total` | counter | `service`, `effect` (allow / deny), `reason` ([`DenyReason::kind`], or `allowed`), `rule` (the deciding rule or limit id, or empty) |
 //! | `secmesh_token_rejections_total` | counter | `service`, `kind` ([`ErrorKind::as_str`](secmesh_tokens::ErrorKind::as_str)) |
+//! | `secmesh_token_verify_seconds` | histogram | `service`, `result` (`ok` / `refused`): a token not in the cache, verified (hits read no clock) |
 //!
 //! Read when the exporter asks ([`Collector::collect`], e.g. in the `/metrics` handler):
 //! the verified-token cache's `secmesh_token_cache_{hits,misses,evictions,admissions_refused}_total`
-//! and `secmesh_token_cache_entries`; the audit log's `secmesh_audit_dropped_total`,
-//! `secmesh_audit_write_errors_total` and `secmesh_audit_healthy`; a server's
+//! and `secmesh_token_cache_entries`; the audit log's `secmesh_audit_events_written_total`,
+//! `secmesh_audit_checkpoints_total`, `secmesh_audit_queue_depth` (and `_capacity`),
+//! `secmesh_audit_dropped_total`, `secmesh_audit_write_errors_total` and
+//! `secmesh_audit_healthy`; a server's
 //! `secmesh_connections_open`, `secmesh_connections_refused_total` and
 //! `secmesh_tls_handshakes_refused_total{reason}`; a shared limiter's
 //! `secmesh_rate_limit_decisions_total{where}` and `secmesh_rate_limit_degraded`; a key
@@ -39,10 +42,14 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use metrics::{Counter, Unit, counter, describe_counter, describe_gauge, gauge};
+use metrics::{
+    Counter, Histogram, Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge,
+    histogram,
+};
 use secmesh_audit::Auditor;
 use secmesh_tokens::cache::VerifiedCache;
 
@@ -81,7 +88,18 @@ pub fn describe() {
             "secmesh_audit_dropped_total",
             "Audit events dropped (queue full, drop policy)",
         ),
-        ("secmesh_audit_write_errors_total", "Audit log write errors"),
+        (
+            "secmesh_audit_write_errors_total",
+            "Audit events lost to write errors",
+        ),
+        (
+            "secmesh_audit_events_written_total",
+            "Audit events written to the log",
+        ),
+        (
+            "secmesh_audit_checkpoints_total",
+            "Signed audit records written (checkpoints, rotations, closes)",
+        ),
         (
             "secmesh_connections_refused_total",
             "Connections refused over the limits",
@@ -97,10 +115,25 @@ pub fn describe() {
     ] {
         describe_counter!(name, Unit::Count, help);
     }
+    describe_histogram!(
+        "secmesh_token_verify_seconds",
+        Unit::Seconds,
+        "Time to verify a token not in the cache (signature and claims), by result"
+    );
     describe_gauge!(
         "secmesh_token_cache_entries",
         Unit::Count,
         "Verified tokens held"
+    );
+    describe_gauge!(
+        "secmesh_audit_queue_depth",
+        Unit::Count,
+        "Audit events queued, not yet taken by the writer"
+    );
+    describe_gauge!(
+        "secmesh_audit_queue_capacity",
+        Unit::Count,
+        "The most audit events the queue holds"
     );
     describe_gauge!(
         "secmesh_audit_healthy",
@@ -140,6 +173,9 @@ type RuleCounters = HashMap<Box<str>, Counter>;
 /// The stack's decision counters: one handle per (reason, rule), registered on first use.
 pub(crate) struct Decisions {
     service: Arc<str>,
+    /// `secmesh_token_verify_seconds`, by result (accepted, refused).
+    /// Registered on first use, as the counters are.
+    verify: OnceLock<[Histogram; 2]>,
     /// reason -> rule -> handle; read without a lock, extended under `grow`.
     handles: ArcSwap<HashMap<&'static str, Arc<RuleCounters>>>,
     grow: Mutex<()>,
@@ -161,6 +197,7 @@ impl Decisions {
     pub(crate) fn new(service: Arc<str>) -> Decisions {
         Decisions {
             service,
+            verify: OnceLock::new(),
             handles: ArcSwap::from_pointee(HashMap::new()),
             grow: Mutex::new(()),
         }
@@ -190,6 +227,20 @@ impl Decisions {
         rules.insert(rule.into(), handle);
         next.insert(reason, Arc::new(rules));
         self.handles.store(Arc::new(next));
+    }
+
+    /// A token verified (not from the cache): how long the verifier took.
+    pub(crate) fn verified(&self, took: Duration, ok: bool) {
+        let handles = self.verify.get_or_init(|| {
+            ["ok", "refused"].map(|result| {
+                histogram!(
+                    "secmesh_token_verify_seconds",
+                    "service" => self.service.to_string(),
+                    "result" => result
+                )
+            })
+        });
+        handles[usize::from(!ok)].record(took.as_secs_f64());
     }
 
     /// An allowed request, by the rule that allowed it (if any).
@@ -309,6 +360,14 @@ impl Collector {
             let dropped = self.auditors.iter().map(Auditor::dropped).sum();
             let errors = self.auditors.iter().map(Auditor::write_errors).sum();
             let healthy = self.auditors.iter().all(Auditor::is_healthy);
+            let written = self.auditors.iter().map(Auditor::written).sum();
+            let checkpoints = self.auditors.iter().map(Auditor::checkpoints).sum();
+            let depth: usize = self.auditors.iter().map(Auditor::queue_depth).sum();
+            let capacity: usize = self.auditors.iter().map(Auditor::capacity).sum();
+            counter!("secmesh_audit_events_written_total", "service" => svc()).absolute(written);
+            counter!("secmesh_audit_checkpoints_total", "service" => svc()).absolute(checkpoints);
+            gauge!("secmesh_audit_queue_depth", "service" => svc()).set(depth as f64);
+            gauge!("secmesh_audit_queue_capacity", "service" => svc()).set(capacity as f64);
             counter!("secmesh_audit_dropped_total", "service" => svc()).absolute(dropped);
             counter!("secmesh_audit_write_errors_total", "service" => svc()).absolute(errors);
             gauge!("secmesh_audit_healthy", "service" => svc()).set(f64::from(u8::from(healthy)));

@@ -30,9 +30,13 @@ id = "reads"
 rate = "3/h"
 "#;
 
-struct Discard;
+/// Counts the events it is given, and keeps none.
+#[derive(Clone, Default)]
+struct Discard(std::sync::Arc<std::sync::atomic::AtomicU64>);
 impl Sink for Discard {
-    fn write_batch(&mut self, _: &mut [secmesh_audit::event::AuditEvent]) -> std::io::Result<()> {
+    fn write_batch(&mut self, e: &mut [secmesh_audit::event::AuditEvent]) -> std::io::Result<()> {
+        self.0
+            .fetch_add(e.len() as u64, std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }
 }
@@ -49,7 +53,8 @@ fn decisions_rejections_and_collected_figures() {
     let keys = KeySet::single(key.verifying_key(Some("k".into())));
     let verifier = Verifier::new(keys.clone());
     let issuer = Issuer::new(key, "k", "gw").audience("orders");
-    let auditor = Auditor::builder(Discard).spawn();
+    let sink = Discard::default();
+    let auditor = Auditor::builder(sink.clone()).spawn();
     let policy = SharedPolicy::new(Policy::parse(POLICY, Format::Toml).unwrap());
     let alice = issuer
         .mint(&MintRequest::new("user:alice", ExpiryClass::Fast))
@@ -86,6 +91,7 @@ fn decisions_rejections_and_collected_figures() {
         assert_eq!(call("/orders/1", None), 401);
         assert_eq!(call("/orders/1", Some("not-a-token")), 401);
         assert_eq!(call("/orders/1", Some(&bob)), 403);
+        auditor.flush().unwrap();
         let source = std::sync::Arc::new(secmesh_tokens::source::KeySource::fixed(keys.clone()));
         Collector::new("orders")
             .cache(layer.cache().clone())
@@ -151,7 +157,43 @@ fn decisions_rejections_and_collected_figures() {
         hits + misses == 7 && hits >= 3,
         "{hits} hits, {misses} misses"
     );
+    // Every miss ran the verifier and was timed (the malformed token refused); hits read
+    // no clock.
+    let samples = |result: &str| -> usize {
+        snapshot
+            .iter()
+            .filter(|(key, ..)| {
+                key.key().name() == "secmesh_token_verify_seconds"
+                    && key
+                        .key()
+                        .labels()
+                        .any(|l| l.key() == "result" && l.value() == result)
+                    && key
+                        .key()
+                        .labels()
+                        .any(|l| l.key() == "service" && l.value() == "orders")
+            })
+            .map(|(.., v)| match v {
+                DebugValue::Histogram(h) => {
+                    assert!(
+                        h.iter()
+                            .all(|s| s.into_inner() > 0.0 && s.into_inner() < 1.0)
+                    );
+                    h.len()
+                }
+                _ => 0,
+            })
+            .sum()
+    };
+    assert_eq!(samples("refused"), 1);
+    assert_eq!((samples("ok") + samples("refused")) as u64, misses);
     assert_eq!(value("secmesh_audit_healthy", &[]), Some(1));
+    // Flushed: the queue is empty and every event written (one per request at least).
+    assert_eq!(value("secmesh_audit_queue_depth", &[]), Some(0));
+    let written = value("secmesh_audit_events_written_total", &[]).unwrap();
+    assert_eq!(written, sink.0.load(std::sync::atomic::Ordering::Relaxed));
+    assert!(written >= 6, "{written} events written");
+    assert_eq!(value("secmesh_audit_checkpoints_total", &[]), Some(0));
     assert_eq!(
         value("secmesh_key_source_unavailable", &[("service", "orders")]),
         Some(0)

@@ -141,6 +141,20 @@ async fn prometheus_scrapes_the_decisions() {
         ),
         (r#"secmesh_audit_healthy{service="orders"}"#, 1.0),
         (r#"secmesh_audit_dropped_total{service="orders"}"#, 0.0),
+        (r#"secmesh_audit_queue_depth{service="orders"}"#, 0.0),
+        (
+            r#"secmesh_audit_events_written_total{service="orders"} >= bool 6"#,
+            1.0,
+        ),
+        // The verify-latency histogram: the one malformed token refused, every miss timed.
+        (
+            r#"secmesh_token_verify_seconds_count{service="orders",result="refused"}"#,
+            1.0,
+        ),
+        (
+            r#"sum(secmesh_token_verify_seconds_count{service="orders"}) - sum(secmesh_token_cache_misses_total{service="orders"})"#,
+            0.0,
+        ),
     ];
     let deadline = Instant::now() + Duration::from_secs(60);
     for (promql, want) in expect {

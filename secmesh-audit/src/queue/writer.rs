@@ -107,6 +107,7 @@ impl<S: Sink> Writer<S> {
         {
             tracing::error!(target: "secmesh::audit", error = %e, "audit sink failed at shutdown");
         }
+        self.publish_checkpoints();
         if let Some(o) = &self.outage {
             tracing::error!(
                 target: "secmesh::audit",
@@ -233,6 +234,8 @@ impl<S: Sink> Writer<S> {
             }
         } else if let Err(e) = self.sink.tick() {
             self.failed(e, 0);
+        } else {
+            self.publish_checkpoints();
         }
     }
 
@@ -297,6 +300,10 @@ impl<S: Sink> Writer<S> {
             }
         }
         let written = result.is_ok();
+        if written && let Some(s) = self.shared.upgrade() {
+            s.written
+                .fetch_add(self.events.len() as u64, Ordering::Relaxed);
+        }
         match result {
             Ok(()) => {
                 if extra.report
@@ -343,6 +350,15 @@ impl<S: Sink> Writer<S> {
         }
         for f in self.flushes.drain(..) {
             let _ = f.send(());
+        }
+        self.publish_checkpoints();
+    }
+
+    /// Tell the auditor how many signed records the sink has written.
+    fn publish_checkpoints(&self) {
+        if let Some(s) = self.shared.upgrade() {
+            s.checkpoints
+                .store(self.sink.checkpoints(), Ordering::Relaxed);
         }
     }
 

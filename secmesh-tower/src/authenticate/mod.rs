@@ -133,6 +133,16 @@ impl Authn {
         &self,
         req: &mut Request<B>,
     ) -> Result<RequestContext, DenyReason> {
+        self.authenticate_observed(req, |_, _| {})
+    }
+
+    /// [`authenticate`](Self::authenticate), handing `on_verify` the verifier's time and
+    /// answer when the token was not in the cache.
+    pub(crate) fn authenticate_observed<B>(
+        &self,
+        req: &mut Request<B>,
+        on_verify: impl FnOnce(std::time::Duration, bool),
+    ) -> Result<RequestContext, DenyReason> {
         strip_internal_headers(req.headers_mut());
         let incoming = req
             .headers()
@@ -156,7 +166,10 @@ impl Authn {
             None if options.optional => return Ok(RequestContext::anonymous(incoming)),
             None => return Err(DenyReason::MissingToken),
             Some(token) => {
-                let cached = self.cache.verify(token).map_err(DenyReason::Token)?;
+                let cached = self
+                    .cache
+                    .verify_observed(token, on_verify)
+                    .map_err(DenyReason::Token)?;
                 RequestContext::authenticated(
                     token,
                     cached.hash(),

@@ -60,6 +60,17 @@ impl<C, R> Config<C, R> {
         let _ = rule;
     }
 
+    /// Record a token verification's latency (a cache miss; the metrics feature).
+    #[inline]
+    pub(crate) fn count_verify(&self, took: std::time::Duration, ok: bool) {
+        #[cfg(feature = "metrics")]
+        if self.observe {
+            self.metrics.verified(took, ok);
+        }
+        #[cfg(not(feature = "metrics"))]
+        let _ = (took, ok);
+    }
+
     /// Count a refusal made in the stack (the metrics feature).
     #[inline]
     pub(crate) fn count_denied(&self, reason: &crate::deny::DenyReason) {

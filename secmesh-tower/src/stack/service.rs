@@ -201,7 +201,10 @@ where
             audit = Some((pending, answer));
         }
         // 2. Authenticate.
-        let ctx = match config.authn.authenticate(&mut req) {
+        let ctx = match config
+            .authn
+            .authenticate_observed(&mut req, |took, ok| config.count_verify(took, ok))
+        {
             Ok(ctx) => ctx,
             Err(reason) => {
                 config.count_denied(&reason);
