@@ -53,6 +53,8 @@ pub mod jwks;
 pub mod limit;
 #[cfg(feature = "metrics")]
 pub mod metrics;
+#[cfg(feature = "otel")]
+pub mod otel;
 pub mod outcome;
 pub mod propagate;
 pub mod reload;
