@@ -168,7 +168,17 @@ pub fn describe() {
     );
 }
 
-type RuleCounters = HashMap<Box<str>, Counter>;
+/// reason -> rule -> handle.
+type Handles = HashMap<&'static str, HashMap<Box<str>, Counter>>;
+
+/// Series registered and not yet in the lock-free map.
+#[derive(Default)]
+struct Grow {
+    fresh: Handles,
+    fresh_len: usize,
+    /// Every series registered (both maps).
+    series: usize,
+}
 
 /// The stack's decision counters: one handle per (reason, rule), registered on first use.
 pub(crate) struct Decisions {
@@ -176,9 +186,9 @@ pub(crate) struct Decisions {
     /// `secmesh_token_verify_seconds`, by result (accepted, refused).
     /// Registered on first use, as the counters are.
     verify: OnceLock<[Histogram; 2]>,
-    /// reason -> rule -> handle; read without a lock, extended under `grow`.
-    handles: ArcSwap<HashMap<&'static str, Arc<RuleCounters>>>,
-    grow: Mutex<()>,
+    /// Read without a lock; extended from `grow` in amortised O(1) per series.
+    handles: ArcSwap<Handles>,
+    grow: Mutex<Grow>,
 }
 
 impl fmt::Debug for Decisions {
@@ -199,7 +209,7 @@ impl Decisions {
             service,
             verify: OnceLock::new(),
             handles: ArcSwap::from_pointee(HashMap::new()),
-            grow: Mutex::new(()),
+            grow: Mutex::new(Grow::default()),
         }
     }
 
@@ -209,10 +219,25 @@ impl Decisions {
             c.increment(1);
             return;
         }
-        let _grow = self.grow.lock().unwrap_or_else(|p| p.into_inner());
-        let current = self.handles.load_full();
-        let series: usize = current.values().map(|m| m.len()).sum();
+        let mut grow = self.grow.lock().unwrap_or_else(|p| p.into_inner());
+        let current = self.handles.load();
+        let find = |fresh: &Handles, rule: &str| {
+            current
+                .get(reason)
+                .and_then(|m| m.get(rule))
+                .or_else(|| fresh.get(reason).and_then(|m| m.get(rule)))
+                .cloned()
+        };
+        if let Some(c) = find(&grow.fresh, rule) {
+            c.increment(1);
+            return;
+        }
+        let series = grow.series;
         let rule = if series >= MAX_SERIES { "other" } else { rule };
+        if let Some(c) = find(&grow.fresh, rule) {
+            c.increment(1);
+            return;
+        }
         let effect = if reason == "allowed" { "allow" } else { "deny" };
         let handle = counter!(
             "secmesh_decisions_total",
@@ -222,11 +247,23 @@ impl Decisions {
             "rule" => rule.to_owned()
         );
         handle.increment(1);
-        let mut next = (*current).clone();
-        let mut rules = next.get(reason).map(|m| (**m).clone()).unwrap_or_default();
-        rules.insert(rule.into(), handle);
-        next.insert(reason, Arc::new(rules));
-        self.handles.store(Arc::new(next));
+        grow.fresh
+            .entry(reason)
+            .or_default()
+            .insert(rule.into(), handle);
+        grow.series += 1;
+        grow.fresh_len += 1;
+        // New series wait in `fresh` (read under the lock) until they are as many as those
+        // in the lock-free map, then move there in one copy: each series is copied a
+        // bounded number of times in all (amortised O(1)), however many there are.
+        if grow.fresh_len >= (grow.series - grow.fresh_len).max(16) {
+            let mut next: Handles = (**current).clone();
+            for (reason, rules) in grow.fresh.drain() {
+                next.entry(reason).or_default().extend(rules);
+            }
+            grow.fresh_len = 0;
+            self.handles.store(Arc::new(next));
+        }
     }
 
     /// A token verified (not from the cache): how long the verifier took.
@@ -455,5 +492,58 @@ impl Collector {
             gauge!("secmesh_rate_limit_degraded", "service" => svc())
                 .set(f64::from(u8::from(degraded)));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+
+    use super::*;
+
+    /// Rule ids beyond the bound share the series `other`; every decision is counted once,
+    /// whether its series is in the lock-free map or still waiting to move there.
+    #[test]
+    fn series_are_bounded_and_every_decision_counted() {
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        let extra = 5_000;
+        metrics::with_local_recorder(&recorder, || {
+            let d = Decisions::new("svc".into());
+            for _round in 0..2 {
+                for i in 0..MAX_SERIES + extra {
+                    d.count("no_rule", Some(&format!("r{i}")));
+                }
+            }
+            d.count("allowed", None);
+        });
+        let snapshot = snapshotter.snapshot().into_vec();
+        let mut series = 0;
+        let mut total = 0;
+        let mut other = 0;
+        for (key, _, _, value) in snapshot {
+            if key.key().name() != "secmesh_decisions_total" {
+                continue;
+            }
+            let DebugValue::Counter(n) = value else {
+                panic!("a counter")
+            };
+            series += 1;
+            total += n;
+            if key
+                .key()
+                .labels()
+                .any(|l| l.key() == "rule" && l.value() == "other")
+            {
+                other += n;
+            }
+        }
+        // MAX_SERIES rules of `no_rule`, then `other` for the rest of them and for
+        // `allowed` (registered past the bound).
+        assert_eq!(series, MAX_SERIES + 2);
+        assert_eq!(total, 2 * (MAX_SERIES + extra) as u64 + 1);
+        assert_eq!(other, 2 * extra as u64 + 1);
     }
 }
