@@ -16,7 +16,8 @@
 //! `secmesh_audit_checkpoints_total`, `secmesh_audit_queue_depth` (and `_capacity`),
 //! `secmesh_audit_dropped_total`, `secmesh_audit_write_errors_total` and
 //! `secmesh_audit_healthy`; a server's
-//! `secmesh_connections_open`, `secmesh_connections_refused_total` and
+//! `secmesh_connections_open`, `secmesh_connections_{accepted,refused}_total`,
+//! `secmesh_connections_closed_total{reason}`, `secmesh_tls_handshakes_total` and
 //! `secmesh_tls_handshakes_refused_total{reason}`; a shared limiter's
 //! `secmesh_rate_limit_decisions_total{where}` and `secmesh_rate_limit_degraded`; a key
 //! source's `secmesh_key_source_{fetches,failures,unknown_kid_refreshes}_total`,
@@ -107,6 +108,18 @@ pub fn describe() {
         (
             "secmesh_tls_handshakes_refused_total",
             "TLS handshakes refused, by reason",
+        ),
+        (
+            "secmesh_tls_handshakes_total",
+            "TLS handshakes completed (peer certificate accepted)",
+        ),
+        (
+            "secmesh_connections_accepted_total",
+            "Connections accepted within the limits",
+        ),
+        (
+            "secmesh_connections_closed_total",
+            "Connections closed by the server, by reason",
         ),
         (
             "secmesh_rate_limit_decisions_total",
@@ -417,6 +430,25 @@ impl Collector {
             gauge!("secmesh_connections_open", "service" => svc()).set(open as f64);
             counter!("secmesh_connections_refused_total", "service" => svc())
                 .absolute(sum(crate::serve::ServerStats::refused_connections));
+            counter!("secmesh_connections_accepted_total", "service" => svc())
+                .absolute(sum(crate::serve::ServerStats::accepted_connections));
+            counter!("secmesh_tls_handshakes_total", "service" => svc())
+                .absolute(sum(crate::serve::ServerStats::handshakes));
+            for (reason, f) in [
+                (
+                    "first_request_timeout",
+                    crate::serve::ServerStats::first_request_timeouts as fn(&_) -> u64,
+                ),
+                (
+                    "header_read_timeout",
+                    crate::serve::ServerStats::header_read_timeouts,
+                ),
+                ("idle", crate::serve::ServerStats::idle_closes),
+                ("revoked", crate::serve::ServerStats::revoked_closes),
+            ] {
+                counter!("secmesh_connections_closed_total", "service" => svc(), "reason" => reason)
+                    .absolute(sum(f));
+            }
             for (reason, f) in [
                 (
                     "refused",

@@ -262,6 +262,7 @@ impl Handshake for TlsHandshake {
             }
             _ => None,
         };
+        shared.stats.handshake_done();
         Some(Accepted {
             io: stream,
             peer: PeerInfo {

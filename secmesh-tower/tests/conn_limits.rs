@@ -613,6 +613,10 @@ async fn mtls_connections_idle_after_the_handshake_are_closed() {
     assert_eq!(all_closed(set).await, 0, "idle mTLS connections left open");
     assert!(stats.first_request_timeouts() >= 200);
     assert_eq!(tls_legit(addr, &gateway).await, Ok(StatusCode::OK));
+    // Every one of those connections was accepted and finished its handshake; none failed.
+    assert_eq!(stats.handshakes(), 202);
+    assert_eq!(stats.accepted_connections(), 202);
+    assert_eq!(stats.handshake_failures(), 0);
 }
 
 #[tokio::test]

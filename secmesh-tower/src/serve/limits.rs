@@ -197,6 +197,8 @@ pub(crate) enum Refused {
 #[derive(Debug, Default)]
 struct Counters {
     open: AtomicUsize,
+    accepted: AtomicU64,
+    handshakes: AtomicU64,
     refused_connections: AtomicU64,
     refused_handshakes: AtomicU64,
     handshake_timeouts: AtomicU64,
@@ -223,6 +225,16 @@ impl ServerStats {
     /// Connections open now (in their handshake or serving).
     pub fn open_connections(&self) -> usize {
         self.0.open.load(Ordering::Relaxed)
+    }
+
+    /// Connections accepted (within the limits) since the server started.
+    pub fn accepted_connections(&self) -> u64 {
+        get(&self.0.accepted)
+    }
+
+    /// TLS handshakes completed (the peer's certificate accepted, its identity read).
+    pub fn handshakes(&self) -> u64 {
+        get(&self.0.handshakes)
     }
 
     /// Connections closed at once because `max_connections` were open.
@@ -281,6 +293,11 @@ impl ServerStats {
     }
 
     #[cfg(feature = "tls")]
+    pub(crate) fn handshake_done(&self) {
+        self.0.handshakes.fetch_add(1, Ordering::Relaxed);
+    }
+
+    #[cfg(feature = "tls")]
     pub(crate) fn handshake_failed(&self) {
         self.0.handshake_failures.fetch_add(1, Ordering::Relaxed);
     }
@@ -310,6 +327,7 @@ impl ServerStats {
             tracing::info!(target: "secmesh::serve", refused, "accepting connections again");
         }
         self.0.open.fetch_add(1, Ordering::Relaxed);
+        self.0.accepted.fetch_add(1, Ordering::Relaxed);
         OpenGuard(Arc::clone(&self.0))
     }
 }
