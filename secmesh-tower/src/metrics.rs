@@ -22,7 +22,7 @@
 //! `secmesh_rate_limit_decisions_total{where}` and `secmesh_rate_limit_degraded`; a key
 //! source's `secmesh_key_source_{fetches,failures,unknown_kid_refreshes}_total`,
 //! `secmesh_key_source_age_seconds` and `secmesh_key_source_unavailable`; a revocation
-//! replica's `secmesh_revocation_entries`, `_connected`, `_refusing` and
+//! set's `secmesh_revocation_entries`; a replica's the same and `_connected`, `_refusing` and
 //! `secmesh_revocation_{syncs,messages,failures}_total`.
 //!
 //! Names and labels follow the Prometheus conventions (`_total` counters, base units); no
@@ -324,6 +324,7 @@ pub struct Collector {
     #[cfg(feature = "redis")]
     limiters: Vec<crate::limit::RedisLimiter>,
     sources: Vec<Arc<secmesh_tokens::source::KeySource>>,
+    sets: Vec<Arc<secmesh_tokens::revocation::RevocationSet>>,
     #[cfg(feature = "redis")]
     replicas: Vec<Arc<secmesh_tokens::revocation::redis::Replica>>,
 }
@@ -375,6 +376,12 @@ impl Collector {
     /// stale to use).
     pub fn key_source(mut self, source: Arc<secmesh_tokens::source::KeySource>) -> Self {
         self.sources.push(source);
+        self
+    }
+
+    /// Report this in-process revocation set (its entries; a replica reports its own).
+    pub fn revocation_set(mut self, set: Arc<secmesh_tokens::revocation::RevocationSet>) -> Self {
+        self.sets.push(set);
         self
     }
 
@@ -486,9 +493,11 @@ impl Collector {
             gauge!("secmesh_key_source_unavailable", "service" => svc())
                 .set(f64::from(u8::from(unavailable)));
         }
+        #[cfg_attr(not(feature = "redis"), allow(unused_mut))]
+        let mut entries: usize = self.sets.iter().map(|s| s.len()).sum();
         #[cfg(feature = "redis")]
         if !self.replicas.is_empty() {
-            let (mut entries, mut syncs, mut messages, mut failures) = (0usize, 0, 0, 0);
+            let (mut syncs, mut messages, mut failures) = (0, 0, 0);
             let (mut connected, mut refusing) = (true, false);
             for r in &self.replicas {
                 let s = r.status();
@@ -499,7 +508,6 @@ impl Collector {
                 connected &= s.connected;
                 refusing |= s.refusing;
             }
-            gauge!("secmesh_revocation_entries", "service" => svc()).set(entries as f64);
             gauge!("secmesh_revocation_connected", "service" => svc())
                 .set(f64::from(u8::from(connected)));
             gauge!("secmesh_revocation_refusing", "service" => svc())
@@ -507,6 +515,13 @@ impl Collector {
             counter!("secmesh_revocation_syncs_total", "service" => svc()).absolute(syncs);
             counter!("secmesh_revocation_messages_total", "service" => svc()).absolute(messages);
             counter!("secmesh_revocation_failures_total", "service" => svc()).absolute(failures);
+        }
+        #[cfg(feature = "redis")]
+        let replicas = !self.replicas.is_empty();
+        #[cfg(not(feature = "redis"))]
+        let replicas = false;
+        if replicas || !self.sets.is_empty() {
+            gauge!("secmesh_revocation_entries", "service" => svc()).set(entries as f64);
         }
         #[cfg(feature = "redis")]
         if !self.limiters.is_empty() {

@@ -92,11 +92,21 @@ fn decisions_rejections_and_collected_figures() {
         assert_eq!(call("/orders/1", Some("not-a-token")), 401);
         assert_eq!(call("/orders/1", Some(&bob)), 403);
         auditor.flush().unwrap();
+        let revoked = std::sync::Arc::new(secmesh_tokens::revocation::RevocationSet::new());
+        for sub in ["user:mallory", "user:trudy"] {
+            revoked
+                .revoke(
+                    secmesh_tokens::revocation::RevocationKey::Sub(sub.into()),
+                    None,
+                )
+                .unwrap();
+        }
         let source = std::sync::Arc::new(secmesh_tokens::source::KeySource::fixed(keys.clone()));
         Collector::new("orders")
             .cache(layer.cache().clone())
             .auditor(auditor.clone())
             .key_source(source)
+            .revocation_set(revoked.clone())
             .collect();
     });
 
@@ -188,6 +198,8 @@ fn decisions_rejections_and_collected_figures() {
     assert_eq!(samples("refused"), 1);
     assert_eq!((samples("ok") + samples("refused")) as u64, misses);
     assert_eq!(value("secmesh_audit_healthy", &[]), Some(1));
+    assert_eq!(value("secmesh_revocation_entries", &[]), Some(2));
+    assert_eq!(value("secmesh_revocation_connected", &[]), None);
     // Flushed: the queue is empty and every event written (one per request at least).
     assert_eq!(value("secmesh_audit_queue_depth", &[]), Some(0));
     let written = value("secmesh_audit_events_written_total", &[]).unwrap();
