@@ -12,3 +12,23 @@
 pub mod inventory;
 pub mod prometheus;
 pub mod redis;
+
+use std::process::Command;
+
+/// Whether `program` (from the Debian package `package`) can be run. When it cannot: in CI
+/// (`CI=true`) a failure, since `.ci/run` installs it; elsewhere `false`, after a loud notice
+/// that the test is skipped.
+///
+/// # Panics
+/// In CI, when `program --version` cannot be run.
+pub fn require_program(program: &str, package: &str) -> bool {
+    if Command::new(program).arg("--version").output().is_ok() {
+        return true;
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "{program} is required in CI (apt-get install {package})"
+    );
+    eprintln!("\n*** SKIPPED: {program} is not installed (apt-get install {package}) ***\n");
+    false
+}

@@ -31,18 +31,7 @@ impl Prometheus {
     /// # Panics
     /// In CI without `prometheus`, or when it does not answer within 30 s.
     pub fn start(targets: &[String]) -> Option<Prometheus> {
-        if Command::new("prometheus")
-            .arg("--version")
-            .output()
-            .is_err()
-        {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "prometheus is required in CI (apt-get install prometheus)"
-            );
-            eprintln!(
-                "\n*** SKIPPED: prometheus is not installed (apt-get install prometheus) ***\n"
-            );
+        if !crate::require_program("prometheus", "prometheus") {
             return None;
         }
         let dir = tempfile::tempdir().expect("a temporary directory");

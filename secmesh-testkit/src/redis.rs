@@ -21,18 +21,7 @@ impl RedisServer {
     /// # Panics
     /// In CI without `redis-server`, or when it does not start within 10 s.
     pub fn start() -> Option<RedisServer> {
-        if Command::new("redis-server")
-            .arg("--version")
-            .output()
-            .is_err()
-        {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "redis-server is required in CI (apt-get install redis-server)"
-            );
-            eprintln!(
-                "\n*** SKIPPED: redis-server is not installed (apt-get install redis-server) ***\n"
-            );
+        if !crate::require_program("redis-server", "redis-server") {
             return None;
         }
         let port = std::net::TcpListener::bind("127.0.0.1:0")
