@@ -38,6 +38,27 @@ use crate::key::{KeySet, SigningKey, VerifyingKey};
 /// The default bound on a compact JWS, in bytes.
 pub const DEFAULT_MAX_SIZE: usize = 8 * 1024;
 
+/// The most scratch capacity a thread keeps between verifications (the default token bound,
+/// decoded, fits several times over; a bigger one is dropped after its use).
+const SCRATCH_KEEP: usize = 4 * DEFAULT_MAX_SIZE;
+
+thread_local! {
+    static SCRATCH: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// Run `f` with this thread's decode buffer (for [`parse_into`] on the hot path: no
+/// allocation per token once the thread has verified one). Re-entrant: the buffer is taken out
+/// of its slot for the call, so a nested call gets a fresh one. The buffer holds decoded
+/// token parts (claims and signature, never a key) until the thread's next verification.
+pub(crate) fn with_scratch<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
+    let mut buf = SCRATCH.with(std::cell::Cell::take);
+    let out = f(&mut buf);
+    if buf.capacity() <= SCRATCH_KEEP {
+        SCRATCH.with(|slot| slot.set(buf));
+    }
+    out
+}
+
 /// The protected header, as far as secmesh reads it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
