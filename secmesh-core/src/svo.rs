@@ -468,7 +468,11 @@ mod tests {
                     let mut v = vec![b'a'; len];
                     v[at] = b;
                     if let Ok(s) = std::str::from_utf8(&v) {
-                        assert_eq!(is_plain_ascii(s), (0x21..0x7f).contains(&b), "{b:#x} at {at}");
+                        assert_eq!(
+                            is_plain_ascii(s),
+                            (0x21..0x7f).contains(&b),
+                            "{b:#x} at {at}"
+                        );
                     }
                 }
             }

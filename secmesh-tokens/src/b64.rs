@@ -93,7 +93,10 @@ mod tests {
         }
         // A reused buffer longer than the parts is cut to them.
         let mut buf = vec![9; 40];
-        assert_eq!(decode_parts(b"AQ", b"AgM", b"BA", &mut buf).unwrap(), (1, 2));
+        assert_eq!(
+            decode_parts(b"AQ", b"AgM", b"BA", &mut buf).unwrap(),
+            (1, 2)
+        );
         assert_eq!(buf, [1, 2, 3, 4]);
     }
 

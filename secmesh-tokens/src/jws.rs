@@ -492,6 +492,30 @@ mod tests {
     }
 
     #[test]
+    fn scratch_is_reused_reentrant_and_bounded() {
+        with_scratch(|b| {
+            b.clear();
+            b.extend_from_slice(b"outer");
+            // A nested verification (say, from a revocation hook) gets a buffer of its own.
+            with_scratch(|inner| assert!(inner.is_empty()));
+            assert_eq!(b, b"outer");
+        });
+        let t = sign_compact(&key(), Some("k"), None, b"payload").unwrap();
+        assert!(
+            with_scratch(|b| parse_into(&t, DEFAULT_MAX_SIZE, b).map(|p| p.payload.len())).is_ok()
+        );
+        assert!(
+            with_scratch(|b| b.capacity()) > 0,
+            "kept for the next token"
+        );
+        with_scratch(|b| b.reserve(SCRATCH_KEEP + 1));
+        assert!(
+            with_scratch(|b| b.capacity()) <= SCRATCH_KEEP,
+            "a big buffer is not kept"
+        );
+    }
+
+    #[test]
     fn no_panic_on_garbage() {
         for s in [
             "",

@@ -223,7 +223,10 @@ fn uint(r: &mut Reader<'_>) -> Result<u64, Fail> {
         if !b.is_ascii_digit() {
             return soft("expected a non-negative integer");
         }
-        match v.checked_mul(10).and_then(|v| v.checked_add(u64::from(b - b'0'))) {
+        match v
+            .checked_mul(10)
+            .and_then(|v| v.checked_add(u64::from(b - b'0')))
+        {
             Some(n) => v = n,
             None => overflow = true,
         }
