@@ -51,10 +51,12 @@ thread_local! {
 /// of its slot for the call, so a nested call gets a fresh one. The buffer holds decoded
 /// token parts (claims and signature, never a key) until the thread's next verification.
 pub(crate) fn with_scratch<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
-    let mut buf = SCRATCH.with(std::cell::Cell::take);
+    // `try_with`: during the thread's teardown (a verification from another thread-local's
+    // destructor) there is no slot, and a fresh buffer does.
+    let mut buf = SCRATCH.try_with(std::cell::Cell::take).unwrap_or_default();
     let out = f(&mut buf);
     if buf.capacity() <= SCRATCH_KEEP {
-        SCRATCH.with(|slot| slot.set(buf));
+        let _ = SCRATCH.try_with(|slot| slot.set(buf));
     }
     out
 }
