@@ -130,7 +130,12 @@ pub fn check_identifier(s: &str) -> Result<(), SvoError> {
 /// Whether `s` is printable ASCII only (no space): then it has no
 /// [forbidden character](is_forbidden_char), without decoding a char.
 pub(crate) fn is_plain_ascii(s: &str) -> bool {
-    s.bytes().all(|b| (0x21..0x7f).contains(&b))
+    // 16 bytes at a time without an early exit inside a block, so that the test vectorises.
+    s.as_bytes().chunks(16).all(|block| {
+        block
+            .iter()
+            .fold(true, |ok, &b| ok & (b.wrapping_sub(0x21) < 0x7f - 0x21))
+    })
 }
 
 /// The verb the built-in gRPC classifier gives every call (the object is the method,
@@ -452,6 +457,29 @@ impl<'de> serde::Deserialize<'de> for Subject {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The blocked test agrees with the byte-by-byte one: every byte at every offset of
+    /// strings around the block size.
+    #[test]
+    fn plain_ascii_is_printable_ascii_without_space() {
+        for len in [1, 15, 16, 17, 33] {
+            for at in 0..len {
+                for b in 0u8..=255 {
+                    let mut v = vec![b'a'; len];
+                    v[at] = b;
+                    if let Ok(s) = std::str::from_utf8(&v) {
+                        assert_eq!(
+                            is_plain_ascii(s),
+                            (0x21..0x7f).contains(&b),
+                            "{b:#x} at {at}"
+                        );
+                    }
+                }
+            }
+        }
+        assert!(is_plain_ascii(""));
+        assert!(!is_plain_ascii("user:\u{e9}"));
+    }
 
     /// Every byte of `object`'s segments percent-encoded (the separators kept).
     fn encode_all(object: &str) -> String {

@@ -308,8 +308,15 @@ impl IdpVerifier {
     }
 
     fn verify_now(&self, token: &str) -> Result<Verified<ExternalClaims>, VerifyError> {
-        let mut buf = Vec::new();
-        let parts = jws::parse_into(token, self.max_size, &mut buf)?;
+        jws::with_scratch(|buf| self.verify_in(token, buf))
+    }
+
+    fn verify_in(
+        &self,
+        token: &str,
+        buf: &mut Vec<u8>,
+    ) -> Result<Verified<ExternalClaims>, VerifyError> {
+        let parts = jws::parse_into(token, self.max_size, buf)?;
         let kid = parts.header.kid.as_deref().ok_or_else(|| {
             VerifyError::new(ErrorKind::UnknownKid, "the token header has no kid")
         })?;

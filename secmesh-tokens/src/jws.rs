@@ -38,6 +38,29 @@ use crate::key::{KeySet, SigningKey, VerifyingKey};
 /// The default bound on a compact JWS, in bytes.
 pub const DEFAULT_MAX_SIZE: usize = 8 * 1024;
 
+/// The most scratch capacity a thread keeps between verifications (the default token bound,
+/// decoded, fits several times over; a bigger one is dropped after its use).
+const SCRATCH_KEEP: usize = 4 * DEFAULT_MAX_SIZE;
+
+thread_local! {
+    static SCRATCH: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// Run `f` with this thread's decode buffer (for [`parse_into`] on the hot path: no
+/// allocation per token once the thread has verified one). Re-entrant: the buffer is taken out
+/// of its slot for the call, so a nested call gets a fresh one. The buffer holds decoded
+/// token parts (claims and signature, never a key) until the thread's next verification.
+pub(crate) fn with_scratch<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
+    // `try_with`: during the thread's teardown (a verification from another thread-local's
+    // destructor) there is no slot, and a fresh buffer does.
+    let mut buf = SCRATCH.try_with(std::cell::Cell::take).unwrap_or_default();
+    let out = f(&mut buf);
+    if buf.capacity() <= SCRATCH_KEEP {
+        let _ = SCRATCH.try_with(|slot| slot.set(buf));
+    }
+    out
+}
+
 /// The protected header, as far as secmesh reads it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -467,6 +490,30 @@ mod tests {
                 &keys()
             )
             .is_ok()
+        );
+    }
+
+    #[test]
+    fn scratch_is_reused_reentrant_and_bounded() {
+        with_scratch(|b| {
+            b.clear();
+            b.extend_from_slice(b"outer");
+            // A nested verification (say, from a revocation hook) gets a buffer of its own.
+            with_scratch(|inner| assert!(inner.is_empty()));
+            assert_eq!(b, b"outer");
+        });
+        let t = sign_compact(&key(), Some("k"), None, b"payload").unwrap();
+        assert!(
+            with_scratch(|b| parse_into(&t, DEFAULT_MAX_SIZE, b).map(|p| p.payload.len())).is_ok()
+        );
+        assert!(
+            with_scratch(|b| b.capacity()) > 0,
+            "kept for the next token"
+        );
+        with_scratch(|b| b.reserve(SCRATCH_KEEP + 1));
+        assert!(
+            with_scratch(|b| b.capacity()) <= SCRATCH_KEEP,
+            "a big buffer is not kept"
         );
     }
 

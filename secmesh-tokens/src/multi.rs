@@ -78,9 +78,10 @@ impl MultiVerifier {
 
     /// Verify a token with the verifier of its `iss`, against its current keys.
     pub fn verify(&self, token: &str) -> Result<Verified<Claims>, VerifyError> {
-        let mut buf = Vec::new();
-        let (parts, claims, verifier) = self.select(token, &mut buf)?;
-        verifier.verify_parts(&parts, Some(claims))
+        jws::with_scratch(|buf| {
+            let (parts, claims, verifier) = self.select(token, buf)?;
+            verifier.verify_parts(&parts, Some(claims))
+        })
     }
 
     /// [`verify`](Self::verify), refreshing the issuer's key source once on an unknown `kid`

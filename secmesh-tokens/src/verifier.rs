@@ -266,9 +266,10 @@ impl Verifier {
 
     /// [`verify`](Self::verify) without the background refresh.
     fn verify_now(&self, token: &str) -> Result<Verified<Claims>, VerifyError> {
-        let mut buf = Vec::new();
-        let parts = jws::parse_into(token, self.max_size, &mut buf)?;
-        self.verify_parts(&parts, None)
+        jws::with_scratch(|buf| {
+            let parts = jws::parse_into(token, self.max_size, buf)?;
+            self.verify_parts(&parts, None)
+        })
     }
 
     /// Verify a compact token; when its `kid` is not in the current set of a refreshing

@@ -216,13 +216,25 @@ fn uint(r: &mut Reader<'_>) -> Result<u64, Fail> {
         return soft("invalid type, expected an integer");
     }
     let text = r.number()?;
-    if !text.bytes().all(|b| b.is_ascii_digit()) {
-        return soft("expected a non-negative integer");
+    // One pass: digits only (no sign, fraction or exponent), accumulated with overflow checks.
+    let mut v: u64 = 0;
+    let mut overflow = false;
+    for b in text.bytes() {
+        if !b.is_ascii_digit() {
+            return soft("expected a non-negative integer");
+        }
+        match v
+            .checked_mul(10)
+            .and_then(|v| v.checked_add(u64::from(b - b'0')))
+        {
+            Some(n) => v = n,
+            None => overflow = true,
+        }
     }
-    match text.parse::<u64>() {
-        Ok(v) => Ok(v),
-        Err(_) => soft("integer out of range"),
+    if overflow {
+        return soft("integer out of range");
     }
+    Ok(v)
 }
 
 /// `aud`: a string or a non-empty array of strings.

@@ -69,6 +69,7 @@ impl<'a> Reader<'a> {
         }
     }
 
+    #[inline]
     fn eat(&mut self, byte: u8) -> Result<(), JsonError> {
         if self.peek() == Some(byte) {
             self.pos += 1;
@@ -124,6 +125,7 @@ impl<'a> Reader<'a> {
 
     /// The next key of an open object (`first`: right after `{`), or `None` at its `}`. The
     /// caller checks for a duplicate, then calls [`colon`](Self::colon) and reads the value.
+    #[inline]
     pub fn key(&mut self, first: bool) -> Result<Option<Cow<'a, str>>, JsonError> {
         self.ws();
         if first {
@@ -151,6 +153,7 @@ impl<'a> Reader<'a> {
     }
 
     /// The `:` after a key, with the whitespace around it.
+    #[inline]
     pub fn colon(&mut self) -> Result<(), JsonError> {
         self.ws();
         self.eat(b':')?;
@@ -287,21 +290,30 @@ impl<'a> Reader<'a> {
 
     /// A string (the reader is at its opening quote); its unescaped value, borrowed when it
     /// has no escapes.
+    #[inline]
     pub fn string(&mut self) -> Result<Cow<'a, str>, JsonError> {
         self.eat(b'"')?;
-        let b = self.b();
         let start = self.pos;
-        let stop = start + plain_len(&b[start..]);
+        let stop = start + plain_len(&self.b()[start..]);
         self.pos = stop;
         match self.peek() {
             Some(b'"') => {
                 self.pos += 1;
                 // Both ends are ASCII quotes: char boundaries.
-                return Ok(Cow::Borrowed(&self.s[start..stop]));
+                Ok(Cow::Borrowed(&self.s[start..stop]))
             }
-            Some(b'\\') => {}
-            _ => return Err(self.syntax()),
+            Some(b'\\') => self.escaped(start),
+            _ => Err(self.syntax()),
         }
+    }
+
+    /// The rest of a string with escapes: `start` is its first byte, the reader is at the
+    /// first backslash.
+    #[cold]
+    #[inline(never)]
+    fn escaped(&mut self, start: usize) -> Result<Cow<'a, str>, JsonError> {
+        let b = self.b();
+        let stop = self.pos;
         let mut out = String::with_capacity(stop - start + 16);
         out.push_str(&self.s[start..stop]);
         loop {
@@ -367,7 +379,8 @@ impl<'a> Reader<'a> {
 /// so that an object of n keys costs O(n).
 #[derive(Debug)]
 pub struct SeenKeys<'a> {
-    few: [(u64, Cow<'a, str>); SeenKeys::LINEAR],
+    // `None` until used: an empty set is one word per slot to set up, not four.
+    few: [Option<(u64, Cow<'a, str>)>; SeenKeys::LINEAR],
     len: usize,
     many: Option<HashSet<Cow<'a, str>>>,
 }
@@ -391,7 +404,7 @@ impl<'a> SeenKeys<'a> {
     /// No key seen yet.
     pub fn new() -> Self {
         SeenKeys {
-            few: std::array::from_fn(|_| (0, Cow::Borrowed(""))),
+            few: [const { None }; SeenKeys::LINEAR],
             len: 0,
             many: None,
         }
@@ -409,18 +422,19 @@ impl<'a> SeenKeys<'a> {
         let h = fnv(key.as_bytes());
         if self.few[..self.len]
             .iter()
+            .flatten()
             .any(|(kh, k)| *kh == h && *k == key)
         {
             return Err(duplicate(&key));
         }
         if self.len < Self::LINEAR {
-            self.few[self.len] = (h, key);
+            self.few[self.len] = Some((h, key));
             self.len += 1;
         } else {
             let mut set: HashSet<Cow<'a, str>> = self
                 .few
                 .iter_mut()
-                .map(|(_, k)| std::mem::take(k))
+                .filter_map(|slot| slot.take().map(|(_, k)| k))
                 .collect();
             set.insert(key);
             self.many = Some(set);
@@ -441,6 +455,7 @@ pub(crate) fn duplicate(key: &str) -> JsonError {
 /// a plain byte): the zero-byte tests of `w ^ '"'`, `w ^ '\\'` and `w - 0x20` fire on every
 /// such byte and may also fire on bytes after the first one (a borrow only moves up), never
 /// before it, so the lowest bit set marks the first.
+#[inline]
 fn plain_len(b: &[u8]) -> usize {
     const LO: u64 = 0x0101_0101_0101_0101;
     const HI: u64 = 0x8080_8080_8080_8080;
