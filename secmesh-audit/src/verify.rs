@@ -229,26 +229,95 @@ impl Record {
 
 /// Parse one line (without newline) into its record and `prev`. Strict: no duplicate keys,
 /// no unknown fields in signed records.
+///
+/// The line is read straight into its record: a first look finds whether it is a signed
+/// record (a `kind` key, whatever its value) and its `prev` (a string), then the event is
+/// deserialized from the same bytes; no intermediate `serde_json::Value` is built.
 pub fn parse_line(line: &[u8]) -> Result<(Record, String), String> {
     secmesh_core::json::check_object(line, secmesh_core::json::DEFAULT_MAX_DEPTH)
         .map_err(|e| e.to_string())?;
-    let v: serde_json::Value = serde_json::from_slice(line).map_err(|e| e.to_string())?;
-    if v.get("kind").is_some() {
+    let head: LineHead = serde_json::from_slice(line).map_err(|e| e.to_string())?;
+    if head.kind.0 {
         let c = Checkpoint::parse(line)?;
         let prev = c.prev.clone();
         return Ok((Record::Checkpoint(Box::new(c)), prev));
     }
-    let prev = v
-        .get("prev")
-        .and_then(|p| p.as_str())
-        .ok_or("no `prev`")?
-        .to_owned();
-    let mut obj = v;
-    if let Some(m) = obj.as_object_mut() {
-        m.remove("prev");
-    }
-    let ev: AuditEvent = serde_json::from_value(obj).map_err(|e| e.to_string())?;
+    let prev = head.prev.0.ok_or("no `prev`")?;
+    // `prev` is not an event field: the event's deserializer passes over it.
+    let ev: AuditEvent = serde_json::from_slice(line).map_err(|e| e.to_string())?;
     Ok((Record::Event(Box::new(ev)), prev))
+}
+
+/// What [`parse_line`] looks at first: whether the line has a `kind` key and its `prev`.
+#[derive(serde::Deserialize)]
+struct LineHead {
+    #[serde(default)]
+    kind: Present,
+    #[serde(default)]
+    prev: PrevField,
+}
+
+/// Whether a key is present at all (`null` included).
+#[derive(Default)]
+struct Present(bool);
+
+impl<'de> serde::Deserialize<'de> for Present {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Present, D::Error> {
+        serde::de::IgnoredAny::deserialize(d)?;
+        Ok(Present(true))
+    }
+}
+
+/// `prev` when it is a string; any other value is `None` (reported as "no `prev`").
+#[derive(Default)]
+struct PrevField(Option<String>);
+
+impl<'de> serde::Deserialize<'de> for PrevField {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<PrevField, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = PrevField;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any value")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<PrevField, E> {
+                Ok(PrevField(Some(s.to_owned())))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<PrevField, E> {
+                Ok(PrevField(None))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<PrevField, E> {
+                Ok(PrevField(None))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<PrevField, E> {
+                Ok(PrevField(None))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<PrevField, E> {
+                Ok(PrevField(None))
+            }
+            fn visit_unit<E>(self) -> Result<PrevField, E> {
+                Ok(PrevField(None))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<PrevField, A::Error> {
+                while a.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(PrevField(None))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<PrevField, A::Error> {
+                while a
+                    .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+                    .is_some()
+                {}
+                Ok(PrevField(None))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// Where witnessed records come from.
