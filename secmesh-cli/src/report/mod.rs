@@ -41,7 +41,9 @@
 
 use std::path::{Path, PathBuf};
 
+mod aggregate;
 pub mod html;
+pub mod line;
 pub mod model;
 
 pub use model::{Limits, Model, Options};

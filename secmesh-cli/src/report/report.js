@@ -23,6 +23,32 @@
     return e;
   }
   function ms(us) { return (us / 1000).toFixed(us < 10000 ? 1 : 0) + " ms"; }
+  // Times are microseconds after data.time_base_us: "YYYY-MM-DD HH:MM:SS.ffffff" (UTC).
+  function when(us) {
+    if (us < 0) return "(time unreadable)";
+    var t = data.time_base_us + us, ms = Math.floor(t / 1000);
+    var iso = new Date(ms).toISOString();
+    return iso.slice(0, 10) + " " + iso.slice(11, 23) + String(1000 + (t - ms * 1000)).slice(1);
+  }
+  // A transaction in the page is [id, start_us, rows_omitted, ...rows of 11 numbers]:
+  // code (depth * 16 + kind * 4 + decision), start_us, latency_us, status, then the string
+  // indexes of service, verb, object, rule, reason, sub, caller.
+  var ROW = 11;
+  function txn(a) {
+    var rows = [], hops = a[2], denied = false, span = 0;
+    for (var i = 3; i + ROW <= a.length; i += ROW) {
+      var r = a.slice(i, i + ROW);
+      var code = r[0], kind = (code >> 2) & 3, dec = code & 3;
+      if (kind === 0) hops++;
+      if (dec === 1) denied = true;
+      span = Math.max(span, r[1] + r[2]);
+      // [depth, start, latency, decision, status, service, verb, object, rule, reason, sub, caller, kind]
+      rows.push([code >> 4, r[1], r[2], dec, r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], kind]);
+    }
+    return { id: a[0], start: a[1], time: when(a[1]), rows: rows, rows_omitted: a[2], hops: hops, denied: denied, span_us: span,
+      root: rows.length ? str(rows[0][5]) + " " + (str(rows[0][6]) || "-") + " " + (str(rows[0][7]) || "-") : "" };
+  }
+  var TXNS = data.txns.map(txn);
   function clear(n) { while (n.firstChild) n.removeChild(n.firstChild); }
 
   // A paginated table: rows are arrays of cell values (or {text, cls}); filter on text.
@@ -188,7 +214,7 @@
   (function () {
     var list = document.getElementById("txn-list");
     var wf = document.getElementById("waterfall");
-    var note = data.txns.length < data.txns_total ? " (the " + data.txns.length + " most recent of " + data.txns_total + ")" : "";
+    var note = TXNS.length < data.txns_total ? " (the " + TXNS.length + " most recent of " + data.txns_total + ")" : "";
     if (data.trace_events_capped) note += " (some events were not kept for trees)";
     function show(t) {
       clear(wf);
@@ -226,11 +252,11 @@
       });
       if (t.rows_omitted) wf.appendChild(el("p", { class: "warn" }, t.rows_omitted + " more rows not shown"));
     }
-    var tbl = table(list, ["time", "transaction", "first request", "hops", "ms"], data.txns, {
+    var tbl = table(list, ["time", "transaction", "first request", "hops", "ms"], TXNS, {
       note: note,
       rowClass: function (t) { return t.denied ? "deny" : ""; },
       cells: function (t) {
-        return [t.time.slice(11, 23), { text: t.id.slice(0, 12) + "…", cls: "mono" }, str(t.root), t.hops, (t.span_us / 1000).toFixed(1)];
+        return [t.time.slice(11, 23), { text: t.id.slice(0, 12) + "…", cls: "mono" }, t.root, t.hops, (t.span_us / 1000).toFixed(1)];
       },
       onClick: show
     });
@@ -240,7 +266,7 @@
       tbl.filter(q || deniedOnly.checked ? function (t) {
         if (deniedOnly.checked && !t.denied) return false;
         if (!q) return true;
-        if (t.id.indexOf(q) >= 0 || str(t.root).toLowerCase().indexOf(q) >= 0) return true;
+        if (t.id.indexOf(q) >= 0 || t.root.toLowerCase().indexOf(q) >= 0) return true;
         return t.rows.some(function (r) { return [5, 6, 7, 8, 10, 11].some(function (k) { return str(r[k]).toLowerCase().indexOf(q) >= 0; }); });
       } : null);
     }
@@ -254,12 +280,15 @@
     var note = data.denials.length < data.denials_total ? " (the " + data.denials.length + " most recent of " + data.denials_total + ")" : "";
     var tbl = table(host, ["time", "service", "subject", "caller", "verb", "object", "reason", "rule"], data.denials, {
       note: note,
-      cells: function (d) { return [{ text: str(d[0]).replace("T", " ").replace("Z", ""), cls: "nowrap" }, str(d[1]), str(d[2]), str(d[3]), str(d[4]), str(d[5]), { text: str(d[6]), cls: "deny" }, str(d[7])]; }
+      cells: function (d) { return [{ text: when(d[0]), cls: "nowrap" }, str(d[1]), str(d[2]), str(d[3]), str(d[4]), str(d[5]), { text: str(d[6]), cls: "deny" }, str(d[7])]; }
     });
     var f = document.getElementById("denial-filter");
     f.addEventListener("input", debounce(function () {
       var q = f.value.toLowerCase();
-      tbl.filter(q ? function (d) { return d.some(function (i) { return str(i).toLowerCase().indexOf(q) >= 0; }); } : null);
+      tbl.filter(q ? function (d) {
+        for (var k = 1; k < 8; k++) if (str(d[k]).toLowerCase().indexOf(q) >= 0) return true;
+        return (d[8] || "").indexOf(q) >= 0;
+      } : null);
     }));
   })();
 
