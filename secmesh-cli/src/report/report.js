@@ -292,18 +292,74 @@
     }));
   })();
 
-  // ---- access matrix: per policy file, rules grouped by caller
+  // ---- access matrix: per policy file, a grid (who x what: the verbs each rule allows or
+  // denies there) and the rules as a list
+  var GRID_ROWS = 40, GRID_COLS = 30;
+  function grid(p) {
+    var rows = [], cols = [], rowIndex = {}, colIndex = {}, cells = {};
+    p.rules.forEach(function (r) {
+      (r.callers || ["any caller"]).forEach(function (c) {
+        r.subjects.forEach(function (s) {
+          var rk = c + "\u0000" + s;
+          if (!(rk in rowIndex)) { rowIndex[rk] = rows.length; rows.push({ caller: c, subject: s }); }
+          r.objects.forEach(function (o) {
+            if (!(o in colIndex)) { colIndex[o] = cols.length; cols.push(o); }
+            var key = rowIndex[rk] + ":" + colIndex[o];
+            (cells[key] = cells[key] || []).push(r);
+          });
+        });
+      });
+    });
+    var wrap = el("div", { class: "grid-wrap" });
+    var t = el("table", { class: "grid", "data-policy": p.file });
+    var head = el("tr");
+    head.appendChild(el("th", null, "caller"));
+    head.appendChild(el("th", null, "subject"));
+    cols.slice(0, GRID_COLS).forEach(function (o) { head.appendChild(el("th", { class: "mono", "data-object": o }, o)); });
+    var thead = el("thead"); thead.appendChild(head); t.appendChild(thead);
+    var tbody = el("tbody");
+    rows.slice(0, GRID_ROWS).forEach(function (row, ri) {
+      var tr = el("tr");
+      tr.appendChild(el("th", { class: "mono" }, row.caller));
+      tr.appendChild(el("th", { class: "mono" }, row.subject));
+      cols.slice(0, GRID_COLS).forEach(function (o, ci) {
+        var td = el("td", { "data-caller": row.caller, "data-subject": row.subject, "data-object": o });
+        (cells[ri + ":" + ci] || []).forEach(function (r) {
+          var dry = r.mode !== "enforce";
+          var entry = el("div", { class: "cell-rule " + (r.effect === "deny" ? "deny" : "allow") + (r.dead ? " dead" : "") + (dry ? " dry" : ""), "data-rule": r.id });
+          entry.appendChild(el("span", { class: "verbs" }, (r.effect === "deny" ? "✗ " : "✓ ") + r.verbs.join(", ")));
+          entry.appendChild(el("span", { class: "rule mono" }, r.id + (dry ? " (" + r.mode + ")" : "")));
+          entry.title = r.id + ": " + r.effect + " " + r.verbs.join(", ") + (dry ? " (" + r.mode + ", does not decide)" : "") +
+            (r.max_class ? ", tokens up to class " + r.max_class : "") + (r.findings.length ? "; " + r.findings.join("; ") : "");
+          td.appendChild(entry);
+        });
+        tr.appendChild(td);
+      });
+      tbody.appendChild(tr);
+    });
+    t.appendChild(tbody);
+    wrap.appendChild(t);
+    var left = [];
+    if (rows.length > GRID_ROWS) left.push((rows.length - GRID_ROWS) + " caller/subject rows");
+    if (cols.length > GRID_COLS) left.push((cols.length - GRID_COLS) + " object columns");
+    if (left.length) wrap.appendChild(el("p", { class: "warn grid-left-out" }, left.join(" and ") + " not shown in the grid (the list below has every rule)"));
+    return wrap;
+  }
   (function () {
     var host = document.getElementById("matrix");
     if (!data.policies.length) { host.appendChild(el("p", { class: "hint" }, "No policy file given (--policy FILE).")); return; }
     data.policies.forEach(function (p) {
       host.appendChild(el("h3", { class: "mono" }, p.file));
+      host.appendChild(grid(p));
       var rows = p.rules.slice().sort(function (a, b) {
         var ca = a.callers ? a.callers.join(",") : "", cb = b.callers ? b.callers.join(",") : "";
         return ca < cb ? -1 : ca > cb ? 1 : 0;
       });
+      var details = el("details", { class: "rule-list" });
+      details.appendChild(el("summary", null, "the " + p.rules.length + " rules as a list"));
       var div = el("div");
-      host.appendChild(div);
+      details.appendChild(div);
+      host.appendChild(details);
       table(div, ["callers", "subjects", "may", "objects", "effect", "rule", "max class", "lint"], rows, {
         rowClass: function (r) { return r.dead ? "dead" : ""; },
         cells: function (r) {
