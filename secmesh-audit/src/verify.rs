@@ -86,7 +86,7 @@ use std::path::{Path, PathBuf};
 use crate::checkpoint::Checkpoint;
 use crate::event::AuditEvent;
 use crate::reader::{LineReader, Next};
-use crate::walk::Walk;
+use crate::walk::{Visit, Walk};
 
 pub use crate::reader::{ReadError, for_each_event, read_events};
 
@@ -383,6 +383,14 @@ impl<'k> Verifier<'k> {
 
     /// Verify a set of files (any order).
     pub fn verify_files<P: AsRef<Path>>(&self, paths: &[P]) -> Result<Report, VerifyFailure> {
+        self.verify_set(paths, None)
+    }
+
+    fn verify_set<P: AsRef<Path>>(
+        &self,
+        paths: &[P],
+        visit: Option<Visit<'_>>,
+    ) -> Result<Report, VerifyFailure> {
         let mut files = Vec::with_capacity(paths.len());
         for p in paths {
             let path = p.as_ref().to_path_buf();
@@ -390,7 +398,7 @@ impl<'k> Verifier<'k> {
             files.push((order, path));
         }
         files.sort_by_key(|(order, _)| *order);
-        let mut walk = Walk::new(self);
+        let mut walk = Walk::new(self, visit);
         for (_, path) in &files {
             let mut r = LineReader::open(path).map_err(|e| io_failure(path, e.to_string()))?;
             walk.file(path, &mut r)?;
@@ -429,6 +437,38 @@ impl<'k> Verifier<'k> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn verify_services<P: AsRef<Path>>(&self, paths: &[P]) -> Vec<ServiceOutcome> {
+        self.verify_services_visiting(paths, &mut |_, _, _| {})
+    }
+
+    /// [`verify_services`](Self::verify_services), reading each file once for the caller
+    /// too: `visit` is called with every record that parses, as it is read (the file, the
+    /// 1-based line number, the record), before it is checked. A set's walk stops at its
+    /// first failure, so the records after it are not visited: a caller that wants every
+    /// record reads the rest of those files itself, past the last line it was shown.
+    ///
+    /// ```
+    /// use secmesh_audit::event::{AuditEvent, Direction};
+    /// use secmesh_audit::sink::{JsonLinesConfig, JsonLinesSink, Sink};
+    /// use secmesh_audit::verify::{Record, Verifier};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("orders.jsonl");
+    /// let mut sink = JsonLinesSink::open(&path, JsonLinesConfig::default())?;
+    /// sink.write_batch(&mut vec![AuditEvent::now("orders", Direction::In); 2])?;
+    /// drop(sink);
+    /// let mut events = 0;
+    /// let outcomes = Verifier::new(None).verify_services_visiting(&[&path], &mut |_, _, r| {
+    ///     events += u32::from(matches!(r, Record::Event(_)));
+    /// });
+    /// assert_eq!(events, 2);
+    /// assert_eq!(outcomes[0].service.as_deref(), Some("orders"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn verify_services_visiting<P: AsRef<Path>>(
+        &self,
+        paths: &[P],
+        visit: &mut dyn FnMut(&Path, u64, &Record),
+    ) -> Vec<ServiceOutcome> {
         let groups = if self.service.is_some() {
             vec![ServiceFiles {
                 service: self.service.clone(),
@@ -440,7 +480,7 @@ impl<'k> Verifier<'k> {
         groups
             .into_iter()
             .map(|g| ServiceOutcome {
-                result: self.verify_files(&g.files),
+                result: self.verify_set(&g.files, Some(&mut *visit)),
                 service: g.service,
                 files: g.files,
             })
@@ -449,7 +489,7 @@ impl<'k> Verifier<'k> {
 
     /// Verify one file's bytes held in memory.
     pub fn verify_bytes(&self, bytes: &[u8]) -> Result<Report, VerifyFailure> {
-        let mut walk = Walk::new(self);
+        let mut walk = Walk::new(self, None);
         walk.file(Path::new("<memory>"), &mut LineReader::new(bytes))?;
         walk.finish()
     }
