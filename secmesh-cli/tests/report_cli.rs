@@ -334,6 +334,9 @@ fn a_tampered_log_and_an_untrusted_key_show_in_the_integrity_panel() {
     );
     assert!(by("gateway").ok && !by("gateway").key_checked);
     assert_eq!(by("gateway").key, key.public_key_b64());
+    // The tampered log's events are still read past its failure: all counted and drawn.
+    assert_eq!((m.events, m.txns_total, m.unreadable), (15, 3, 0));
+    assert!(m.txns.iter().all(|t| t.hops() == 3), "{:?}", m.txns);
 }
 
 #[test]

@@ -1,6 +1,9 @@
-//! One pass over a log's lines for the report: each event is parsed into a borrowed view
+//! The report's reader for the lines the strict verification did not show it (the rest of a
+//! log set after its first failure): each event is parsed into a borrowed view
 //! ([`EventLine`]), whose strings point into the line (no allocation unless a string holds an
-//! escape), instead of an owned [`AuditEvent`] built through a `serde_json::Value`.
+//! escape), instead of an owned [`AuditEvent`] built for the occasion. The events the
+//! verification reads reach the report as the same view ([`EventLine::from`] an
+//! [`AuditEvent`]), so each file is read once when its set verifies.
 //!
 //! The parse is as strict as the audit crate's [`parse_line`]: the line must be one JSON
 //! object without duplicate keys ([`secmesh_core::json::check_object`]), with the event's
@@ -24,7 +27,7 @@
 //! std::fs::write(&path, [std::fs::read(&path)?, b"not json\n".to_vec()].concat())?;
 //!
 //! let mut objects = Vec::new();
-//! let bad = for_each_event_line(&path, |ev| objects.push(ev.object.unwrap().into_owned()))?;
+//! let bad = for_each_event_line(&path, 0, |ev| objects.push(ev.object.unwrap().into_owned()))?;
 //! assert_eq!((objects, bad), (vec!["orders/\"42\"".to_owned()], 1));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
@@ -201,6 +204,7 @@ impl<'a> From<&'a AuditEvent> for EventLine<'a> {
 }
 
 /// What one line holds.
+#[allow(clippy::large_enum_variant)] // matched at once, per line: boxing would allocate
 enum Parsed<'a> {
     Event(EventLine<'a>),
     Other,
@@ -223,11 +227,12 @@ fn parse(line: &[u8]) -> Parsed<'_> {
     }
 }
 
-/// Call `f` with every event of the log file `path`, in order, each borrowed from its line.
-/// Lines that are not records are skipped and their number returned; signed records are
-/// skipped. Memory stays bounded by one line.
+/// Call `f` with every event of the log file `path` after its first `skip` lines, in order,
+/// each borrowed from its line. Lines that are not records are skipped and their number
+/// returned; signed records are skipped. Memory stays bounded by one line.
 pub fn for_each_event_line(
     path: &Path,
+    skip: u64,
     mut f: impl FnMut(EventLine<'_>),
 ) -> Result<u64, ReadError> {
     let mut r = LineReader::open(path)?;
@@ -245,6 +250,7 @@ pub fn for_each_event_line(
                     line: r.lineno(),
                 });
             }
+            Next::Line { .. } if r.lineno() <= skip => {}
             Next::Line { .. } => match parse(r.line()) {
                 Parsed::Event(ev) => f(ev),
                 Parsed::Other => {}

@@ -30,20 +30,20 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use secmesh_audit::event::Decision;
 use secmesh_audit::reader::{LineReader, Next};
-use secmesh_audit::verify::{Record, Verifier, parse_line};
+use secmesh_audit::verify::{Record, ServiceOutcome, Verifier, parse_line};
 use secmesh_core::TxnId;
 use secmesh_core::policy::{Format, Policy};
 use serde::Serialize;
 
 use super::ReportError;
 use super::aggregate::Aggregate;
-use super::line::for_each_event_line;
+use super::line::{EventLine, for_each_event_line};
 
 /// What the report reads and how much of it it embeds.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -537,19 +537,39 @@ pub fn build(opts: &Options) -> Result<Model, ReportError> {
         .iter()
         .map(|p| policy_file(p))
         .collect::<Result<Vec<_>, _>>()?;
-    let integrity = integrity(&files, opts.key.as_ref());
-
+    // One read of each file: the strict verification shows the aggregate every record it
+    // reads. A set that fails stops there; the rest of its files is read on (past the last
+    // line shown), so that a tampered log's events are still counted and drawn.
     let mut agg = Aggregate::new(&opts.limits);
+    let mut shown: Vec<(PathBuf, u64)> = Vec::new();
+    let verifier = Verifier::new(opts.key.as_ref().map(|(k, _)| k.as_slice()));
+    let outcomes = verifier.verify_services_visiting(&files, &mut |path, line, record| {
+        if let Record::Event(ev) = record {
+            agg.add(EventLine::from(&**ev));
+        }
+        match shown.last_mut() {
+            Some((p, last)) if p.as_os_str() == path.as_os_str() => *last = line,
+            _ => shown.push((path.to_path_buf(), line)),
+        }
+    });
+    let verified: HashSet<&PathBuf> = outcomes
+        .iter()
+        .filter(|o| o.result.is_ok())
+        .flat_map(|o| &o.files)
+        .collect();
+    let shown: HashMap<PathBuf, u64> = shown.into_iter().collect();
     // File by file: a file that cannot be read (a line over the limit, an I/O error) is
     // named in the page and the others are still shown; its events up to there count.
     let mut unreadable = 0;
     let mut warnings = Vec::new();
-    for f in &files {
-        match for_each_event_line(f, |ev| agg.add(ev)) {
+    for f in files.iter().filter(|f| !verified.contains(f)) {
+        let skip = shown.get(f).copied().unwrap_or(0);
+        match for_each_event_line(f, skip, |ev| agg.add(ev)) {
             Ok(bad) => unreadable += bad,
             Err(e) => warnings.push(format!("not read to the end: {e}")),
         }
     }
+    let integrity = integrity(outcomes, opts.key.as_ref());
     let mut model = agg.finish(&opts.limits);
     model.unreadable = unreadable;
     model.warnings = warnings;
@@ -611,10 +631,8 @@ fn policy_file(path: &Path) -> Result<PolicyFile, ReportError> {
 
 /// Each service's set verified as `secmesh audit verify` does (strict: a log that is still
 /// open fails with `unsigned_tail` or `truncated`).
-fn integrity(files: &[PathBuf], key: Option<&(Vec<u8>, String)>) -> Vec<Integrity> {
-    let verifier = Verifier::new(key.map(|(k, _)| k.as_slice()));
-    verifier
-        .verify_services(files)
+fn integrity(outcomes: Vec<ServiceOutcome>, key: Option<&(Vec<u8>, String)>) -> Vec<Integrity> {
+    outcomes
         .into_iter()
         .map(|o| {
             let shown_files = o.files.iter().map(|f| f.display().to_string()).collect();
