@@ -13,11 +13,12 @@
 //!   `secmesh audit verify` does, with the key used.
 //!
 //! [`model`] aggregates in Rust (graph counts, one waterfall per transaction) while the logs
-//! are verified, reading each file once ([`line`] reads what the verification leaves after a
-//! failure), and [`html`] writes the page: the data is one compact JSON blob (one string
-//! table, transactions and denials as arrays of numbers, times relative to one base) in a
-//! `<script type="application/json">` with `<`, `>`, `&` and U+2028/9 escaped, and the page's
-//! script builds the DOM with `textContent`, so a subject holding `<script>` shows as text.
+//! are verified, reading each file once ([`line`](mod@line) reads what the verification
+//! leaves after a failure), and [`html`] writes the page: the data is one compact JSON blob
+//! (one string table, transactions and denials as arrays of numbers, times relative to one
+//! base) in a `<script type="application/json">` with `<`, `>`, `&` and U+2028/9 escaped,
+//! and the page's script builds the DOM with `textContent`, so a subject holding `<script>`
+//! shows as text.
 //! Tables are paginated; the access matrix is a bounded grid.
 //!
 //! # Example
