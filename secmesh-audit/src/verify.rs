@@ -620,3 +620,124 @@ fn first_record_order(path: &Path) -> Result<(u64, u64), VerifyFailure> {
         Next::TooLong | Next::Eof => Ok((u64::MAX, u64::MAX)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::event::Direction;
+
+    /// `parse_line` as it was, through a `serde_json::Value`: the reference the direct parse
+    /// must agree with.
+    fn through_value(line: &[u8]) -> Result<(Record, String), String> {
+        secmesh_core::json::check_object(line, secmesh_core::json::DEFAULT_MAX_DEPTH)
+            .map_err(|e| e.to_string())?;
+        let v: serde_json::Value = serde_json::from_slice(line).map_err(|e| e.to_string())?;
+        if v.get("kind").is_some() {
+            let c = Checkpoint::parse(line)?;
+            let prev = c.prev.clone();
+            return Ok((Record::Checkpoint(Box::new(c)), prev));
+        }
+        let prev = v
+            .get("prev")
+            .and_then(|p| p.as_str())
+            .ok_or("no `prev`")?
+            .to_owned();
+        let mut obj = v;
+        if let Some(m) = obj.as_object_mut() {
+            m.remove("prev");
+        }
+        let ev: AuditEvent = serde_json::from_value(obj).map_err(|e| e.to_string())?;
+        Ok((Record::Event(Box::new(ev)), prev))
+    }
+
+    fn same(line: &[u8]) {
+        let (a, b) = (parse_line(line), through_value(line));
+        match (&a, &b) {
+            (Ok((ra, pa)), Ok((rb, pb))) => {
+                assert_eq!(pa, pb);
+                assert_eq!(format!("{ra:?}"), format!("{rb:?}"));
+            }
+            (Err(_), Err(_)) => {}
+            _ => panic!(
+                "{:?}: direct {:?}, through a Value {:?}",
+                String::from_utf8_lossy(line),
+                a.map(|x| x.1),
+                b.map(|x| x.1)
+            ),
+        }
+    }
+
+    fn line() -> String {
+        let mut ev = AuditEvent::now("orders", Direction::In);
+        ev.sub = Some("user:\"1\"".into());
+        ev.status = Some(200);
+        ev.latency_us = Some(12);
+        let json = serde_json::to_string(&ev).unwrap();
+        format!("{},\"prev\":\"00ff\"}}", &json[..json.len() - 1])
+    }
+
+    #[test]
+    fn edge_cases_parse_as_through_a_value() {
+        let l = line();
+        for extra in [
+            "\"kind\":null,",
+            "\"kind\":\"open\",",
+            "\"prev\":1,",
+            "\"x\":{\"prev\":2},",
+            "\"status\":\"200\",",
+            "\"v\":1.0,",
+            "\"dir\":null,",
+        ] {
+            let mutated = l.replacen("{", &format!("{{{extra}"), 1);
+            same(mutated.as_bytes());
+        }
+        same(l.replace(",\"prev\":\"00ff\"", "").as_bytes());
+        same(l.replace("\"prev\":\"00ff\"", "\"prev\":null").as_bytes());
+        same(
+            l.replace("\"prev\":\"00ff\"", "\"prev\":[\"a\"]")
+                .as_bytes(),
+        );
+        same(b"[]");
+        same(b"");
+        same(l.as_bytes());
+        assert!(parse_line(l.as_bytes()).is_ok());
+    }
+
+    proptest! {
+        /// Any edit of a valid line is read the same way by both.
+        #[test]
+        fn edited_lines_parse_as_through_a_value(
+            edits in proptest::collection::vec((any::<prop::sample::Index>(), prop::sample::select(
+                &b"{}[]\":,0123456789.-eEnulltrfas\\ kindprev"[..])), 1..4),
+            cut in any::<prop::sample::Index>(),
+            do_cut in any::<bool>(),
+        ) {
+            let mut bytes = line().into_bytes();
+            for (at, b) in edits {
+                let i = at.index(bytes.len());
+                bytes[i] = b;
+            }
+            if do_cut {
+                bytes.truncate(cut.index(bytes.len() + 1));
+            }
+            same(&bytes);
+        }
+
+        /// A field added, or an existing one given again (a duplicate), with any value.
+        #[test]
+        fn added_fields_parse_as_through_a_value(
+            key in prop::sample::select(&["kind", "prev", "v", "seq", "status", "dir", "txn", "sub", "decision", "x"][..]),
+            value in prop::sample::select(&["null", "1", "\"s\"", "[]", "{}", "1.5", "-1", "true", "\"in\"", "\"deny\""][..]),
+            drop_prev in any::<bool>(),
+        ) {
+            let mut l = line().replacen('{', &format!("{{\"{key}\":{value},"), 1);
+            if drop_prev {
+                l = l.replace(",\"prev\":\"00ff\"", "");
+            }
+            same(l.as_bytes());
+        }
+    }
+}
