@@ -49,6 +49,7 @@ mod aggregate;
 pub mod html;
 pub mod line;
 pub mod model;
+mod tree;
 
 pub use model::{Limits, Model, Options};
 
