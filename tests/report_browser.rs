@@ -3,7 +3,8 @@
 //! written, and headless Chromium loads it over WebDriver (chromedriver, driven with
 //! fantoccini) with JavaScript on. The test asserts on what is rendered: the nodes and edges
 //! of the graph, a transaction's waterfall after a click, the hostile subject shown as text,
-//! no console errors; it saves a screenshot to `target/report-screenshot.png`.
+//! the access matrix's grid with a known cell, no console errors; it saves screenshots to
+//! `target/report-screenshot.png` and `target/report-matrix-screenshot.png`.
 //!
 //! Chromium and chromedriver are the Debian packages `chromium` and `chromium-driver`
 //! (installed by `.ci/run`): without them the test skips loudly, unless `CI=true`, when it
@@ -305,6 +306,20 @@ async fn the_demo_report_renders_in_chromium_as_a_person_sees_it() {
     // does not.
     let matrix = b.text("#matrix").await;
     assert!(matrix.contains("orders-reserves-stock"), "{matrix}");
+    // The grid: orders (caller) may call inventory's Reserve for any user, by its rule; the
+    // deny rule for refunds through payments sits in its own cell.
+    let cell = "#matrix table.grid td[data-caller=\"spiffe://mesh.test/orders\"][data-subject=\"user:*\"][data-object=\"inventory.v1.Inventory/Reserve\"]";
+    assert_eq!(b.text(cell).await, "✓ call\norders-reserves-stock");
+    assert_eq!(
+        b.count(&format!(
+            "{cell} .cell-rule.allow[data-rule=\"orders-reserves-stock\"]"
+        ))
+        .await,
+        1
+    );
+    let refund = "#matrix table.grid td[data-caller=\"spiffe://mesh.test/payments\"][data-subject=\"*\"][data-object=\"orders/*/*/refund\"] .cell-rule.deny";
+    assert_eq!(b.count(refund).await, 1);
+    assert_eq!(b.count("#matrix table.grid thead th[data-object]").await, 7);
     let integrity = b.text("#integrity").await;
     assert_eq!(integrity.matches("chain ok").count(), 5, "{integrity}");
     assert!(integrity.contains("no_checkpoint"), "{integrity}");
@@ -313,6 +328,16 @@ async fn the_demo_report_renders_in_chromium_as_a_person_sees_it() {
     let shot = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/report-screenshot.png");
     std::fs::create_dir_all(shot.parent().unwrap()).unwrap();
     std::fs::write(&shot, png).unwrap();
+    // And the access matrix's grid, scrolled into view.
+    b.client
+        .execute(
+            "document.getElementById('matrix-section').scrollIntoView();",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let png = b.client.screenshot().await.unwrap();
+    std::fs::write(shot.with_file_name("report-matrix-screenshot.png"), png).unwrap();
 
     let errors: Vec<_> = b
         .console()

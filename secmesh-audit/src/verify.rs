@@ -86,7 +86,7 @@ use std::path::{Path, PathBuf};
 use crate::checkpoint::Checkpoint;
 use crate::event::AuditEvent;
 use crate::reader::{LineReader, Next};
-use crate::walk::Walk;
+use crate::walk::{Visit, Walk};
 
 pub use crate::reader::{ReadError, for_each_event, read_events};
 
@@ -229,26 +229,95 @@ impl Record {
 
 /// Parse one line (without newline) into its record and `prev`. Strict: no duplicate keys,
 /// no unknown fields in signed records.
+///
+/// The line is read straight into its record: a first look finds whether it is a signed
+/// record (a `kind` key, whatever its value) and its `prev` (a string), then the event is
+/// deserialized from the same bytes; no intermediate `serde_json::Value` is built.
 pub fn parse_line(line: &[u8]) -> Result<(Record, String), String> {
     secmesh_core::json::check_object(line, secmesh_core::json::DEFAULT_MAX_DEPTH)
         .map_err(|e| e.to_string())?;
-    let v: serde_json::Value = serde_json::from_slice(line).map_err(|e| e.to_string())?;
-    if v.get("kind").is_some() {
+    let head: LineHead = serde_json::from_slice(line).map_err(|e| e.to_string())?;
+    if head.kind.0 {
         let c = Checkpoint::parse(line)?;
         let prev = c.prev.clone();
         return Ok((Record::Checkpoint(Box::new(c)), prev));
     }
-    let prev = v
-        .get("prev")
-        .and_then(|p| p.as_str())
-        .ok_or("no `prev`")?
-        .to_owned();
-    let mut obj = v;
-    if let Some(m) = obj.as_object_mut() {
-        m.remove("prev");
-    }
-    let ev: AuditEvent = serde_json::from_value(obj).map_err(|e| e.to_string())?;
+    let prev = head.prev.0.ok_or("no `prev`")?;
+    // `prev` is not an event field: the event's deserializer passes over it.
+    let ev: AuditEvent = serde_json::from_slice(line).map_err(|e| e.to_string())?;
     Ok((Record::Event(Box::new(ev)), prev))
+}
+
+/// What [`parse_line`] looks at first: whether the line has a `kind` key and its `prev`.
+#[derive(serde::Deserialize)]
+struct LineHead {
+    #[serde(default)]
+    kind: Present,
+    #[serde(default)]
+    prev: PrevField,
+}
+
+/// Whether a key is present at all (`null` included).
+#[derive(Default)]
+struct Present(bool);
+
+impl<'de> serde::Deserialize<'de> for Present {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Present, D::Error> {
+        serde::de::IgnoredAny::deserialize(d)?;
+        Ok(Present(true))
+    }
+}
+
+/// `prev` when it is a string; any other value is `None` (reported as "no `prev`").
+#[derive(Default)]
+struct PrevField(Option<String>);
+
+impl<'de> serde::Deserialize<'de> for PrevField {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<PrevField, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = PrevField;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any value")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<PrevField, E> {
+                Ok(PrevField(Some(s.to_owned())))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<PrevField, E> {
+                Ok(PrevField(None))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<PrevField, E> {
+                Ok(PrevField(None))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<PrevField, E> {
+                Ok(PrevField(None))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<PrevField, E> {
+                Ok(PrevField(None))
+            }
+            fn visit_unit<E>(self) -> Result<PrevField, E> {
+                Ok(PrevField(None))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<PrevField, A::Error> {
+                while a.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(PrevField(None))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<PrevField, A::Error> {
+                while a
+                    .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+                    .is_some()
+                {}
+                Ok(PrevField(None))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// Where witnessed records come from.
@@ -314,6 +383,14 @@ impl<'k> Verifier<'k> {
 
     /// Verify a set of files (any order).
     pub fn verify_files<P: AsRef<Path>>(&self, paths: &[P]) -> Result<Report, VerifyFailure> {
+        self.verify_set(paths, None)
+    }
+
+    fn verify_set<P: AsRef<Path>>(
+        &self,
+        paths: &[P],
+        visit: Option<Visit<'_>>,
+    ) -> Result<Report, VerifyFailure> {
         let mut files = Vec::with_capacity(paths.len());
         for p in paths {
             let path = p.as_ref().to_path_buf();
@@ -321,7 +398,7 @@ impl<'k> Verifier<'k> {
             files.push((order, path));
         }
         files.sort_by_key(|(order, _)| *order);
-        let mut walk = Walk::new(self);
+        let mut walk = Walk::new(self, visit);
         for (_, path) in &files {
             let mut r = LineReader::open(path).map_err(|e| io_failure(path, e.to_string()))?;
             walk.file(path, &mut r)?;
@@ -360,6 +437,38 @@ impl<'k> Verifier<'k> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn verify_services<P: AsRef<Path>>(&self, paths: &[P]) -> Vec<ServiceOutcome> {
+        self.verify_services_visiting(paths, &mut |_, _, _| {})
+    }
+
+    /// [`verify_services`](Self::verify_services), reading each file once for the caller
+    /// too: `visit` is called with every record that parses, as it is read (the file, the
+    /// 1-based line number, the record), before it is checked. A set's walk stops at its
+    /// first failure, so the records after it are not visited: a caller that wants every
+    /// record reads the rest of those files itself, past the last line it was shown.
+    ///
+    /// ```
+    /// use secmesh_audit::event::{AuditEvent, Direction};
+    /// use secmesh_audit::sink::{JsonLinesConfig, JsonLinesSink, Sink};
+    /// use secmesh_audit::verify::{Record, Verifier};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("orders.jsonl");
+    /// let mut sink = JsonLinesSink::open(&path, JsonLinesConfig::default())?;
+    /// sink.write_batch(&mut vec![AuditEvent::now("orders", Direction::In); 2])?;
+    /// drop(sink);
+    /// let mut events = 0;
+    /// let outcomes = Verifier::new(None).verify_services_visiting(&[&path], &mut |_, _, r| {
+    ///     events += u32::from(matches!(r, Record::Event(_)));
+    /// });
+    /// assert_eq!(events, 2);
+    /// assert_eq!(outcomes[0].service.as_deref(), Some("orders"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn verify_services_visiting<P: AsRef<Path>>(
+        &self,
+        paths: &[P],
+        visit: &mut dyn FnMut(&Path, u64, &Record),
+    ) -> Vec<ServiceOutcome> {
         let groups = if self.service.is_some() {
             vec![ServiceFiles {
                 service: self.service.clone(),
@@ -371,7 +480,7 @@ impl<'k> Verifier<'k> {
         groups
             .into_iter()
             .map(|g| ServiceOutcome {
-                result: self.verify_files(&g.files),
+                result: self.verify_set(&g.files, Some(&mut *visit)),
                 service: g.service,
                 files: g.files,
             })
@@ -380,7 +489,7 @@ impl<'k> Verifier<'k> {
 
     /// Verify one file's bytes held in memory.
     pub fn verify_bytes(&self, bytes: &[u8]) -> Result<Report, VerifyFailure> {
-        let mut walk = Walk::new(self);
+        let mut walk = Walk::new(self, None);
         walk.file(Path::new("<memory>"), &mut LineReader::new(bytes))?;
         walk.finish()
     }
@@ -509,5 +618,126 @@ fn first_record_order(path: &Path) -> Result<(u64, u64), VerifyFailure> {
             Err(_) => (u64::MAX, u64::MAX),
         }),
         Next::TooLong | Next::Eof => Ok((u64::MAX, u64::MAX)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::event::Direction;
+
+    /// `parse_line` as it was, through a `serde_json::Value`: the reference the direct parse
+    /// must agree with.
+    fn through_value(line: &[u8]) -> Result<(Record, String), String> {
+        secmesh_core::json::check_object(line, secmesh_core::json::DEFAULT_MAX_DEPTH)
+            .map_err(|e| e.to_string())?;
+        let v: serde_json::Value = serde_json::from_slice(line).map_err(|e| e.to_string())?;
+        if v.get("kind").is_some() {
+            let c = Checkpoint::parse(line)?;
+            let prev = c.prev.clone();
+            return Ok((Record::Checkpoint(Box::new(c)), prev));
+        }
+        let prev = v
+            .get("prev")
+            .and_then(|p| p.as_str())
+            .ok_or("no `prev`")?
+            .to_owned();
+        let mut obj = v;
+        if let Some(m) = obj.as_object_mut() {
+            m.remove("prev");
+        }
+        let ev: AuditEvent = serde_json::from_value(obj).map_err(|e| e.to_string())?;
+        Ok((Record::Event(Box::new(ev)), prev))
+    }
+
+    fn same(line: &[u8]) {
+        let (a, b) = (parse_line(line), through_value(line));
+        match (&a, &b) {
+            (Ok((ra, pa)), Ok((rb, pb))) => {
+                assert_eq!(pa, pb);
+                assert_eq!(format!("{ra:?}"), format!("{rb:?}"));
+            }
+            (Err(_), Err(_)) => {}
+            _ => panic!(
+                "{:?}: direct {:?}, through a Value {:?}",
+                String::from_utf8_lossy(line),
+                a.map(|x| x.1),
+                b.map(|x| x.1)
+            ),
+        }
+    }
+
+    fn line() -> String {
+        let mut ev = AuditEvent::now("orders", Direction::In);
+        ev.sub = Some("user:\"1\"".into());
+        ev.status = Some(200);
+        ev.latency_us = Some(12);
+        let json = serde_json::to_string(&ev).unwrap();
+        format!("{},\"prev\":\"00ff\"}}", &json[..json.len() - 1])
+    }
+
+    #[test]
+    fn edge_cases_parse_as_through_a_value() {
+        let l = line();
+        for extra in [
+            "\"kind\":null,",
+            "\"kind\":\"open\",",
+            "\"prev\":1,",
+            "\"x\":{\"prev\":2},",
+            "\"status\":\"200\",",
+            "\"v\":1.0,",
+            "\"dir\":null,",
+        ] {
+            let mutated = l.replacen("{", &format!("{{{extra}"), 1);
+            same(mutated.as_bytes());
+        }
+        same(l.replace(",\"prev\":\"00ff\"", "").as_bytes());
+        same(l.replace("\"prev\":\"00ff\"", "\"prev\":null").as_bytes());
+        same(
+            l.replace("\"prev\":\"00ff\"", "\"prev\":[\"a\"]")
+                .as_bytes(),
+        );
+        same(b"[]");
+        same(b"");
+        same(l.as_bytes());
+        assert!(parse_line(l.as_bytes()).is_ok());
+    }
+
+    proptest! {
+        /// Any edit of a valid line is read the same way by both.
+        #[test]
+        fn edited_lines_parse_as_through_a_value(
+            edits in proptest::collection::vec((any::<prop::sample::Index>(), prop::sample::select(
+                &b"{}[]\":,0123456789.-eEnulltrfas\\ kindprev"[..])), 1..4),
+            cut in any::<prop::sample::Index>(),
+            do_cut in any::<bool>(),
+        ) {
+            let mut bytes = line().into_bytes();
+            for (at, b) in edits {
+                let i = at.index(bytes.len());
+                bytes[i] = b;
+            }
+            if do_cut {
+                bytes.truncate(cut.index(bytes.len() + 1));
+            }
+            same(&bytes);
+        }
+
+        /// A field added, or an existing one given again (a duplicate), with any value.
+        #[test]
+        fn added_fields_parse_as_through_a_value(
+            key in prop::sample::select(&["kind", "prev", "v", "seq", "status", "dir", "txn", "sub", "decision", "x"][..]),
+            value in prop::sample::select(&["null", "1", "\"s\"", "[]", "{}", "1.5", "-1", "true", "\"in\"", "\"deny\""][..]),
+            drop_prev in any::<bool>(),
+        ) {
+            let mut l = line().replacen('{', &format!("{{\"{key}\":{value},"), 1);
+            if drop_prev {
+                l = l.replace(",\"prev\":\"00ff\"", "");
+            }
+            same(l.as_bytes());
+        }
     }
 }

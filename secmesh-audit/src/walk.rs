@@ -24,8 +24,12 @@ enum State {
     Rotated,
 }
 
-pub(crate) struct Walk<'v, 'k> {
+/// What [`Verifier::verify_services_visiting`] calls with each record that parses.
+pub(crate) type Visit<'f> = &'f mut dyn FnMut(&Path, u64, &Record);
+
+pub(crate) struct Walk<'v, 'k, 'f> {
     opts: &'v Verifier<'k>,
+    visit: Option<Visit<'f>>,
     /// The key in force: the one given, else the one the first signed record names.
     key: Option<Vec<u8>>,
     prev_hash: Option<[u8; 32]>,
@@ -72,10 +76,11 @@ impl Suspect {
 
 type Fail = Box<dyn Fn(FailureKind, String) -> VerifyFailure>;
 
-impl<'v, 'k> Walk<'v, 'k> {
-    pub(crate) fn new(opts: &'v Verifier<'k>) -> Walk<'v, 'k> {
+impl<'v, 'k, 'f> Walk<'v, 'k, 'f> {
+    pub(crate) fn new(opts: &'v Verifier<'k>, visit: Option<Visit<'f>>) -> Walk<'v, 'k, 'f> {
         Walk {
             opts,
+            visit,
             key: opts.key.map(<[u8]>::to_vec),
             prev_hash: None,
             last_seq: None,
@@ -139,6 +144,9 @@ impl<'v, 'k> Walk<'v, 'k> {
                     return self.or_suspect(Err(at(lineno, None)(FailureKind::Malformed, e)));
                 }
             };
+            if let Some(visit) = self.visit.as_mut() {
+                visit(path, lineno, &record);
+            }
             let seq = record.seq();
             let fail = at(lineno, Some(seq));
             if !complete {
@@ -558,7 +566,7 @@ impl<'v, 'k> Walk<'v, 'k> {
     }
 }
 
-impl Walk<'_, '_> {
+impl Walk<'_, '_, '_> {
     /// A failure found while a suspect is pending is reported at the suspect: the earlier
     /// line comes first.
     fn or_suspect<T>(&mut self, r: Result<T, VerifyFailure>) -> Result<T, VerifyFailure> {

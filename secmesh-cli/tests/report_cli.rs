@@ -167,14 +167,23 @@ fn the_model_counts_calls_and_keeps_hostile_text_inside_the_data() {
 
     // Every transaction with its three hops, in tree order.
     assert_eq!((m.txns_total, m.txns.len()), (20, 20));
-    let t = m.txns.iter().find(|t| t.id.ends_with("0a")).unwrap();
-    assert!(t.denied);
-    assert_eq!(t.hops, 3);
-    let services: Vec<_> = t.rows.iter().map(|r| m.strings.get(r[5] as u32)).collect();
+    let t = m
+        .txns
+        .iter()
+        .find(|t| t.id.to_string().ends_with("0a"))
+        .unwrap();
+    assert!(t.denied());
+    assert_eq!(t.hops(), 3);
+    let services: Vec<_> = t.rows.iter().map(|r| m.strings.get(r.service)).collect();
     assert_eq!(services, ["gateway", "orders", "payments"]);
-    let depths: Vec<_> = t.rows.iter().map(|r| r[0]).collect();
+    let depths: Vec<_> = t.rows.iter().map(|r| r.depth).collect();
     assert_eq!(depths, [0, 1, 2]);
-    assert_eq!(t.rows[2][3], 1, "the payments hop is denied");
+    assert_eq!(
+        t.rows[2].decision,
+        Decision::Deny,
+        "the payments hop is denied"
+    );
+    assert_eq!(m.strings.get(t.rows[2].rule), "no-payments-<b>");
 
     // The access matrix with lint's findings: read-payments is shadowed by the deny rule.
     let rules = &m.policies[0].rules;
@@ -325,6 +334,9 @@ fn a_tampered_log_and_an_untrusted_key_show_in_the_integrity_panel() {
     );
     assert!(by("gateway").ok && !by("gateway").key_checked);
     assert_eq!(by("gateway").key, key.public_key_b64());
+    // The tampered log's events are still read past its failure: all counted and drawn.
+    assert_eq!((m.events, m.txns_total, m.unreadable), (15, 3, 0));
+    assert!(m.txns.iter().all(|t| t.hops() == 3), "{:?}", m.txns);
 }
 
 #[test]
@@ -352,16 +364,21 @@ fn a_log_with_an_endless_line_is_named_and_the_others_still_shown() {
 /// Generation time and page size for 10,000 and 100,000 events (synthetic chained logs),
 /// printed; run with `cargo test --release -p secmesh-cli --test report_cli -- --ignored
 /// --nocapture`. Also leaves the 100,000-event page at `target/report-100k.html` for the
-/// browser measurement.
+/// browser measurement, and the logs with their key at `target/report-measure/EVENTS/`
+/// (`audit-key.pub`), so that two builds of `secmesh report` can be timed on the same files.
 #[test]
 #[ignore = "a measurement: run it on purpose, in release"]
 fn measure_generation_time_and_page_size() {
+    let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target");
     for events in [10_000u64, 100_000] {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = target.join(format!("report-measure/{events}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
         let key = AuditKey::generate().unwrap();
-        write_logs(dir.path(), &key, events / 5);
-        let out = dir.path().join("report.html");
-        let opts = Options::new(dir.path()).key(key.public_key(), "key");
+        write_logs(&dir, &key, events / 5);
+        std::fs::write(dir.join("audit-key.pub"), key.public_key_b64()).unwrap();
+        let out = target.join(format!("report-measure/{events}.html"));
+        let opts = Options::new(&dir).key(key.public_key(), "key");
         let mut times = Vec::new();
         for _ in 0..3 {
             let t = Instant::now();
@@ -378,9 +395,7 @@ fn measure_generation_time_and_page_size() {
             size as f64 / 1e6
         );
         if events == 100_000 {
-            let keep = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/report-100k.html");
-            std::fs::create_dir_all(keep.parent().unwrap()).unwrap();
-            std::fs::copy(&out, &keep).unwrap();
+            std::fs::copy(&out, target.join("report-100k.html")).unwrap();
         }
     }
 }

@@ -74,7 +74,7 @@ pub fn render(model: &Model) -> Result<String, ReportError> {
 <div class="controls"><input id="denial-filter" type="search" placeholder="filter: service, subject, reason, rule…"></div>
 <div id="denials"></div></section>
 <section id="matrix-section"><h2>Access matrix</h2>
-<p class="hint">Who may do what, by which rule, from the policy files. Rules that can never decide are struck through.</p>
+<p class="hint">Who may do what, by which rule, from the policy files: a row per caller and subject pattern, a column per object pattern; a cell lists the rules that match there (<span class="allow">✓ allowed</span> / <span class="deny-text">✗ denied</span> verbs, the rule's id; hover for the details). Rules that can never decide (shadowed, covered, never matching) are struck through; dry-run rules are in italics.</p>
 <div id="matrix"></div></section>
 <section id="integrity-section"><h2>Integrity</h2>
 <div id="integrity"></div></section>

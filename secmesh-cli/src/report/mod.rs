@@ -12,10 +12,14 @@
 //! - the integrity of each log: its chain and signed records verified as
 //!   `secmesh audit verify` does, with the key used.
 //!
-//! [`model`] aggregates in Rust (graph counts, one summary and waterfall per transaction)
-//! and [`html`] writes the page: the data is one JSON blob in a
-//! `<script type="application/json">` with `<` escaped, and the page's script builds the DOM
-//! with `textContent`, so a subject holding `<script>` shows as text. Tables are paginated.
+//! [`model`] aggregates in Rust (graph counts, one waterfall per transaction) while the logs
+//! are verified, reading each file once ([`line`](mod@line) reads what the verification
+//! leaves after a failure), and [`html`] writes the page: the data is one compact JSON blob
+//! (one string table, transactions and denials as arrays of numbers, times relative to one
+//! base) in a `<script type="application/json">` with `<`, `>`, `&` and U+2028/9 escaped,
+//! and the page's script builds the DOM with `textContent`, so a subject holding `<script>`
+//! shows as text.
+//! Tables are paginated; the access matrix is a bounded grid.
 //!
 //! # Example
 //! ```
@@ -41,8 +45,11 @@
 
 use std::path::{Path, PathBuf};
 
+mod aggregate;
 pub mod html;
+pub mod line;
 pub mod model;
+mod tree;
 
 pub use model::{Limits, Model, Options};
 

@@ -30,21 +30,20 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use secmesh_audit::event::{AuditEvent, Decision, Direction};
-use secmesh_audit::reader::{LineReader, Next, for_each_event};
-use secmesh_audit::trace::{self, Call, Hop};
-use secmesh_audit::verify::{Record, Verifier, parse_line};
+use secmesh_audit::event::Decision;
+use secmesh_audit::reader::{LineReader, Next};
+use secmesh_audit::verify::{Record, ServiceOutcome, Verifier, parse_line};
+use secmesh_core::TxnId;
 use secmesh_core::policy::{Format, Policy};
-use secmesh_core::{SpanId, TxnId};
 use serde::Serialize;
 
 use super::ReportError;
-
-/// The service name of the audit queue's own events (drop and loss reports): not a node.
-const QUEUE_SERVICE: &str = "secmesh-audit";
+use super::aggregate::Aggregate;
+use super::line::{EventLine, for_each_event_line};
 
 /// What the report reads and how much of it it embeds.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -124,28 +123,35 @@ impl Options {
     }
 }
 
-/// Strings shared by many rows, stored once; rows hold their index.
-#[derive(Debug, Default, Serialize)]
-#[serde(transparent)]
+/// Strings shared by many rows, stored once; rows hold their index (0 is the empty string:
+/// "none"). In the page, the most used strings come first, so their indexes are short.
+#[derive(Debug, Default)]
 pub struct Strings {
-    list: Vec<String>,
-    #[serde(skip)]
-    index: HashMap<String, u32>,
+    list: Vec<Arc<str>>,
+    index: HashMap<Arc<str>, u32>,
+}
+
+impl Serialize for Strings {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.list.iter().map(|x| &**x))
+    }
 }
 
 impl Strings {
-    /// The index of `s` (0 is the empty string: "none").
+    /// The index of `s`.
     pub fn id(&mut self, s: &str) -> u32 {
         if self.list.is_empty() {
-            self.list.push(String::new());
-            self.index.insert(String::new(), 0);
+            let empty: Arc<str> = Arc::from("");
+            self.list.push(empty.clone());
+            self.index.insert(empty, 0);
         }
         if let Some(i) = self.index.get(s) {
             return *i;
         }
         let i = u32::try_from(self.list.len()).unwrap_or(u32::MAX);
-        self.list.push(s.to_owned());
-        self.index.insert(s.to_owned(), i);
+        let shared: Arc<str> = Arc::from(s);
+        self.list.push(shared.clone());
+        self.index.insert(shared, i);
         i
     }
 
@@ -154,9 +160,19 @@ impl Strings {
         s.map_or(0, |s| self.id(s))
     }
 
-    /// The string at `i`.
+    /// The string at `i` (empty when there is none).
     pub fn get(&self, i: u32) -> &str {
-        self.list.get(i as usize).map_or("", String::as_str)
+        self.list.get(i as usize).map_or("", |s| s)
+    }
+
+    /// How many strings (the empty one included, once any was added).
+    pub fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    /// Whether none was added.
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
     }
 }
 
@@ -186,7 +202,7 @@ pub struct Counts {
 }
 
 impl Counts {
-    fn add(&mut self, d: Decision) {
+    pub(crate) fn add(&mut self, d: Decision) {
         match d {
             Decision::Allow => self.allow += 1,
             Decision::Deny => self.deny += 1,
@@ -206,33 +222,176 @@ pub struct Edge {
     pub counts: Counts,
 }
 
-/// One transaction: its summary and its waterfall.
-#[derive(Debug, Serialize)]
+/// What a waterfall row is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RowKind {
+    /// A request handled (its `in` event).
+    Handled,
+    /// A call with no record from the callee (its `out` event).
+    Unanswered,
+    /// A call whose caller's record is missing (its `out` event).
+    Orphan,
+}
+
+/// One row of a transaction's waterfall; strings are [`Strings`] indexes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Row {
+    /// Its depth in the tree.
+    pub depth: u32,
+    /// What it is.
+    pub kind: RowKind,
+    /// The decision.
+    pub decision: Decision,
+    /// When it started, microseconds after the transaction's start.
+    pub start_us: u64,
+    /// Its latency, microseconds.
+    pub latency_us: u64,
+    /// The status (0: none).
+    pub status: u16,
+    /// The service.
+    pub service: u32,
+    /// The verb (else the method).
+    pub verb: u32,
+    /// The object (else the path).
+    pub object: u32,
+    /// The deciding rule.
+    pub rule: u32,
+    /// The reason.
+    pub reason: u32,
+    /// The subject.
+    pub sub: u32,
+    /// The caller.
+    pub caller: u32,
+}
+
+impl Row {
+    /// The row's first number in the page: `depth * 16 + kind * 4 + decision`, with kind 0
+    /// handled, 1 unanswered, 2 orphan and decision 0 allow, 1 deny, 2 error.
+    pub fn code(&self) -> u64 {
+        let kind = match self.kind {
+            RowKind::Handled => 0,
+            RowKind::Unanswered => 1,
+            RowKind::Orphan => 2,
+        };
+        let decision = match self.decision {
+            Decision::Allow => 0,
+            Decision::Deny => 1,
+            Decision::Error => 2,
+        };
+        u64::from(self.depth) * 16 + kind * 4 + decision
+    }
+}
+
+/// One transaction: its id, its start and its waterfall. In the page it is one array:
+/// `[id, start_us, rows_omitted, ...rows]`, each row eleven numbers: [`Row::code`],
+/// `start_us, latency_us, status, service, verb, object, rule, reason, sub, caller`.
+#[derive(Debug)]
+#[non_exhaustive]
 pub struct Txn {
     /// The transaction id.
-    pub id: String,
-    /// When it started (the first event's time).
-    pub time: String,
-    /// The first request: `service verb object` (string index).
-    pub root: u32,
-    /// Requests handled in it.
-    pub hops: usize,
-    /// Whether any request in it was denied.
-    pub denied: bool,
-    /// From the first start to the last end, microseconds.
-    pub span_us: u64,
-    /// The waterfall rows, in tree order: `[depth, start_us, latency_us, decision, status,
-    /// service, verb, object, rule, reason, sub, caller, flag]` with the strings as indexes
-    /// and `flag` 0 for a request handled, 1 for a call with no record from the callee, 2 for
-    /// a call whose caller's record is missing.
-    pub rows: Vec<[u64; 13]>,
+    pub id: TxnId,
+    /// When it started (its first event), microseconds after [`Model::time_base_us`] (0 when
+    /// no time of it could be read).
+    pub start_us: i64,
+    /// The waterfall rows, in tree order (what `secmesh audit trace` prints).
+    pub rows: Vec<Row>,
     /// Rows left out past [`Limits::max_hops`].
     pub rows_omitted: usize,
 }
 
-/// One denied request: `[time, service, sub, caller, verb, object, reason, rule, txn]` as
-/// string indexes.
-pub type Denial = [u32; 9];
+impl Txn {
+    /// Requests handled in it (rows left out included).
+    pub fn hops(&self) -> usize {
+        self.rows
+            .iter()
+            .filter(|r| r.kind == RowKind::Handled)
+            .count()
+            + self.rows_omitted
+    }
+
+    /// Whether any request shown was denied.
+    pub fn denied(&self) -> bool {
+        self.rows.iter().any(|r| r.decision == Decision::Deny)
+    }
+
+    /// From its start to the last end, microseconds.
+    pub fn span_us(&self) -> u64 {
+        self.rows
+            .iter()
+            .map(|r| r.start_us.saturating_add(r.latency_us))
+            .max()
+            .unwrap_or(0)
+    }
+}
+
+impl Serialize for Txn {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq as _;
+        let mut seq = s.serialize_seq(Some(3 + self.rows.len() * 11))?;
+        seq.serialize_element(&self.id)?;
+        seq.serialize_element(&self.start_us)?;
+        seq.serialize_element(&self.rows_omitted)?;
+        for r in &self.rows {
+            for n in [r.code(), r.start_us, r.latency_us, u64::from(r.status)] {
+                seq.serialize_element(&n)?;
+            }
+            for i in [
+                r.service, r.verb, r.object, r.rule, r.reason, r.sub, r.caller,
+            ] {
+                seq.serialize_element(&i)?;
+            }
+        }
+        seq.end()
+    }
+}
+
+/// One denied request. In the page: `[at_us, service, sub, caller, verb, object, reason,
+/// rule, txn]`, strings as [`Strings`] indexes, the txn as its id (or `null`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Denial {
+    /// When, microseconds after [`Model::time_base_us`]; -1 when its time cannot be read.
+    pub at_us: i64,
+    /// The service that denied it.
+    pub service: u32,
+    /// The subject.
+    pub sub: u32,
+    /// The caller.
+    pub caller: u32,
+    /// The verb (else the method).
+    pub verb: u32,
+    /// The object (else the path).
+    pub object: u32,
+    /// The reason.
+    pub reason: u32,
+    /// The rule.
+    pub rule: u32,
+    /// The transaction.
+    pub txn: Option<TxnId>,
+}
+
+impl Serialize for Denial {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq as _;
+        let mut seq = s.serialize_seq(Some(9))?;
+        seq.serialize_element(&self.at_us)?;
+        for i in [
+            self.service,
+            self.sub,
+            self.caller,
+            self.verb,
+            self.object,
+            self.reason,
+            self.rule,
+        ] {
+            seq.serialize_element(&i)?;
+        }
+        seq.serialize_element(&self.txn)?;
+        seq.end()
+    }
+}
 
 /// One rule of a policy file, as the access matrix shows it.
 #[derive(Debug, Serialize)]
@@ -303,6 +462,9 @@ pub struct Model {
     pub events: u64,
     /// Lines that were not records.
     pub unreadable: u64,
+    /// The time the others are relative to: microseconds since the epoch of the earliest
+    /// transaction or denial shown.
+    pub time_base_us: i64,
     /// Strings referenced by index from [`Txn`] rows and [`Denial`]s.
     pub strings: Strings,
     /// The service graph's nodes.
@@ -375,19 +537,39 @@ pub fn build(opts: &Options) -> Result<Model, ReportError> {
         .iter()
         .map(|p| policy_file(p))
         .collect::<Result<Vec<_>, _>>()?;
-    let integrity = integrity(&files, opts.key.as_ref());
-
+    // One read of each file: the strict verification shows the aggregate every record it
+    // reads. A set that fails stops there; the rest of its files is read on (past the last
+    // line shown), so that a tampered log's events are still counted and drawn.
     let mut agg = Aggregate::new(&opts.limits);
+    let mut shown: Vec<(PathBuf, u64)> = Vec::new();
+    let verifier = Verifier::new(opts.key.as_ref().map(|(k, _)| k.as_slice()));
+    let outcomes = verifier.verify_services_visiting(&files, &mut |path, line, record| {
+        if let Record::Event(ev) = record {
+            agg.add(EventLine::from(&**ev));
+        }
+        match shown.last_mut() {
+            Some((p, last)) if p.as_os_str() == path.as_os_str() => *last = line,
+            _ => shown.push((path.to_path_buf(), line)),
+        }
+    });
+    let verified: HashSet<&PathBuf> = outcomes
+        .iter()
+        .filter(|o| o.result.is_ok())
+        .flat_map(|o| &o.files)
+        .collect();
+    let shown: HashMap<PathBuf, u64> = shown.into_iter().collect();
     // File by file: a file that cannot be read (a line over the limit, an I/O error) is
     // named in the page and the others are still shown; its events up to there count.
     let mut unreadable = 0;
     let mut warnings = Vec::new();
-    for f in &files {
-        match for_each_event(std::slice::from_ref(f), |ev| agg.add(ev)) {
+    for f in files.iter().filter(|f| !verified.contains(f)) {
+        let skip = shown.get(f).copied().unwrap_or(0);
+        match for_each_event_line(f, skip, |ev| agg.add(ev)) {
             Ok(bad) => unreadable += bad,
             Err(e) => warnings.push(format!("not read to the end: {e}")),
         }
     }
+    let integrity = integrity(outcomes, opts.key.as_ref());
     let mut model = agg.finish(&opts.limits);
     model.unreadable = unreadable;
     model.warnings = warnings;
@@ -449,10 +631,8 @@ fn policy_file(path: &Path) -> Result<PolicyFile, ReportError> {
 
 /// Each service's set verified as `secmesh audit verify` does (strict: a log that is still
 /// open fails with `unsigned_tail` or `truncated`).
-fn integrity(files: &[PathBuf], key: Option<&(Vec<u8>, String)>) -> Vec<Integrity> {
-    let verifier = Verifier::new(key.map(|(k, _)| k.as_slice()));
-    verifier
-        .verify_services(files)
+fn integrity(outcomes: Vec<ServiceOutcome>, key: Option<&(Vec<u8>, String)>) -> Vec<Integrity> {
+    outcomes
         .into_iter()
         .map(|o| {
             let shown_files = o.files.iter().map(|f| f.display().to_string()).collect();
@@ -545,355 +725,6 @@ pub fn parse_time_us(s: &str) -> Option<i64> {
     Some(((days * 86_400 + hh * 3600 + mm * 60 + ss) * 1_000_000) + micros)
 }
 
-/// Node key while aggregating: a service by name, a caller by identity, or the outside.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-enum Who {
-    Service(String),
-    Caller(String),
-    Outside,
-}
-
-struct Aggregate {
-    strings: Strings,
-    events: u64,
-    /// Requests handled, per service.
-    handled: BTreeMap<String, Counts>,
-    /// (caller as logged, callee service) -> counts.
-    calls: HashMap<(Option<String>, String), Counts>,
-    /// out span -> the service that made the call.
-    out_spans: HashMap<SpanId, String>,
-    /// caller identity -> a few parent spans of its calls (to learn which service it is).
-    caller_spans: HashMap<String, Vec<SpanId>>,
-    by_txn: HashMap<TxnId, Vec<AuditEvent>>,
-    kept: usize,
-    capped: bool,
-    denials: Vec<(i64, Denial)>,
-    denials_total: u64,
-    max_denials: usize,
-    max_trace_events: usize,
-}
-
-impl Aggregate {
-    fn new(limits: &Limits) -> Aggregate {
-        Aggregate {
-            strings: Strings::default(),
-            events: 0,
-            handled: BTreeMap::new(),
-            calls: HashMap::new(),
-            out_spans: HashMap::new(),
-            caller_spans: HashMap::new(),
-            by_txn: HashMap::new(),
-            kept: 0,
-            capped: false,
-            denials: Vec::new(),
-            denials_total: 0,
-            max_denials: limits.max_denials,
-            max_trace_events: limits.max_trace_events,
-        }
-    }
-
-    fn add(&mut self, ev: AuditEvent) {
-        self.events += 1;
-        if ev.service == QUEUE_SERVICE {
-            return;
-        }
-        match ev.dir {
-            Direction::Out => {
-                if let Some(s) = ev.span_id {
-                    self.out_spans.insert(s, ev.service.clone());
-                }
-            }
-            Direction::In => {
-                self.handled
-                    .entry(ev.service.clone())
-                    .or_default()
-                    .add(ev.decision);
-                if let (Some(c), Some(p)) = (&ev.caller, ev.parent_span_id) {
-                    let spans = self.caller_spans.entry(c.clone()).or_default();
-                    if spans.len() < 16 {
-                        spans.push(p);
-                    }
-                }
-                self.calls
-                    .entry((ev.caller.clone(), ev.service.clone()))
-                    .or_default()
-                    .add(ev.decision);
-                if ev.decision == Decision::Deny {
-                    self.denial(&ev);
-                }
-            }
-        }
-        if let Some(t) = ev.txn {
-            if self.kept < self.max_trace_events {
-                self.kept += 1;
-                self.by_txn.entry(t).or_default().push(ev);
-            } else {
-                self.capped = true;
-            }
-        }
-    }
-
-    fn denial(&mut self, ev: &AuditEvent) {
-        self.denials_total += 1;
-        let at = parse_time_us(&ev.time).unwrap_or(i64::MIN);
-        // Keep the most recent: when full, drop the older half at once (amortized).
-        if self.denials.len() >= self.max_denials.saturating_mul(2).max(1) {
-            self.trim_denials();
-        }
-        let s = &mut self.strings;
-        let row = [
-            s.id(&ev.time),
-            s.id(&ev.service),
-            s.opt(ev.sub.as_deref()),
-            s.opt(ev.caller.as_deref()),
-            s.opt(ev.verb.as_deref().or(ev.method.as_deref())),
-            s.opt(ev.object.as_deref().or(ev.path.as_deref())),
-            s.opt(ev.reason.as_deref()),
-            s.opt(ev.rule.as_deref()),
-            s.opt(ev.txn.map(|t| t.to_string()).as_deref()),
-        ];
-        self.denials.push((at, row));
-    }
-
-    fn trim_denials(&mut self) {
-        self.denials.sort_by_key(|d| std::cmp::Reverse(d.0));
-        self.denials.truncate(self.max_denials);
-    }
-
-    fn finish(mut self, limits: &Limits) -> Model {
-        // Which service each caller identity is: the service whose out event's span is the
-        // parent of the caller's calls.
-        let mut id_of: BTreeMap<String, String> = BTreeMap::new();
-        let mut service_of: HashMap<String, String> = HashMap::new();
-        for (caller, spans) in &self.caller_spans {
-            if let Some(svc) = spans.iter().find_map(|s| self.out_spans.get(s)) {
-                id_of.entry(svc.clone()).or_insert_with(|| caller.clone());
-                service_of.insert(caller.clone(), svc.clone());
-            }
-        }
-        // Nodes: every service that logged, then callers without a log, then the outside.
-        let mut nodes: Vec<Node> = Vec::new();
-        let mut index: HashMap<Who, usize> = HashMap::new();
-        for (name, counts) in &self.handled {
-            index.insert(Who::Service(name.clone()), nodes.len());
-            nodes.push(Node {
-                name: name.clone(),
-                id: id_of.get(name).cloned(),
-                kind: "service",
-                handled: *counts,
-            });
-        }
-        let mut edges: BTreeMap<(usize, usize), Counts> = BTreeMap::new();
-        let mut calls: Vec<_> = std::mem::take(&mut self.calls).into_iter().collect();
-        calls.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut callers = 0usize;
-        for ((caller, callee), counts) in calls {
-            let from_key = match &caller {
-                None => Who::Outside,
-                Some(c) => match service_of.get(c) {
-                    Some(svc) if index.contains_key(&Who::Service(svc.clone())) => {
-                        Who::Service(svc.clone())
-                    }
-                    _ if index.contains_key(&Who::Caller(c.clone())) => Who::Caller(c.clone()),
-                    _ if callers < limits.max_callers => {
-                        callers += 1;
-                        Who::Caller(c.clone())
-                    }
-                    _ => Who::Caller("(other callers)".to_owned()),
-                },
-            };
-            let from = *index.entry(from_key.clone()).or_insert_with(|| {
-                nodes.push(match &from_key {
-                    Who::Outside => Node {
-                        name: "(outside)".to_owned(),
-                        id: None,
-                        kind: "outside",
-                        handled: Counts::default(),
-                    },
-                    Who::Caller(c) | Who::Service(c) => Node {
-                        name: c.clone(),
-                        id: c.starts_with("spiffe://").then(|| c.clone()),
-                        kind: "caller",
-                        handled: Counts::default(),
-                    },
-                });
-                nodes.len() - 1
-            });
-            let Some(&to) = index.get(&Who::Service(callee)) else {
-                continue;
-            };
-            let e = edges.entry((from, to)).or_default();
-            e.allow += counts.allow;
-            e.deny += counts.deny;
-            e.error += counts.error;
-        }
-        let edges = edges
-            .into_iter()
-            .map(|((from, to), counts)| Edge { from, to, counts })
-            .collect();
-
-        // Transactions, the most recent first.
-        let txns_total = self.by_txn.len();
-        let mut order: Vec<(i64, TxnId)> = self
-            .by_txn
-            .iter()
-            .map(|(t, evs)| {
-                let first = evs
-                    .iter()
-                    .filter_map(|e| parse_time_us(&e.time))
-                    .min()
-                    .unwrap_or(i64::MIN);
-                (first, *t)
-            })
-            .collect();
-        order.sort_by(|a, b| b.cmp(a));
-        order.truncate(limits.max_txns);
-        let mut txns = Vec::with_capacity(order.len());
-        for (_, t) in order {
-            let Some(evs) = self.by_txn.remove(&t) else {
-                continue;
-            };
-            txns.push(txn_view(
-                t,
-                trace::build(t, evs),
-                &mut self.strings,
-                limits.max_hops,
-            ));
-        }
-
-        self.trim_denials();
-        let denials = self.denials.into_iter().map(|(_, d)| d).collect();
-        Model {
-            audit_dir: String::new(),
-            key_source: None,
-            events: self.events,
-            unreadable: 0,
-            strings: self.strings,
-            nodes,
-            edges,
-            txns,
-            txns_total,
-            trace_events_capped: self.capped,
-            denials,
-            denials_total: self.denials_total,
-            policies: Vec::new(),
-            integrity: Vec::new(),
-            generated: secmesh_audit::event::now_rfc3339(),
-            warnings: Vec::new(),
-        }
-    }
-}
-
-fn decision_code(d: Decision) -> u64 {
-    match d {
-        Decision::Allow => 0,
-        Decision::Deny => 1,
-        Decision::Error => 2,
-    }
-}
-
-/// A transaction's tree as waterfall rows (depth first, as `audit trace` prints it).
-fn txn_view(txn: TxnId, tree: trace::TraceTree, s: &mut Strings, max_hops: usize) -> Txn {
-    struct Rows<'a> {
-        s: &'a mut Strings,
-        rows: Vec<(u64, i64, &'a AuditEvent, u64)>,
-        omitted: usize,
-        max: usize,
-    }
-    impl<'a> Rows<'a> {
-        fn push(&mut self, depth: u64, ev: &'a AuditEvent, flag: u64) {
-            if self.rows.len() >= self.max {
-                self.omitted += 1;
-                return;
-            }
-            let t = parse_time_us(&ev.time).unwrap_or(0);
-            self.rows.push((depth, t, ev, flag));
-        }
-        fn hop(&mut self, h: &'a Hop, depth: u64) {
-            self.push(depth, &h.inbound, 0);
-            for c in &h.calls {
-                self.call(c, depth + 1);
-            }
-        }
-        fn call(&mut self, c: &'a Call, depth: u64) {
-            match &c.callee {
-                Some(h) => self.hop(h, depth),
-                None => self.push(depth, &c.outbound, 1),
-            }
-        }
-    }
-    let mut r = Rows {
-        s,
-        rows: Vec::new(),
-        omitted: 0,
-        max: max_hops,
-    };
-    for h in &tree.roots {
-        r.hop(h, 0);
-    }
-    for c in &tree.orphan_calls {
-        r.push(0, &c.outbound, 2);
-    }
-    let start = r.rows.iter().map(|x| x.1).min().unwrap_or(0);
-    let end = r
-        .rows
-        .iter()
-        .map(|x| x.1 + i64::try_from(x.2.latency_us.unwrap_or(0)).unwrap_or(0))
-        .max()
-        .unwrap_or(start);
-    let denied = r.rows.iter().any(|x| x.2.decision == Decision::Deny);
-    let hops = r.rows.iter().filter(|x| x.3 == 0).count() + r.omitted;
-    let time = r
-        .rows
-        .iter()
-        .min_by_key(|x| x.1)
-        .map(|x| x.2.time.clone())
-        .unwrap_or_default();
-    let root = r.rows.first().map(|x| {
-        let ev = x.2;
-        format!(
-            "{} {} {}",
-            ev.service,
-            ev.verb.as_deref().or(ev.method.as_deref()).unwrap_or("-"),
-            ev.object.as_deref().or(ev.path.as_deref()).unwrap_or("-")
-        )
-    });
-    let Rows {
-        s, rows, omitted, ..
-    } = r;
-    let root = s.opt(root.as_deref());
-    let rows = rows
-        .into_iter()
-        .map(|(depth, t, ev, flag)| {
-            [
-                depth,
-                u64::try_from(t - start).unwrap_or(0),
-                ev.latency_us.unwrap_or(0),
-                decision_code(ev.decision),
-                u64::from(ev.status.unwrap_or(0)),
-                u64::from(s.id(&ev.service)),
-                u64::from(s.opt(ev.verb.as_deref().or(ev.method.as_deref()))),
-                u64::from(s.opt(ev.object.as_deref().or(ev.path.as_deref()))),
-                u64::from(s.opt(ev.rule.as_deref())),
-                u64::from(s.opt(ev.reason.as_deref())),
-                u64::from(s.opt(ev.sub.as_deref())),
-                u64::from(s.opt(ev.caller.as_deref())),
-                flag,
-            ]
-        })
-        .collect();
-    Txn {
-        id: txn.to_string(),
-        time,
-        root,
-        hops,
-        denied,
-        span_us: u64::try_from(end - start).unwrap_or(0),
-        rows,
-        rows_omitted: omitted,
-    }
-}
-
 /// The model as JSON that can sit inside `<script type="application/json">`: `<`, `>` and `&`
 /// are written as `\u003c`, `\u003e`, `\u0026` (they only occur inside JSON strings, where
 /// the escape means the same character), so nothing in the logs can close the script element
@@ -956,6 +787,7 @@ mod tests {
             key_source: None,
             events: 0,
             unreadable: 0,
+            time_base_us: 0,
             strings,
             nodes: Vec::new(),
             edges: Vec::new(),

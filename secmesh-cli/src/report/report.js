@@ -23,6 +23,32 @@
     return e;
   }
   function ms(us) { return (us / 1000).toFixed(us < 10000 ? 1 : 0) + " ms"; }
+  // Times are microseconds after data.time_base_us: "YYYY-MM-DD HH:MM:SS.ffffff" (UTC).
+  function when(us) {
+    if (us < 0) return "(time unreadable)";
+    var t = data.time_base_us + us, ms = Math.floor(t / 1000);
+    var iso = new Date(ms).toISOString();
+    return iso.slice(0, 10) + " " + iso.slice(11, 23) + String(1000 + (t - ms * 1000)).slice(1);
+  }
+  // A transaction in the page is [id, start_us, rows_omitted, ...rows of 11 numbers]:
+  // code (depth * 16 + kind * 4 + decision), start_us, latency_us, status, then the string
+  // indexes of service, verb, object, rule, reason, sub, caller.
+  var ROW = 11;
+  function txn(a) {
+    var rows = [], hops = a[2], denied = false, span = 0;
+    for (var i = 3; i + ROW <= a.length; i += ROW) {
+      var r = a.slice(i, i + ROW);
+      var code = r[0], kind = (code >> 2) & 3, dec = code & 3;
+      if (kind === 0) hops++;
+      if (dec === 1) denied = true;
+      span = Math.max(span, r[1] + r[2]);
+      // [depth, start, latency, decision, status, service, verb, object, rule, reason, sub, caller, kind]
+      rows.push([code >> 4, r[1], r[2], dec, r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], kind]);
+    }
+    return { id: a[0], start: a[1], time: when(a[1]), rows: rows, rows_omitted: a[2], hops: hops, denied: denied, span_us: span,
+      root: rows.length ? str(rows[0][5]) + " " + (str(rows[0][6]) || "-") + " " + (str(rows[0][7]) || "-") : "" };
+  }
+  var TXNS = data.txns.map(txn);
   function clear(n) { while (n.firstChild) n.removeChild(n.firstChild); }
 
   // A paginated table: rows are arrays of cell values (or {text, cls}); filter on text.
@@ -188,7 +214,7 @@
   (function () {
     var list = document.getElementById("txn-list");
     var wf = document.getElementById("waterfall");
-    var note = data.txns.length < data.txns_total ? " (the " + data.txns.length + " most recent of " + data.txns_total + ")" : "";
+    var note = TXNS.length < data.txns_total ? " (the " + TXNS.length + " most recent of " + data.txns_total + ")" : "";
     if (data.trace_events_capped) note += " (some events were not kept for trees)";
     function show(t) {
       clear(wf);
@@ -226,11 +252,11 @@
       });
       if (t.rows_omitted) wf.appendChild(el("p", { class: "warn" }, t.rows_omitted + " more rows not shown"));
     }
-    var tbl = table(list, ["time", "transaction", "first request", "hops", "ms"], data.txns, {
+    var tbl = table(list, ["time", "transaction", "first request", "hops", "ms"], TXNS, {
       note: note,
       rowClass: function (t) { return t.denied ? "deny" : ""; },
       cells: function (t) {
-        return [t.time.slice(11, 23), { text: t.id.slice(0, 12) + "…", cls: "mono" }, str(t.root), t.hops, (t.span_us / 1000).toFixed(1)];
+        return [t.time.slice(11, 23), { text: t.id.slice(0, 12) + "…", cls: "mono" }, t.root, t.hops, (t.span_us / 1000).toFixed(1)];
       },
       onClick: show
     });
@@ -240,7 +266,7 @@
       tbl.filter(q || deniedOnly.checked ? function (t) {
         if (deniedOnly.checked && !t.denied) return false;
         if (!q) return true;
-        if (t.id.indexOf(q) >= 0 || str(t.root).toLowerCase().indexOf(q) >= 0) return true;
+        if (t.id.indexOf(q) >= 0 || t.root.toLowerCase().indexOf(q) >= 0) return true;
         return t.rows.some(function (r) { return [5, 6, 7, 8, 10, 11].some(function (k) { return str(r[k]).toLowerCase().indexOf(q) >= 0; }); });
       } : null);
     }
@@ -254,27 +280,86 @@
     var note = data.denials.length < data.denials_total ? " (the " + data.denials.length + " most recent of " + data.denials_total + ")" : "";
     var tbl = table(host, ["time", "service", "subject", "caller", "verb", "object", "reason", "rule"], data.denials, {
       note: note,
-      cells: function (d) { return [{ text: str(d[0]).replace("T", " ").replace("Z", ""), cls: "nowrap" }, str(d[1]), str(d[2]), str(d[3]), str(d[4]), str(d[5]), { text: str(d[6]), cls: "deny" }, str(d[7])]; }
+      cells: function (d) { return [{ text: when(d[0]), cls: "nowrap" }, str(d[1]), str(d[2]), str(d[3]), str(d[4]), str(d[5]), { text: str(d[6]), cls: "deny" }, str(d[7])]; }
     });
     var f = document.getElementById("denial-filter");
     f.addEventListener("input", debounce(function () {
       var q = f.value.toLowerCase();
-      tbl.filter(q ? function (d) { return d.some(function (i) { return str(i).toLowerCase().indexOf(q) >= 0; }); } : null);
+      tbl.filter(q ? function (d) {
+        for (var k = 1; k < 8; k++) if (str(d[k]).toLowerCase().indexOf(q) >= 0) return true;
+        return (d[8] || "").indexOf(q) >= 0;
+      } : null);
     }));
   })();
 
-  // ---- access matrix: per policy file, rules grouped by caller
+  // ---- access matrix: per policy file, a grid (who x what: the verbs each rule allows or
+  // denies there) and the rules as a list
+  var GRID_ROWS = 40, GRID_COLS = 30;
+  function grid(p) {
+    var rows = [], cols = [], rowIndex = {}, colIndex = {}, cells = {};
+    p.rules.forEach(function (r) {
+      (r.callers || ["any caller"]).forEach(function (c) {
+        r.subjects.forEach(function (s) {
+          var rk = c + "\u0000" + s;
+          if (!(rk in rowIndex)) { rowIndex[rk] = rows.length; rows.push({ caller: c, subject: s }); }
+          r.objects.forEach(function (o) {
+            if (!(o in colIndex)) { colIndex[o] = cols.length; cols.push(o); }
+            var key = rowIndex[rk] + ":" + colIndex[o];
+            (cells[key] = cells[key] || []).push(r);
+          });
+        });
+      });
+    });
+    var wrap = el("div", { class: "grid-wrap" });
+    var t = el("table", { class: "grid", "data-policy": p.file });
+    var head = el("tr");
+    head.appendChild(el("th", null, "caller"));
+    head.appendChild(el("th", null, "subject"));
+    cols.slice(0, GRID_COLS).forEach(function (o) { head.appendChild(el("th", { class: "mono", "data-object": o }, o)); });
+    var thead = el("thead"); thead.appendChild(head); t.appendChild(thead);
+    var tbody = el("tbody");
+    rows.slice(0, GRID_ROWS).forEach(function (row, ri) {
+      var tr = el("tr");
+      tr.appendChild(el("th", { class: "mono" }, row.caller));
+      tr.appendChild(el("th", { class: "mono" }, row.subject));
+      cols.slice(0, GRID_COLS).forEach(function (o, ci) {
+        var td = el("td", { "data-caller": row.caller, "data-subject": row.subject, "data-object": o });
+        (cells[ri + ":" + ci] || []).forEach(function (r) {
+          var dry = r.mode !== "enforce";
+          var entry = el("div", { class: "cell-rule " + (r.effect === "deny" ? "deny" : "allow") + (r.dead ? " dead" : "") + (dry ? " dry" : ""), "data-rule": r.id });
+          entry.appendChild(el("span", { class: "verbs" }, (r.effect === "deny" ? "✗ " : "✓ ") + r.verbs.join(", ")));
+          entry.appendChild(el("span", { class: "rule mono" }, r.id + (dry ? " (" + r.mode + ")" : "")));
+          entry.title = r.id + ": " + r.effect + " " + r.verbs.join(", ") + (dry ? " (" + r.mode + ", does not decide)" : "") +
+            (r.max_class ? ", tokens up to class " + r.max_class : "") + (r.findings.length ? "; " + r.findings.join("; ") : "");
+          td.appendChild(entry);
+        });
+        tr.appendChild(td);
+      });
+      tbody.appendChild(tr);
+    });
+    t.appendChild(tbody);
+    wrap.appendChild(t);
+    var left = [];
+    if (rows.length > GRID_ROWS) left.push((rows.length - GRID_ROWS) + " caller/subject rows");
+    if (cols.length > GRID_COLS) left.push((cols.length - GRID_COLS) + " object columns");
+    if (left.length) wrap.appendChild(el("p", { class: "warn grid-left-out" }, left.join(" and ") + " not shown in the grid (the list below has every rule)"));
+    return wrap;
+  }
   (function () {
     var host = document.getElementById("matrix");
     if (!data.policies.length) { host.appendChild(el("p", { class: "hint" }, "No policy file given (--policy FILE).")); return; }
     data.policies.forEach(function (p) {
       host.appendChild(el("h3", { class: "mono" }, p.file));
+      host.appendChild(grid(p));
       var rows = p.rules.slice().sort(function (a, b) {
         var ca = a.callers ? a.callers.join(",") : "", cb = b.callers ? b.callers.join(",") : "";
         return ca < cb ? -1 : ca > cb ? 1 : 0;
       });
+      var details = el("details", { class: "rule-list" });
+      details.appendChild(el("summary", null, "the " + p.rules.length + " rules as a list"));
       var div = el("div");
-      host.appendChild(div);
+      details.appendChild(div);
+      host.appendChild(details);
       table(div, ["callers", "subjects", "may", "objects", "effect", "rule", "max class", "lint"], rows, {
         rowClass: function (r) { return r.dead ? "dead" : ""; },
         cells: function (r) {
