@@ -177,7 +177,11 @@ burst = 10
     type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
     async fn serve(verifier: Verifier, limiter: RedisLimiter) -> SocketAddr {
-        let policy = SharedPolicy::new(Policy::parse(POLICY, Format::Toml).unwrap());
+        serve_with(POLICY, verifier, limiter).await
+    }
+
+    async fn serve_with(policy: &str, verifier: Verifier, limiter: RedisLimiter) -> SocketAddr {
+        let policy = SharedPolicy::new(Policy::parse(policy, Format::Toml).unwrap());
         let secure = SecureLayer::builder(verifier, policy)
             .limit_store(limiter)
             .build()
@@ -203,6 +207,86 @@ burst = 10
             assert_eq!(h["ratelimit-policy"], r#""reads-per-user";q=100;w=1"#);
         }
         res.status()
+    }
+
+    /// Several shared limits on one request: their round trips are awaited together, and
+    /// the verdicts are read in the policy's order (the first enforced refusal decides; a
+    /// shadow limit never refuses).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn several_shared_limits_decide_in_the_policys_order() {
+        let Some(redis) = Redis::start() else {
+            return;
+        };
+        let policy = r#"
+[[rule]]
+id = "users"
+effect = "allow"
+subjects = ["user:*"]
+verbs = ["read"]
+objects = ["orders/**"]
+
+[[limit]]
+id = "shadow-one"
+rate = "1/h"
+mode = "shadow"
+
+[[limit]]
+id = "wide"
+rate = "1000/s"
+
+[[limit]]
+id = "two-per-hour"
+rate = "2/h"
+
+[[limit]]
+id = "three-per-hour"
+rate = "3/h"
+"#;
+        let key = SigningKey::from_hmac_secret(Algorithm::Hs256, &[6; 32]).unwrap();
+        let keys = KeySet::single(key.verifying_key(Some("k".into())));
+        let token = Issuer::new(key, "k", "gw")
+            .audience("orders")
+            .mint(&MintRequest::new("user:alice", ExpiryClass::Fast))
+            .unwrap();
+        let limiter = RedisLimiter::for_limits(&redis.url(), "order", 1)
+            .await
+            .unwrap();
+        let addr = serve_with(policy, Verifier::new(keys), limiter.clone()).await;
+        let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
+        let mut seen = Vec::new();
+        for _ in 0..5 {
+            let req = Request::get(format!("http://{addr}/orders/1"))
+                .header("txn-token", token.as_str())
+                .body(Full::new(Bytes::new()))
+                .unwrap();
+            let res = client.request(req).await.unwrap();
+            let policy = res
+                .headers()
+                .get("ratelimit-policy")
+                .map(|v| v.to_str().unwrap().to_owned());
+            seen.push((res.status(), policy));
+        }
+        let refused_by = |id: &str, q: u32| {
+            (
+                StatusCode::TOO_MANY_REQUESTS,
+                Some(format!(r#""{id}";q={q};w=3600"#)),
+            )
+        };
+        // Two pass (the shadow limit over its rate from the second on refuses nothing); then
+        // `two-per-hour` refuses, named before `three-per-hour`, which refuses too from the
+        // fourth on.
+        assert_eq!(
+            seen,
+            [
+                (StatusCode::OK, None),
+                (StatusCode::OK, None),
+                refused_by("two-per-hour", 2),
+                refused_by("two-per-hour", 2),
+                refused_by("two-per-hour", 2),
+            ]
+        );
+        assert!(limiter.status().shared_decisions >= 20);
+        assert!(!limiter.is_degraded());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,6 +5,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use secmesh_core::limit::{Rate, Verdict};
@@ -124,11 +125,27 @@ impl Limiter {
             }
             let subject = subject.clone();
             Stage::Wait(Box::pin(async move {
-                for (limit, fut) in later {
-                    let v = fut.await;
+                // Every round trip at once (one wait, not one per shared limit), then the
+                // verdicts in the policy's order: the first enforced refusal decides.
+                let (limits, mut trips): (Vec<Waiting>, Vec<RoundTrip>) = later.into_iter().unzip();
+                let mut verdicts: Vec<Option<Verdict>> = vec![None; trips.len()];
+                std::future::poll_fn(|cx| {
+                    let mut done = true;
+                    for (trip, verdict) in trips.iter_mut().zip(verdicts.iter_mut()) {
+                        if verdict.is_none() {
+                            match trip.as_mut().poll(cx) {
+                                Poll::Ready(v) => *verdict = Some(v),
+                                Poll::Pending => done = false,
+                            }
+                        }
+                    }
+                    if done { Poll::Ready(()) } else { Poll::Pending }
+                })
+                .await;
+                for (limit, v) in limits.iter().zip(verdicts.iter().flatten()) {
                     if !v.allowed() {
                         match limit.mode {
-                            Mode::Enforce => return Some(refusal(&limit.id, limit.rate, &v)),
+                            Mode::Enforce => return Some(refusal(&limit.id, limit.rate, v)),
                             Mode::Shadow => shadow_refused(&limit.id, &subject),
                         }
                     }
