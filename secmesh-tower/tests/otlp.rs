@@ -8,18 +8,15 @@
 //! inbound span in the same trace.
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use axum::Router;
-use axum::extract::State;
-use axum::routing::get;
 use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::WithExportConfig;
@@ -31,26 +28,12 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 };
 use opentelemetry_sdk::trace::{BatchSpanProcessor, SdkTracerProvider};
 use secmesh_core::ExpiryClass;
-use secmesh_core::policy::{Format, Policy, SharedPolicy};
-use secmesh_tokens::{Algorithm, Issuer, KeySet, MintRequest, SigningKey, Verifier};
-use secmesh_tower::SecureLayer;
+use secmesh_tokens::MintRequest;
 use secmesh_tower::otel::SecmeshIds;
-use secmesh_tower::propagate::{Propagate, PropagateLayer};
-use tower::{Layer, ServiceExt};
-use tracing::Instrument;
 use tracing_subscriber::Layer as _;
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::Registry;
-
-const POLICY: &str = r#"
-[[rule]]
-id = "users"
-effect = "allow"
-subjects = ["user:*"]
-verbs = ["read"]
-objects = ["**"]
-"#;
 
 /// A span as the collector received it (ids in hex).
 #[derive(Clone, Debug)]
@@ -98,37 +81,6 @@ impl TraceService for Collector {
     }
 }
 
-type HttpClient = Propagate<Client<HttpConnector, Full<Bytes>>>;
-
-#[derive(Clone)]
-struct Next {
-    client: HttpClient,
-    url: String,
-}
-
-/// Call the next service inside a span of the handler's own.
-async fn forward(State(n): State<Next>) -> String {
-    let call = async {
-        let res = n
-            .client
-            .oneshot(Request::get(&n.url).body(Full::new(Bytes::new())).unwrap())
-            .await
-            .unwrap();
-        let status = res.status();
-        let body = res.into_body().collect().await.unwrap().to_bytes();
-        format!("{status} {}", String::from_utf8_lossy(&body))
-    };
-    call.instrument(tracing::info_span!("handler.forward"))
-        .await
-}
-
-async fn serve(app: Router) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    addr
-}
-
 #[tokio::test]
 async fn one_request_through_three_services_is_one_otlp_trace() {
     // The collector.
@@ -159,7 +111,7 @@ async fn one_request_through_three_services_is_one_otlp_trace() {
     // secmesh's spans and this test's (not the exporter's own: h2, tonic).
     let only = Targets::new()
         .with_target("secmesh", tracing::Level::TRACE)
-        .with_target("otlp", tracing::Level::TRACE);
+        .with_target(support::HANDLER_TARGET, tracing::Level::TRACE);
     let _guard = tracing::subscriber::set_default(
         Registry::default().with(
             tracing_opentelemetry::layer()
@@ -168,46 +120,7 @@ async fn one_request_through_three_services_is_one_otlp_trace() {
         ),
     );
 
-    let key = SigningKey::generate(Algorithm::EdDsa).unwrap();
-    let keys = KeySet::single(key.verifying_key(Some("k".into())));
-    let issuer = Issuer::new(key, "k", "gw").audience("mesh");
-    let secure = |name: &str| {
-        let policy = SharedPolicy::new(Policy::parse(POLICY, Format::Toml).unwrap());
-        SecureLayer::builder(Verifier::new(keys.clone()), policy)
-            .name(name)
-            .build()
-            .unwrap()
-    };
-    let client = |to: SocketAddr| {
-        PropagateLayer::new([format!("127.0.0.1:{}", to.port())])
-            .layer(Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>())
-    };
-    let inventory = serve(
-        Router::new()
-            .route("/stock", get(|| async { "in stock" }))
-            .layer(secure("inventory")),
-    )
-    .await;
-    let payments = serve(
-        Router::new()
-            .route("/charge", get(forward))
-            .with_state(Next {
-                client: client(inventory),
-                url: format!("http://{inventory}/stock"),
-            })
-            .layer(secure("payments")),
-    )
-    .await;
-    let orders = serve(
-        Router::new()
-            .route("/orders/pay", get(forward))
-            .with_state(Next {
-                client: client(payments),
-                url: format!("http://{payments}/charge"),
-            })
-            .layer(secure("orders")),
-    )
-    .await;
+    let (orders, issuer) = support::orders_payments_inventory().await;
 
     let token = issuer
         .mint(&MintRequest::new("user:alice", ExpiryClass::Fast))

@@ -6,38 +6,22 @@
 //! span fields, and a refusal's span says why.
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use axum::Router;
-use axum::extract::State;
-use axum::routing::get;
 use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use secmesh_core::ExpiryClass;
-use secmesh_core::policy::{Format, Policy, SharedPolicy};
-use secmesh_tokens::{Algorithm, Issuer, KeySet, MintRequest, SigningKey, Verifier};
-use secmesh_tower::SecureLayer;
-use secmesh_tower::propagate::{Propagate, PropagateLayer};
-use tower::{Layer, ServiceExt};
+use secmesh_tokens::MintRequest;
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::registry::Registry;
-
-const POLICY: &str = r#"
-[[rule]]
-id = "users"
-effect = "allow"
-subjects = ["user:*"]
-verbs = ["read"]
-objects = ["**"]
-"#;
 
 /// Every secmesh span: its name and fields.
 #[derive(Clone, Default)]
@@ -76,77 +60,12 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Spans {
     }
 }
 
-type HttpClient = Propagate<Client<HttpConnector, Full<Bytes>>>;
-
-#[derive(Clone)]
-struct Next {
-    client: HttpClient,
-    url: String,
-}
-
-async fn forward(State(n): State<Next>) -> String {
-    let res = n
-        .client
-        .oneshot(Request::get(&n.url).body(Full::new(Bytes::new())).unwrap())
-        .await
-        .unwrap();
-    let status = res.status();
-    let body = res.into_body().collect().await.unwrap().to_bytes();
-    format!("{status} {}", String::from_utf8_lossy(&body))
-}
-
-async fn serve(app: Router) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    addr
-}
-
 #[tokio::test]
 async fn one_request_through_three_services_is_one_trace() {
     let spans = Spans::default();
     let _guard = tracing::subscriber::set_default(Registry::default().with(spans.clone()));
 
-    let key = SigningKey::generate(Algorithm::EdDsa).unwrap();
-    let keys = KeySet::single(key.verifying_key(Some("k".into())));
-    let issuer = Issuer::new(key, "k", "gw").audience("mesh");
-    let secure = |name: &str| {
-        let policy = SharedPolicy::new(Policy::parse(POLICY, Format::Toml).unwrap());
-        SecureLayer::builder(Verifier::new(keys.clone()), policy)
-            .name(name)
-            .build()
-            .unwrap()
-    };
-    let client = |to: SocketAddr| {
-        PropagateLayer::new([format!("127.0.0.1:{}", to.port())])
-            .layer(Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>())
-    };
-    let inventory = serve(
-        Router::new()
-            .route("/stock", get(|| async { "in stock" }))
-            .layer(secure("inventory")),
-    )
-    .await;
-    let payments = serve(
-        Router::new()
-            .route("/charge", get(forward))
-            .with_state(Next {
-                client: client(inventory),
-                url: format!("http://{inventory}/stock"),
-            })
-            .layer(secure("payments")),
-    )
-    .await;
-    let orders = serve(
-        Router::new()
-            .route("/orders/pay", get(forward))
-            .with_state(Next {
-                client: client(payments),
-                url: format!("http://{payments}/charge"),
-            })
-            .layer(secure("orders")),
-    )
-    .await;
+    let (orders, issuer) = support::orders_payments_inventory().await;
 
     let token = issuer
         .mint(&MintRequest::new("user:alice", ExpiryClass::Fast))
