@@ -160,14 +160,17 @@ mod through_the_stack {
 
     use super::*;
 
-    const POLICY: &str = r#"
+    /// The one rule of both policies here: users may read orders.
+    const USERS_READ_ORDERS: &str = r#"
 [[rule]]
 id = "users"
 effect = "allow"
 subjects = ["user:*"]
 verbs = ["read"]
 objects = ["orders/**"]
+"#;
 
+    const LIMIT: &str = r#"
 [[limit]]
 id = "reads-per-user"
 rate = "100/s"
@@ -177,7 +180,7 @@ burst = 10
     type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
     async fn serve(verifier: Verifier, limiter: RedisLimiter) -> SocketAddr {
-        serve_with(POLICY, verifier, limiter).await
+        serve_with(&format!("{USERS_READ_ORDERS}{LIMIT}"), verifier, limiter).await
     }
 
     async fn serve_with(policy: &str, verifier: Verifier, limiter: RedisLimiter) -> SocketAddr {
@@ -217,14 +220,7 @@ burst = 10
         let Some(redis) = Redis::start() else {
             return;
         };
-        let policy = r#"
-[[rule]]
-id = "users"
-effect = "allow"
-subjects = ["user:*"]
-verbs = ["read"]
-objects = ["orders/**"]
-
+        let limits = r#"
 [[limit]]
 id = "shadow-one"
 rate = "1/h"
@@ -251,7 +247,8 @@ rate = "3/h"
         let limiter = RedisLimiter::for_limits(&redis.url(), "order", 1)
             .await
             .unwrap();
-        let addr = serve_with(policy, Verifier::new(keys), limiter.clone()).await;
+        let policy = format!("{USERS_READ_ORDERS}{limits}");
+        let addr = serve_with(&policy, Verifier::new(keys), limiter.clone()).await;
         let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
         let mut seen = Vec::new();
         for _ in 0..5 {
