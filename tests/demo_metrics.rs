@@ -7,21 +7,11 @@
 #![allow(clippy::unwrap_used)]
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use secmesh_testkit::prometheus::Prometheus;
-
-/// The demo's binary, built beside this test's (`target/<profile>/examples/mesh`).
-fn demo_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().unwrap().parent().unwrap();
-    profile_dir
-        .join("examples")
-        .join(format!("mesh{}", std::env::consts::EXE_SUFFIX))
-}
 
 /// The values of the series `promql` selects, by the label `by`.
 fn values(p: &Prometheus, promql: &str, by: &str) -> Vec<(String, f64)> {
@@ -46,20 +36,10 @@ fn values(p: &Prometheus, promql: &str, by: &str) -> Vec<(String, f64)> {
 
 #[test]
 fn prometheus_scrapes_every_node_of_the_demo() {
-    let demo = demo_binary();
-    if !demo.is_file() {
-        let what = format!("the demo's binary {} is not built", demo.display());
-        assert!(std::env::var("CI").as_deref() != Ok("true"), "{what}");
-        eprintln!("\n*** SKIPPED demo_metrics: {what} (cargo build --example mesh) ***\n");
+    let Some(demo) = secmesh_testkit::example_binary("mesh") else {
         return;
-    }
-    if Command::new("prometheus")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        // Prometheus::start says so (and fails in CI).
-        assert!(Prometheus::start(&[]).is_none());
+    };
+    if !secmesh_testkit::require_program("prometheus", "prometheus") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

@@ -23,18 +23,6 @@ use secmesh::audit::sink::{JsonLinesConfig, JsonLinesSink, Sink};
 const HOSTILE_SUB: &str = "<script>window.pwned=1</script>";
 const HOSTILE_OBJECT: &str = "billing/<img src=x onerror=\"window.pwned=2\">";
 
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-}
-
-/// Skip loudly outside CI; fail in CI.
-fn missing(what: &str) {
-    if in_ci() {
-        panic!("{what} (CI=true: the browser test must run)");
-    }
-    eprintln!("\n*** SKIPPED report_browser: {what} ***\n");
-}
-
 fn program(names: &[&str]) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     names.iter().find_map(|n| {
@@ -42,15 +30,6 @@ fn program(names: &[&str]) -> Option<PathBuf> {
             .map(|d| d.join(n))
             .find(|p| p.is_file())
     })
-}
-
-/// The demo's binary, built beside this test's (`target/<profile>/examples/mesh`).
-fn demo_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().unwrap().parent().unwrap();
-    profile_dir
-        .join("examples")
-        .join(format!("mesh{}", std::env::consts::EXE_SUFFIX))
 }
 
 struct Browser {
@@ -112,6 +91,17 @@ impl Browser {
         log.as_array().cloned().unwrap_or_default()
     }
 
+    /// No error in the browser console.
+    async fn assert_no_console_errors(&self) {
+        let errors: Vec<_> = self
+            .console()
+            .await
+            .into_iter()
+            .filter(|e| e["level"] == "SEVERE")
+            .collect();
+        assert!(errors.is_empty(), "console errors: {errors:?}");
+    }
+
     async fn text(&self, css: &str) -> String {
         self.client
             .find(Locator::Css(css))
@@ -161,7 +151,7 @@ fn browser_programs() -> Option<(PathBuf, PathBuf)> {
     ) {
         (Some(c), Some(d)) => Some((c, d)),
         _ => {
-            missing(
+            secmesh_testkit::skip_or_fail(
                 "chromium and chromedriver are not installed (apt-get install chromium chromium-driver)",
             );
             None
@@ -192,14 +182,9 @@ async fn the_demo_report_renders_in_chromium_as_a_person_sees_it() {
     let Some((chromium, chromedriver)) = browser_programs() else {
         return;
     };
-    let demo = demo_binary();
-    if !demo.is_file() {
-        missing(&format!(
-            "the demo's binary {} is not built (cargo build --example mesh)",
-            demo.display()
-        ));
+    let Some(demo) = secmesh_testkit::example_binary("mesh") else {
         return;
-    }
+    };
     // The demo: five services on 127.0.0.1, mutual TLS; it writes DIR/report.html itself.
     let dir = tempfile::tempdir().unwrap();
     let run = Command::new(&demo)
@@ -339,13 +324,7 @@ async fn the_demo_report_renders_in_chromium_as_a_person_sees_it() {
     let png = b.client.screenshot().await.unwrap();
     std::fs::write(shot.with_file_name("report-matrix-screenshot.png"), png).unwrap();
 
-    let errors: Vec<_> = b
-        .console()
-        .await
-        .into_iter()
-        .filter(|e| e["level"] == "SEVERE")
-        .collect();
-    assert!(errors.is_empty(), "console errors: {errors:?}");
+    b.assert_no_console_errors().await;
     b.stop().await;
 }
 
@@ -400,12 +379,6 @@ async fn measure_the_100k_event_page_in_chromium() {
         "100k-event page: load to ready median {:?} (min {:?}, max {:?}); next page {page_turn:?} ({first_row:.20}…); waterfall {waterfall:?} ({hops} hops)",
         loads[1], loads[0], loads[2]
     );
-    let errors: Vec<_> = b
-        .console()
-        .await
-        .into_iter()
-        .filter(|e| e["level"] == "SEVERE")
-        .collect();
-    assert!(errors.is_empty(), "console errors: {errors:?}");
+    b.assert_no_console_errors().await;
     b.stop().await;
 }

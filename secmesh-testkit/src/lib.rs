@@ -13,11 +13,24 @@ pub mod inventory;
 pub mod prometheus;
 pub mod redis;
 
+use std::path::PathBuf;
 use std::process::Command;
 
-/// Whether `program` (from the Debian package `package`) can be run. When it cannot: in CI
-/// (`CI=true`) a failure, since `.ci/run` installs it; elsewhere `false`, after a loud notice
-/// that the test is skipped.
+/// A test that cannot run here: in CI (`CI=true`) a failure, since `.ci/run` provides what
+/// it needs; elsewhere a loud notice that it is skipped.
+///
+/// # Panics
+/// In CI.
+pub fn skip_or_fail(what: &str) {
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "{what} (CI=true: this test must run)"
+    );
+    eprintln!("\n*** SKIPPED: {what} ***\n");
+}
+
+/// Whether `program` (from the Debian package `package`) can be run; when it cannot, see
+/// [`skip_or_fail`].
 ///
 /// # Panics
 /// In CI, when `program --version` cannot be run.
@@ -25,10 +38,27 @@ pub fn require_program(program: &str, package: &str) -> bool {
     if Command::new(program).arg("--version").output().is_ok() {
         return true;
     }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "{program} is required in CI (apt-get install {package})"
-    );
-    eprintln!("\n*** SKIPPED: {program} is not installed (apt-get install {package}) ***\n");
+    skip_or_fail(&format!(
+        "{program} is not installed (apt-get install {package})"
+    ));
     false
+}
+
+/// An example's binary built beside the running test's (`target/<profile>/examples/NAME`),
+/// or `None` (after [`skip_or_fail`]) when it is not built.
+pub fn example_binary(name: &str) -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let path = exe
+        .parent()?
+        .parent()?
+        .join("examples")
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    if path.is_file() {
+        return Some(path);
+    }
+    skip_or_fail(&format!(
+        "the example binary {} is not built (cargo build --example {name})",
+        path.display()
+    ));
+    None
 }
