@@ -133,15 +133,15 @@ impl Authn {
         &self,
         req: &mut Request<B>,
     ) -> Result<RequestContext, DenyReason> {
-        self.authenticate_observed(req, |_, _| {})
+        self.authenticate_observed(req, None::<fn(std::time::Duration, bool)>)
     }
 
-    /// [`authenticate`](Self::authenticate), handing `on_verify` the verifier's time and
-    /// answer when the token was not in the cache.
+    /// [`authenticate`](Self::authenticate), handing `on_verify` (when there is one) the
+    /// verifier's time and answer when the token was not in the cache.
     pub(crate) fn authenticate_observed<B>(
         &self,
         req: &mut Request<B>,
-        on_verify: impl FnOnce(std::time::Duration, bool),
+        on_verify: Option<impl FnOnce(std::time::Duration, bool)>,
     ) -> Result<RequestContext, DenyReason> {
         strip_internal_headers(req.headers_mut());
         let incoming = req

@@ -60,15 +60,19 @@ impl<C, R> Config<C, R> {
         let _ = rule;
     }
 
-    /// Record a token verification's latency (a cache miss; the metrics feature).
+    /// What records a token verification's latency (a cache miss): the metrics feature, on
+    /// an observed stack; otherwise nothing, and the cache reads no clock.
     #[inline]
-    pub(crate) fn count_verify(&self, took: std::time::Duration, ok: bool) {
+    pub(crate) fn verify_observer(&self) -> Option<impl FnOnce(std::time::Duration, bool) + '_> {
         #[cfg(feature = "metrics")]
-        if self.observe {
-            self.metrics.verified(took, ok);
+        {
+            self.observe
+                .then_some(move |took, ok| self.metrics.verified(took, ok))
         }
         #[cfg(not(feature = "metrics"))]
-        let _ = (took, ok);
+        {
+            None::<fn(std::time::Duration, bool)>
+        }
     }
 
     /// Count a refusal made in the stack (the metrics feature).

@@ -203,7 +203,7 @@ where
         // 2. Authenticate.
         let ctx = match config
             .authn
-            .authenticate_observed(&mut req, |took, ok| config.count_verify(took, ok))
+            .authenticate_observed(&mut req, config.verify_observer())
         {
             Ok(ctx) => ctx,
             Err(reason) => {
