@@ -64,6 +64,15 @@ async fn a_missing_file_at_start_is_an_error() {
     assert!(err.to_string().contains("absent.toml"));
 }
 
+/// Put a file made by `make` at `p` by rename, as a deployment does: the watcher never sees it
+/// half written (a 16 MiB file written in place is, for a while, a shorter file of newlines,
+/// which is a valid empty policy).
+fn replace(p: &std::path::Path, make: impl FnOnce(&std::path::Path)) {
+    let tmp = p.with_extension("toml.new");
+    make(&tmp);
+    std::fs::rename(&tmp, p).unwrap();
+}
+
 /// Reload in a blocking task with a deadline (a bound, not a timing): a hang fails the test.
 async fn reload_bounded(watcher: &std::sync::Arc<PolicyWatcher>) -> Result<(), String> {
     let w = watcher.clone();
@@ -113,18 +122,23 @@ async fn hostile_replacements_keep_the_last_good_policy() {
         (
             "2 GiB sparse file",
             Box::new(|p| {
-                std::fs::File::create(p).unwrap().set_len(2 << 30).unwrap();
+                replace(p, |tmp| {
+                    std::fs::File::create(tmp)
+                        .unwrap()
+                        .set_len(2 << 30)
+                        .unwrap()
+                })
             }),
             "larger than the limit",
         ),
         (
             "one byte over the limit",
-            Box::new(move |p| std::fs::write(p, vec![b'\n'; max + 1]).unwrap()),
+            Box::new(move |p| replace(p, |tmp| std::fs::write(tmp, vec![b'\n'; max + 1]).unwrap())),
             "larger than the limit",
         ),
         (
             "more rules than a policy may hold",
-            Box::new(|p| std::fs::write(p, rules(10_001)).unwrap()),
+            Box::new(|p| replace(p, |tmp| std::fs::write(tmp, rules(10_001)).unwrap())),
             "more than 10000 rules",
         ),
     ];
